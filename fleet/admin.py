@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from fleet import services
+from fleet.models import Agent, ApiToken, MetricMinute
+from l10console.tenancy.admin import TenantScopedAdmin
+
+
+@admin.register(Agent)
+class AgentAdmin(TenantScopedAdmin):
+    list_display = ["name", "external_id", "tenant", "desired_state", "observed_state", "last_heartbeat_at", "version"]
+    list_filter = ["desired_state", "observed_state", "tenant"]
+    search_fields = ["name", "external_id", "id"]
+    list_select_related = ["tenant"]
+    readonly_fields = [
+        "id", "version", "observed_state", "observed_changed_at", "last_heartbeat_at", "desired_changed_at",
+        "desired_changed_by", "cpu_percent", "memory_mb", "latency_p95_ms", "tokens_per_min", "requests_per_min",
+        "errors_per_min", "metrics_at", "registered_at", "updated_at",
+    ]  # fmt: skip
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(self.readonly_fields)
+        if obj is not None:
+            # Desired state changes go through the control service (audited, pushed to the agent).
+            fields += ["tenant", "external_id", "desired_state"]
+        return fields
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(TenantScopedAdmin):
+    list_display = ["name", "prefix", "tenant", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix", "tenant__name"]
+    list_select_related = ["tenant", "created_by"]
+    fields = ["tenant", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, plain = services.token_create(tenant=obj.tenant, name=obj.name, created_by=request.user)  # type: ignore[arg-type]  # staff only reach admin logged in
+        obj.pk = token.pk
+        obj.refresh_from_db()
+        messages.warning(request, f"Token “{token.name}” created. Copy it now, it is shown only once: {plain}")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*self.readonly_fields, "tenant"] if obj is not None else list(self.readonly_fields)
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = sum(services.token_revoke(token=t) for t in queryset)
+        self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(MetricMinute)
+class MetricMinuteAdmin(TenantScopedAdmin):
+    list_display = ["agent", "minute", "samples", "cpu_max", "memory_max", "tokens", "requests", "errors"]
+    list_filter = ["tenant"]
+    search_fields = ["agent__name", "agent__external_id"]
+    list_select_related = ["agent"]
+    date_hierarchy = "minute"
+    raw_id_fields = ["agent"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

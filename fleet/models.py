@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from l10console.tenancy.models import Tenant
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    STOPPED = "stopped", "Stopped"
+
+
+class ObservedState(models.TextChoices):
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    STOPPED = "stopped", "Stopped"
+    ERROR = "error", "Error"
+    UNRESPONSIVE = "unresponsive", "Unresponsive"
+
+
+class QuotaType(models.TextChoices):
+    API_CALLS = "api_calls", "API calls"
+    TOKENS = "tokens", "Tokens"
+
+
+class QuotaPeriod(models.TextChoices):
+    HOUR = "hour", "per hour"
+    DAY = "day", "per day"
+    MONTH = "month", "per month"
+
+
+class Agent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
+    external_id = models.CharField(max_length=200, help_text="The name the SDK registers with.")
+    name = models.CharField(max_length=200)
+    labels = models.JSONField(default=dict, blank=True)
+
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
+    desired_changed_at = models.DateTimeField(null=True, blank=True)
+    desired_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The fencing token: bumped with every change of desired state or quotas.
+    version = models.PositiveBigIntegerField(default=1)
+    quotas = models.JSONField(
+        default=dict, blank=True, help_text='Limits by type and period, e.g. {"tokens": {"day": 100000}}.'
+    )
+
+    observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.STARTING)
+    observed_changed_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    # The latest reported metrics, so live pages never scan the time series.
+    cpu_percent = models.FloatField(null=True, blank=True)
+    memory_mb = models.FloatField(null=True, blank=True)
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+    tokens_per_min = models.FloatField(null=True, blank=True)
+    requests_per_min = models.FloatField(null=True, blank=True)
+    errors_per_min = models.FloatField(null=True, blank=True)
+    metrics_at = models.DateTimeField(null=True, blank=True)
+
+    registered_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "external_id"], name="agent_tenant_external_id_unique"),
+        ]
+        indexes = [
+            # The agent list: a tenant's agents by name, and counts by state.
+            models.Index(fields=["tenant", "name"], name="agent_tenant_name"),
+            models.Index(fields=["tenant", "observed_state"], name="agent_tenant_observed"),
+            # mark_unresponsive: silent agents across all tenants.
+            models.Index(fields=["last_heartbeat_at"], name="agent_last_heartbeat"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MetricMinute(models.Model):
+    """One row per agent per minute; samples reported within the minute are merged in."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metric_minutes")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    samples = models.PositiveIntegerField(default=0)
+    cpu_sum = models.FloatField(default=0)
+    cpu_max = models.FloatField(default=0)
+    memory_sum = models.FloatField(default=0)
+    memory_max = models.FloatField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    latency_p95_ms = models.FloatField(default=0, help_text="Highest p95 reported within the minute.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "minute"], name="metricminute_agent_minute_unique")]
+        indexes = [
+            # Fleet charts: a tenant's rows over a time range.
+            models.Index(fields=["tenant", "minute"], name="metricminute_tenant_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} at {self.minute:%Y-%m-%d %H:%M}"
+
+    @property
+    def cpu_avg(self) -> float:
+        return self.cpu_sum / self.samples if self.samples else 0.0
+
+    @property
+    def memory_avg(self) -> float:
+        return self.memory_sum / self.samples if self.samples else 0.0
+
+
+class ApiToken(models.Model):
+    """A tenant's token for agents and programs. Only a SHA-256 of it is stored."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,34 @@
+"""Reads of the fleet domain, always through the user's tenant membership."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db.models import QuerySet
+from django.http import Http404
+
+from fleet.models import Agent, ApiToken
+from l10console.tenancy.access import AnyUser, membership_for
+from l10console.tenancy.models import Role, Tenant
+
+
+def get_agent_for_user(user: AnyUser, agent_id: UUID | str, *, need: Role = Role.VIEWER) -> Agent:
+    """The agent, if the user's role in its tenant is at least ``need``; else 404/403."""
+    try:
+        agent = Agent.objects.select_related("tenant").get(pk=agent_id)
+    except (Agent.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such agent.") from None
+    membership_for(user, agent.tenant_id, need=need)
+    return agent
+
+
+def get_token_for_user(user: AnyUser, tenant: Tenant, token_id: int, *, need: Role = Role.ADMIN) -> ApiToken:
+    membership_for(user, tenant.pk, need=need)
+    token = ApiToken.objects.filter(tenant=tenant, pk=token_id).first()
+    if token is None:
+        raise Http404("No such token.")
+    return token
+
+
+def tokens_of(tenant: Tenant) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(tenant=tenant).select_related("created_by").order_by("revoked_at", "-created_at")

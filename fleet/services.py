@@ -1,0 +1,358 @@
+"""Writes of the fleet domain: tokens, agent registration, heartbeats and ingest batches.
+
+Every batch is validated whole before anything is written, and written in one
+transaction, so a bad request stores nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.utils import timezone
+
+from costs.models import UsageRecord
+from events.models import Event, Severity
+from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
+from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
+from l10console.errors import ErrorCode, InterfaceError
+from l10console.lib.timeutil import floor_minute
+from l10console.lib.tokens import hash_token, looks_like_token, new_token
+from l10console.tenancy.models import Tenant
+
+log = logging.getLogger(__name__)
+
+# last_used_at is refreshed at most this often, so a busy token does not write per request.
+TOKEN_TOUCH_INTERVAL = timedelta(seconds=60)
+# Silent for this many heartbeat intervals: unresponsive.
+UNRESPONSIVE_AFTER_INTERVALS = 3
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+def token_create(*, tenant: Tenant, name: str, created_by: User | None) -> tuple[ApiToken, str]:
+    """Create a token and return it with its plain text, which is shown once and never stored."""
+    name = name.strip()
+    if not name:
+        raise ValueError("Give the token a name, e.g. the fleet or host that will use it.")
+    made = new_token()
+    token = ApiToken.objects.create(
+        tenant=tenant, name=name[:100], prefix=made.prefix, token_hash=made.digest, created_by=created_by
+    )
+    return token, made.plain
+
+
+def token_revoke(*, token: ApiToken) -> bool:
+    """Revoke a token; False if it already was."""
+    changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db(fields=["revoked_at"])
+    return bool(changed)
+
+
+def token_authenticate(plain: str) -> ApiToken:
+    """The active token for this plain text, with its tenant; InterfaceError otherwise."""
+    if not looks_like_token(plain):
+        raise InterfaceError(ErrorCode.TOKEN_INVALID)
+    token = ApiToken.objects.select_related("tenant").filter(token_hash=hash_token(plain)).first()
+    if token is None:
+        raise InterfaceError(ErrorCode.TOKEN_INVALID)
+    if token.revoked_at is not None:
+        raise InterfaceError(ErrorCode.TOKEN_REVOKED)
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_TOUCH_INTERVAL:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentControl:
+    """What an agent must obey: returned on register and on every heartbeat."""
+
+    agent_id: str
+    external_id: str
+    desired_state: str
+    version: int
+    quotas: dict[str, dict[str, int]]
+    heartbeat_interval: int
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentControl:
+        return cls(
+            agent_id=str(agent.pk),
+            external_id=agent.external_id,
+            desired_state=agent.desired_state,
+            version=agent.version,
+            quotas=agent.quotas or {},
+            heartbeat_interval=settings.L10.agent_heartbeat_interval,
+        )
+
+
+@transaction.atomic
+def agent_register(*, tenant: Tenant, data: RegisterIn) -> tuple[Agent, bool]:
+    """Create the agent, or update its name and labels; returns (agent, created)."""
+    agent, created = Agent.objects.get_or_create(
+        tenant=tenant,
+        external_id=data.external_id,
+        defaults={"name": data.name or data.external_id, "labels": data.labels or {}},
+    )
+    if created:
+        return agent, True
+    changed: list[str] = []
+    if data.name is not None and data.name != agent.name:
+        agent.name = data.name
+        changed.append("name")
+    if data.labels is not None and data.labels != agent.labels:
+        agent.labels = data.labels
+        changed.append("labels")
+    if changed:
+        agent.save(update_fields=[*changed, "updated_at"])
+    return agent, False
+
+
+def _agent_by_external_id(tenant: Tenant, external_id: str) -> Agent:
+    agent = Agent.objects.filter(tenant=tenant, external_id=external_id).first()
+    if agent is None:
+        raise InterfaceError(
+            ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register it first."
+        )
+    return agent
+
+
+@transaction.atomic
+def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> Agent:
+    """Record the agent's observed state and metrics. Always accepted, also from a stopped agent."""
+    now = timezone.now()
+    agent = _agent_by_external_id(tenant, external_id)
+    fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
+    if agent.observed_state != data.state:
+        fields["observed_state"] = data.state
+        fields["observed_changed_at"] = now
+    metrics = data.metrics
+    if metrics is not None:
+        at = data.at or now
+        interval_min = settings.L10.agent_heartbeat_interval / 60
+        fields.update(
+            cpu_percent=metrics.cpu_percent,
+            memory_mb=metrics.memory_mb,
+            latency_p95_ms=metrics.latency_p95_ms,
+            tokens_per_min=metrics.tokens / interval_min,
+            requests_per_min=metrics.requests / interval_min,
+            errors_per_min=metrics.errors / interval_min,
+            metrics_at=at,
+        )
+        _merge_minutes([(agent.pk, tenant.pk, at, metrics)])
+    Agent.objects.filter(pk=agent.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    return agent
+
+
+def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
+    """Mark agents silent for three heartbeat intervals ``unresponsive``; returns their ids.
+
+    A confirmed-stopped agent is expected to go quiet and is left alone. Each marking is
+    recorded as an ``agent.unresponsive`` event.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.L10.agent_heartbeat_interval * UNRESPONSIVE_AFTER_INTERVALS)
+    quiet = ObservedState.UNRESPONSIVE, ObservedState.STOPPED
+    with transaction.atomic():
+        silent = list(
+            Agent.objects.select_for_update(skip_locked=True)
+            .filter(last_heartbeat_at__lt=cutoff)
+            .exclude(observed_state__in=quiet)
+            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at")
+        )
+        never_seen = list(
+            Agent.objects.select_for_update(skip_locked=True)
+            .filter(last_heartbeat_at__isnull=True, registered_at__lt=cutoff)
+            .exclude(observed_state__in=quiet)
+            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at")
+        )
+        rows = silent + never_seen
+        if not rows:
+            return []
+        ids = [row[0] for row in rows]
+        Agent.objects.filter(pk__in=ids).update(
+            observed_state=ObservedState.UNRESPONSIVE, observed_changed_at=now, updated_at=now
+        )
+        Event.objects.bulk_create(
+            Event(
+                tenant_id=tenant_id,
+                agent_id=pk,
+                type="agent.unresponsive",
+                severity=Severity.WARNING,
+                message=f"No heartbeat since {last.isoformat() if last else 'registration'}; was {previous}.",
+                data={"previous_state": previous, "last_heartbeat_at": last.isoformat() if last else None},
+                occurred_at=now,
+            )
+            for pk, tenant_id, previous, last in rows
+        )
+    log.info("marked %d agent(s) unresponsive", len(ids))
+    return ids
+
+
+# --- batches --------------------------------------------------------------------------
+
+
+def _resolve_agents(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, Agent]:
+    wanted = set(external_ids)
+    agents = {a.external_id: a for a in Agent.objects.filter(tenant=tenant, external_id__in=wanted)}
+    missing = sorted(wanted - agents.keys())
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise InterfaceError(
+            ErrorCode.INGEST_UNKNOWN_AGENT,
+            f"{len(missing)} unknown external_id(s) in this tenant: {shown}. Register them first; nothing was stored.",
+            details={"unknown_external_ids": missing[:100]},
+        )
+    return agents
+
+
+MinuteKey = tuple[UUID, datetime]
+MERGE_COLUMNS = (
+    "agent_id, tenant_id, minute, samples, cpu_sum, cpu_max, memory_sum, memory_max, tokens, requests, errors, "
+    "latency_p95_ms"
+)
+MERGE_ROWS_PER_STATEMENT = 500
+
+
+def _larger(column: str) -> str:
+    # GREATEST on PostgreSQL, MAX(a, b) on SQLite: CASE works on both.
+    return f"CASE WHEN excluded.{column} > t.{column} THEN excluded.{column} ELSE t.{column} END"
+
+
+MERGE_UPDATE = ", ".join(
+    [f"{c} = t.{c} + excluded.{c}" for c in ("samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors")]
+    + [f"{c} = {_larger(c)}" for c in ("cpu_max", "memory_max", "latency_p95_ms")]
+)
+
+
+def _merge_minutes(samples: Sequence[tuple[UUID, int, datetime, Metrics]]) -> int:
+    """Fold samples into per-minute rows: sums add, maxima keep the larger; returns rows written.
+
+    1. Aggregate in memory first, since one INSERT may not touch the same row twice.
+    2. Upsert the aggregates in chunks with ``ON CONFLICT (agent_id, minute) DO UPDATE``.
+    """
+    merged: dict[MinuteKey, list[Any]] = {}
+    for agent_id, tenant_id, at, m in samples:
+        key = (agent_id, floor_minute(at))
+        cpu = m.cpu_percent or 0.0
+        mem = m.memory_mb or 0.0
+        p95 = m.latency_p95_ms or 0.0
+        row = merged.get(key)
+        if row is None:
+            merged[key] = [tenant_id, 1, cpu, cpu, mem, mem, m.tokens, m.requests, m.errors, p95]
+            continue
+        row[1] += 1
+        row[2] += cpu
+        row[3] = max(row[3], cpu)
+        row[4] += mem
+        row[5] = max(row[5], mem)
+        row[6] += m.tokens
+        row[7] += m.requests
+        row[8] += m.errors
+        row[9] = max(row[9], p95)
+
+    pk_field = Agent._meta.get_field("id")
+    table = MetricMinute._meta.db_table
+    items = list(merged.items())
+    with connection.cursor() as cursor:
+        for start in range(0, len(items), MERGE_ROWS_PER_STATEMENT):
+            chunk = items[start : start + MERGE_ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            for (agent_id, minute), row in chunk:
+                params.append(pk_field.get_db_prep_value(agent_id, connection))
+                params.append(row[0])
+                params.append(connection.ops.adapt_datetimefield_value(minute))
+                params.extend(row[1:])
+            values = ", ".join(["(" + ", ".join(["%s"] * 12) + ")"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} AS t ({MERGE_COLUMNS}) VALUES {values} "  # noqa: S608 - constants only
+                f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE}",
+                params,
+            )
+    return len(items)
+
+
+@transaction.atomic
+def metrics_record(*, tenant: Tenant, samples: Sequence[MetricSampleIn]) -> int:
+    agents = _resolve_agents(tenant, (s.external_id for s in samples))
+    return _merge_minutes([(agents[s.external_id].pk, tenant.pk, s.at, s) for s in samples])
+
+
+@transaction.atomic
+def events_record(*, tenant: Tenant, events: Sequence[EventIn]) -> tuple[int, int]:
+    """Store events; returns (stored, duplicates skipped by ``id``)."""
+    agents = _resolve_agents(tenant, (e.external_id for e in events if e.external_id))
+    rows = [
+        Event(
+            tenant=tenant,
+            agent=agents[e.external_id] if e.external_id else None,
+            uid=e.id,
+            type=e.type,
+            severity=e.severity,
+            message=e.message,
+            data=e.data,
+            occurred_at=e.at,
+        )
+        for e in events
+    ]
+    return _insert_deduplicated(Event, tenant, rows)
+
+
+@transaction.atomic
+def usage_record(*, tenant: Tenant, records: Sequence[UsageIn]) -> tuple[int, int]:
+    """Store usage; flag what a stopped agent reported. Returns (stored, duplicates)."""
+    agents = _resolve_agents(tenant, (r.external_id for r in records))
+    rows = []
+    for r in records:
+        agent = agents[r.external_id]
+        stopped = agent.desired_state == DesiredState.STOPPED
+        rows.append(
+            UsageRecord(
+                tenant=tenant,
+                agent=agent,
+                uid=r.id,
+                model=r.model,
+                input_tokens=r.input_tokens,
+                output_tokens=r.output_tokens,
+                api_calls=r.api_calls,
+                occurred_at=r.at,
+                flagged=stopped,
+                flag_reason="reported after an emergency stop" if stopped else "",
+            )
+        )
+    return _insert_deduplicated(UsageRecord, tenant, rows)
+
+
+def _insert_deduplicated(model: type[Event] | type[UsageRecord], tenant: Tenant, rows: list[Any]) -> tuple[int, int]:
+    """Insert rows, skipping those whose sender-given ``uid`` is already stored."""
+    uids = {row.uid for row in rows if row.uid is not None}
+    seen: set[UUID] = set()
+    if uids:
+        stored = model.objects.filter(tenant=tenant, uid__in=uids).values_list("uid", flat=True)
+        seen = {uid for uid in stored if uid is not None}
+    fresh, duplicates = [], 0
+    for row in rows:
+        if row.uid is not None and row.uid in seen:
+            duplicates += 1
+            continue
+        if row.uid is not None:
+            seen.add(row.uid)
+        fresh.append(row)
+    # ignore_conflicts: a concurrent retry of the same batch must not fail the request.
+    model.objects.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
+    return len(fresh), duplicates

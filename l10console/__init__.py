@@ -1,0 +1,3 @@
+from l10console.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,13 @@
+"""The Celery app. Periodic schedules live in settings.CELERY_BEAT_SCHEDULE."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
+
+app = Celery("l10console")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

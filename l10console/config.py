@@ -1,0 +1,183 @@
+"""The console's configuration, read from the ``L10_*`` environment variables.
+
+``L10Settings()`` is the seed's settings object; Django's settings module builds on it,
+so the façade and the web app always agree. Every bad value raises
+``ImproperlyConfigured`` naming the variable, so a typo stops start-up instead of
+surfacing later as a strange failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class EnvReader:
+    """Typed reads of environment variables; each error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def string(self, name: str, default: str) -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def optional(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}.") from None
+        if number < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {number}.")
+        if maximum is not None and number > maximum:
+            raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {number}.")
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.integer(name, default, minimum=1, maximum=65535)
+
+    def seconds(self, name: str, default: int) -> int:
+        """A duration in whole seconds; zero or negative durations make no sense here."""
+        return self.integer(name, default, minimum=1)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        word = value.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), got {value!r}.")
+
+    def words(self, name: str, default: list[str]) -> list[str]:
+        value = self.raw(name)
+        if value is None:
+            return list(default)
+        return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class L10Settings:
+    """Every ``L10_*`` variable with its default. ``L10Settings()`` reads ``os.environ``."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        env = EnvReader(self.environ)
+        values = {
+            "host": env.string("L10_HOST", "0.0.0.0"),  # noqa: S104 - the seed's default: listen on all interfaces
+            "port": env.port("L10_PORT", 8010),
+            "debug": env.boolean("L10_DEBUG", False),
+            "secret_key": env.optional("L10_SECRET_KEY"),
+            "allowed_hosts": env.words("L10_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"]),
+            "redis_host": env.optional("L10_REDIS_HOST"),
+            "redis_port": env.port("L10_REDIS_PORT", 6379),
+            "redis_db": env.integer("L10_REDIS_DB", 0, maximum=1023),
+            "redis_password": env.optional("L10_REDIS_PASSWORD"),
+            "postgres_host": env.optional("L10_POSTGRES_HOST"),
+            "postgres_port": env.port("L10_POSTGRES_PORT", 5432),
+            "postgres_db": env.string("L10_POSTGRES_DB", "agent_platform"),
+            "postgres_user": env.string("L10_POSTGRES_USER", "postgres"),
+            "postgres_password": env.string("L10_POSTGRES_PASSWORD", ""),
+            "postgres_pool_max": env.integer("L10_POSTGRES_POOL_MAX", 20, minimum=1, maximum=1000),
+            "sqlite_path": env.optional("L10_SQLITE_PATH"),
+            "cache_ttl_agent_list": env.seconds("L10_CACHE_TTL_AGENT_LIST", 60),
+            "cache_ttl_metrics": env.seconds("L10_CACHE_TTL_METRICS", 300),
+            "cache_ttl_dashboard": env.seconds("L10_CACHE_TTL_DASHBOARD", 120),
+            "cache_ttl_agent_detail": env.seconds("L10_CACHE_TTL_AGENT_DETAIL", 30),
+            "control_lock_ttl": env.seconds("L10_CONTROL_LOCK_TTL", 30),
+            "control_idempotency_ttl": env.seconds("L10_CONTROL_IDEMPOTENCY_TTL", 86400),
+            "ws_heartbeat_interval": env.seconds("L10_WS_HEARTBEAT_INTERVAL", 30),
+            "ws_max_connections": env.integer("L10_WS_MAX_CONNECTIONS", 1000, minimum=1),
+            "agent_heartbeat_interval": env.seconds("L10_AGENT_HEARTBEAT_INTERVAL", 10),
+            "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
+            "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
+            "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
+            "login_max_failures": env.integer("L10_LOGIN_MAX_FAILURES", 5, minimum=1),
+            "login_lockout_seconds": env.seconds("L10_LOGIN_LOCKOUT", 900),
+        }
+        values["tls"] = env.boolean("L10_TLS", not values["debug"])
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    # Declared for type checkers; set in __post_init__.
+    host: str = field(init=False)
+    port: int = field(init=False)
+    debug: bool = field(init=False)
+    tls: bool = field(init=False)
+    secret_key: str | None = field(init=False, repr=False)
+    allowed_hosts: list[str] = field(init=False)
+    redis_host: str | None = field(init=False)
+    redis_port: int = field(init=False)
+    redis_db: int = field(init=False)
+    redis_password: str | None = field(init=False, repr=False)
+    postgres_host: str | None = field(init=False)
+    postgres_port: int = field(init=False)
+    postgres_db: str = field(init=False)
+    postgres_user: str = field(init=False)
+    postgres_password: str = field(init=False, repr=False)
+    postgres_pool_max: int = field(init=False)
+    sqlite_path: str | None = field(init=False)
+    cache_ttl_agent_list: int = field(init=False)
+    cache_ttl_metrics: int = field(init=False)
+    cache_ttl_dashboard: int = field(init=False)
+    cache_ttl_agent_detail: int = field(init=False)
+    control_lock_ttl: int = field(init=False)
+    control_idempotency_ttl: int = field(init=False)
+    ws_heartbeat_interval: int = field(init=False)
+    ws_max_connections: int = field(init=False)
+    agent_heartbeat_interval: int = field(init=False)
+    ingest_rate_limit: int = field(init=False)
+    ingest_max_body_bytes: int = field(init=False)
+    ingest_max_batch: int = field(init=False)
+    login_max_failures: int = field(init=False)
+    login_lockout_seconds: int = field(init=False)
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.postgres_host is not None
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_host is not None
+
+    @property
+    def embedded(self) -> bool:
+        """No Redis: cache, hub and task runner live inside the one process."""
+        return not self.uses_redis
+
+    @property
+    def redis_url(self) -> str:
+        host = self.redis_host or "localhost"
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def postgres_url(self) -> str:
+        host = self.postgres_host or "localhost"
+        auth = quote(self.postgres_user, safe="")
+        if self.postgres_password:
+            auth += ":" + quote(self.postgres_password, safe="")
+        return f"postgresql://{auth}@{host}:{self.postgres_port}/{quote(self.postgres_db, safe='')}"

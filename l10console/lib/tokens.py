@@ -1,0 +1,35 @@
+"""API tokens: ``l10_<prefix>_<secret>``. Only the SHA-256 of the whole token is stored.
+
+A token carries 256 bits of randomness, so a fast hash is enough: there is nothing to
+brute-force, unlike a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+SCHEME = "l10"
+
+
+@dataclass(frozen=True)
+class NewToken:
+    plain: str
+    prefix: str
+    digest: str
+
+
+def hash_token(plain: str) -> str:
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+def new_token() -> NewToken:
+    prefix = secrets.token_hex(4)
+    plain = f"{SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    return NewToken(plain=plain, prefix=f"{SCHEME}_{prefix}", digest=hash_token(plain))
+
+
+def looks_like_token(value: str) -> bool:
+    parts = value.split("_", 2)  # the secret itself may contain "_"
+    return len(parts) == 3 and parts[0] == SCHEME and len(parts[1]) == 8 and 20 <= len(parts[2]) <= 64

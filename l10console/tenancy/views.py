@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import logging
+
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
+
+from l10console.tenancy import throttle
+from l10console.tenancy.access import memberships_of
+from l10console.tenancy.decorators import LAST_TENANT_SESSION_KEY
+
+log = logging.getLogger(__name__)
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login(request: HttpRequest) -> HttpResponse:
+    next_url = request.POST.get("next") or request.GET.get("next") or ""
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect(next_url or "home")
+
+    form = AuthenticationForm(request, data=request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        username = request.POST.get("username", "")[:150]
+        address = request.META.get("REMOTE_ADDR", "")
+        try:
+            locked = throttle.is_locked(username, address)
+        except Exception:
+            log.exception("login throttle unavailable")
+            form = AuthenticationForm(request)
+            form.add_error(None, "Sign-in is briefly unavailable. Try again in a minute.")
+            return render(request, "tenancy/login.html", {"form": form, "next": next_url}, status=503)
+        if locked:
+            form = AuthenticationForm(request)
+            form.add_error(None, "Too many failed sign-ins. Wait a few minutes, then try again.")
+            status = 429
+        elif form.is_valid():
+            throttle.clear(username)
+            auth_login(request, form.get_user())
+            return redirect(next_url or "home")
+        else:
+            throttle.record_failure(username, address)
+            status = 400
+    return render(request, "tenancy/login.html", {"form": form, "next": next_url}, status=status)
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    auth_logout(request)
+    return redirect("login")
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """The last tenant used, else the first one; a page of its own when there is none."""
+    memberships = memberships_of(request.user)
+    if not memberships:
+        return render(request, "tenancy/no_tenant.html", status=200)
+    last = request.session.get(LAST_TENANT_SESSION_KEY)
+    chosen = next((m for m in memberships if m.tenant.slug == last), memberships[0])
+    return redirect(reverse("dashboard:agents", args=[chosen.tenant.slug]))

@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from l10console import views
+from l10console.api import api
+from l10console.tenancy import views as tenancy_views
+
+tenant_patterns = [
+    path("", include("dashboard.urls")),
+    path("", include("fleet.urls")),
+]
+
+urlpatterns = [
+    path("", tenancy_views.home, name="home"),
+    path("login/", tenancy_views.login, name="login"),
+    path("logout/", tenancy_views.logout, name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("t/<slug:slug>/", include(tenant_patterns)),
+    path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
+]

@@ -1,0 +1,304 @@
+"""The fixed cast and the real-service harness.
+
+Cast: tenant A ("acme") with an admin, an operator and a viewer; tenant B ("globex")
+with an operator (the outsider to A); a staff user who is admin of A; a superuser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.test import Client
+
+from fleet import services as fleet_services
+from fleet.models import Agent
+from l10console.tenancy.models import Role, Tenant
+from tests import services
+from tests.factories import AgentFactory, MembershipFactory, TenantFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- services -------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name, reason in services.MISSING.items():
+            if reason and item.get_closest_marker(name):
+                item.add_marker(pytest.mark.skip(reason=f"SKIPPED LOUDLY: {reason}; this test needs it"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    pg = "PostgreSQL" if services.HAS_POSTGRES else f"SQLite ({services.MISSING['postgres']})"
+    rd = "Redis" if services.HAS_REDIS else f"local memory ({services.MISSING['redis']})"
+    return [f"l10 services: database {pg}; cache {rd}; CI={services.CI}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_test_redis() -> None:
+    if services.HAS_REDIS:
+        import redis
+
+        redis.Redis(host=services.REDIS_HOST, port=services.REDIS_PORT, db=services.REDIS_DB).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    yield
+    # A test that pointed the cache at a private Redis and killed it leaves nothing to clear.
+    with contextlib.suppress(Exception):
+        cache.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> object:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+@dataclass
+class PrivateRedis:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, which the test may kill."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if services.CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("SKIPPED LOUDLY: redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: services.answers("127.0.0.1", port), timeout=10, what="private redis-server")
+    yield PrivateRedis(port=port, process=proc)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# --- the cast -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tenant_a(db: None) -> Tenant:
+    return TenantFactory.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def tenant_b(db: None) -> Tenant:
+    return TenantFactory.create(slug="globex", name="Globex")
+
+
+def _member(username: str, tenant: Tenant, role: Role) -> User:
+    user = UserFactory.create(username=username)
+    MembershipFactory.create(user=user, tenant=tenant, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_a(tenant_a: Tenant) -> User:
+    return _member("alice", tenant_a, Role.ADMIN)
+
+
+@pytest.fixture
+def operator_a(tenant_a: Tenant) -> User:
+    return _member("oscar", tenant_a, Role.OPERATOR)
+
+
+@pytest.fixture
+def viewer_a(tenant_a: Tenant) -> User:
+    return _member("vera", tenant_a, Role.VIEWER)
+
+
+@pytest.fixture
+def operator_b(tenant_b: Tenant) -> User:
+    return _member("bob", tenant_b, Role.OPERATOR)
+
+
+@pytest.fixture
+def staff(tenant_a: Tenant) -> User:
+    user = _member("sam", tenant_a, Role.ADMIN)
+    user.is_staff = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def superuser(db: None) -> User:
+    user = UserFactory.create(username="root")
+    user.is_staff = user.is_superuser = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def agent_a(tenant_a: Tenant) -> Agent:
+    return AgentFactory.create(tenant=tenant_a, external_id="worker-1", name="Worker 1")
+
+
+@pytest.fixture
+def agent_b(tenant_b: Tenant) -> Agent:
+    return AgentFactory.create(tenant=tenant_b, external_id="worker-1", name="Globex worker")
+
+
+@pytest.fixture
+def token_a(tenant_a: Tenant, admin_a: User) -> str:
+    return fleet_services.token_create(tenant=tenant_a, name="fleet A", created_by=admin_a)[1]
+
+
+@pytest.fixture
+def token_b(tenant_b: Tenant) -> str:
+    return fleet_services.token_create(tenant=tenant_b, name="fleet B", created_by=None)[1]
+
+
+def client_for(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+# --- a live ASGI server ---------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+class UvicornThread:
+    """The console's ASGI app served by uvicorn in a thread of the test process, so it
+    shares the test database settings. It can be stopped and started again on the same
+    port (an outage, from a client's point of view)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from l10console.asgi import application
+
+        config = uvicorn.Config(
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", ws="websockets"
+        )
+        server = uvicorn.Server(config)
+        self.server = server
+        self.thread = threading.Thread(target=server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.thread.start()
+        wait_for(lambda: server.started, timeout=15, what="uvicorn to start")
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=15)
+            self.server = None
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None) -> Iterator[LiveServer]:
+    """The ASGI app (pages and sockets) on a free port, over a committed test database."""
+    server = UvicornThread(free_port())
+    server.start()
+    yield LiveServer("127.0.0.1", server.port)
+    server.stop()
+
+
+@pytest.fixture
+def asgi_server_control(transactional_db: None) -> Iterator[UvicornThread]:
+    """Like ``asgi_server``, but the test starts and stops it."""
+    server = UvicornThread(free_port())
+    yield server
+    server.stop()
+
+
+# --- the browser ----------------------------------------------------------------------
+
+CHROMIUM = os.environ.get("L10_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if services.CI:
+            pytest.fail(f"Chromium is not installed at {CHROMIUM}")
+        pytest.skip(f"SKIPPED LOUDLY: Chromium is not installed at {CHROMIUM}")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
+    # make between browser steps are safe here (no concurrent use of a connection).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: object) -> Iterator[object]:
+    context = chromium.new_context(viewport={"width": 1366, "height": 900})  # type: ignore[attr-defined]
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -1,0 +1,30 @@
+"""Test settings: the real settings module, pointed at the machine's PostgreSQL and
+Redis when they answer (see tests/services.py)."""
+
+from __future__ import annotations
+
+import os
+
+from tests import services
+
+if services.HAS_POSTGRES:
+    os.environ["L10_POSTGRES_HOST"] = services.PG_HOST
+    os.environ["L10_POSTGRES_PORT"] = str(services.PG_PORT)
+    os.environ.setdefault("L10_POSTGRES_DB", "l10console")
+else:
+    os.environ.pop("L10_POSTGRES_HOST", None)
+if services.HAS_REDIS:
+    os.environ["L10_REDIS_HOST"] = services.REDIS_HOST
+    os.environ["L10_REDIS_PORT"] = str(services.REDIS_PORT)
+    os.environ["L10_REDIS_DB"] = str(services.REDIS_DB)
+else:
+    os.environ.pop("L10_REDIS_HOST", None)
+os.environ.setdefault("L10_SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789abcdef")
+os.environ["L10_DEBUG"] = "0"
+os.environ["L10_TLS"] = "0"
+os.environ.setdefault("L10_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+
+from l10console.settings import *  # noqa: F403
+
+# Fast hashing keeps the cast's logins cheap; production uses Django's default.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
