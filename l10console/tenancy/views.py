@@ -36,29 +36,28 @@ def login(request: HttpRequest) -> HttpResponse:
         return redirect(next_url or "home")
 
     form = AuthenticationForm(request, data=request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        username = request.POST.get("username", "")[:150]
-        address = request.META.get("REMOTE_ADDR", "")
-        try:
-            locked = throttle.is_locked(username, address)
-        except Exception:
-            log.exception("login throttle unavailable")
-            form = AuthenticationForm(request)
-            form.add_error(None, "Sign-in is briefly unavailable. Try again in a minute.")
-            return render(request, "tenancy/login.html", {"form": form, "next": next_url}, status=503)
+    if request.method == "GET":
+        return render(request, "tenancy/login.html", {"form": form, "next": next_url})
+
+    username = request.POST.get("username", "")[:150]
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        locked = throttle.is_locked(username, address)
+    except Exception:
+        log.exception("login throttle unavailable")
+        error, status = "Sign-in is briefly unavailable. Try again in a minute.", 503
+    else:
         if locked:
-            form = AuthenticationForm(request)
-            form.add_error(None, "Too many failed sign-ins. Wait a few minutes, then try again.")
-            status = 429
+            error, status = "Too many failed sign-ins. Wait a few minutes, then try again.", 429
         elif form.is_valid():
             throttle.clear(username)
             auth_login(request, form.get_user())
             return redirect(next_url or "home")
         else:
             throttle.record_failure(username, address)
-            status = 400
-    return render(request, "tenancy/login.html", {"form": form, "next": next_url}, status=status)
+            error, status = " ".join(form.non_field_errors()) or "Enter your username and password.", 400
+    context = {"form": AuthenticationForm(request, initial={"username": username}), "next": next_url, "error": error}
+    return render(request, "tenancy/login.html", context, status=status)
 
 
 @require_POST

@@ -1,0 +1,155 @@
+"""Every route of the console against every member of the cast, generated from the
+URLconf and the API schema: a route added without an entry here fails the suite.
+
+Pages: anonymous → login; outsider (tenant B) → 404; below the route's role → 403 and
+nothing changes; at the role → allowed. API: no token → 401; tenant B's token never
+reads or changes tenant A's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from costs.models import UsageRecord
+from events.models import Event
+from fleet.models import Agent, ApiToken, MetricMinute
+from l10console.api import api
+from l10console.tenancy.models import Role
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+# Routes that need no tenant: name → expectation for an anonymous visitor.
+PUBLIC = {"home": 302, "login": 200, "logout": 405, "healthz": 200}
+# Tenant routes: name → (method, least role).
+TENANT = {
+    "dashboard:home": ("GET", Role.VIEWER),
+    "dashboard:agents": ("GET", Role.VIEWER),
+    "fleet:tokens": ("GET", Role.ADMIN),
+    "fleet:token_create": ("POST", Role.ADMIN),
+    "fleet:token_revoke": ("POST", Role.ADMIN),
+}
+# Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
+# (below), static files.
+SEPARATE = ("admin/", "api/v1/", "static/")
+
+
+def _walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator[tuple[str, str]]:
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            ns = f"{namespace}{p.namespace}:" if p.namespace else namespace
+            yield from _walk(p.url_patterns, prefix + str(p.pattern), ns)
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), f"{namespace}{p.name}" if p.name else ""
+
+
+def routes() -> list[tuple[str, str]]:
+    return [(route, name) for route, name in _walk(get_resolver().url_patterns) if not route.startswith(SEPARATE)]
+
+
+def test_every_route_is_in_the_matrix():
+    unknown = [(route, name) for route, name in routes() if name not in PUBLIC and name not in TENANT]
+    assert not unknown, f"routes missing from the access matrix: {unknown}"
+    assert all(route.startswith("t/<slug:slug>/") for route, name in routes() if name in TENANT)
+
+
+def _url(route: str, values: dict[str, Any]) -> str:
+    url = "/" + route
+    for key, value in values.items():
+        for converter in ("slug", "int", "uuid", "str"):
+            url = url.replace(f"<{converter}:{key}>", str(value))
+    assert "<" not in url, f"no value for a parameter of {route}"
+    return url
+
+
+@pytest.fixture
+def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a):
+    token = ApiToken.objects.get(tenant=tenant_a)
+    return {"slug": tenant_a.slug, "token_id": token.pk, "agent_id": agent_a.pk}
+
+
+def _tokens_state() -> list[tuple[int, Any]]:
+    return list(ApiToken.objects.order_by("pk").values_list("pk", "revoked_at"))
+
+
+ROLE_USERS = {"viewer": "viewer_a", "operator": "operator_a", "admin": "admin_a"}
+
+
+@pytest.mark.parametrize(("route", "name"), routes(), ids=[n for _, n in routes()])
+def test_each_route_enforces_tenant_and_role(request, world, route, name):
+    if name in PUBLIC:
+        response = client_for(None).get(_url(route, world))
+        assert response.status_code == PUBLIC[name]
+        return
+    method, need = TENANT[name]
+    url = _url(route, world)
+    data = {"name": "matrix"} if method == "POST" else None
+
+    def call(user: Any) -> Any:
+        client = client_for(user)
+        return client.post(url, data) if method == "POST" else client.get(url)
+
+    before = (_tokens_state(), Agent.objects.count())
+    anonymous = call(None)
+    assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
+    assert call(request.getfixturevalue("operator_b")).status_code == 404
+    for role_name, fixture in ROLE_USERS.items():
+        role = Role(role_name)
+        if not role.allows(need):
+            assert call(request.getfixturevalue(fixture)).status_code == 403, f"{role_name} on {name}"
+    assert (_tokens_state(), Agent.objects.count()) == before, "a refused request changed something"
+    allowed = call(request.getfixturevalue(ROLE_USERS[need.value]))
+    assert allowed.status_code in (200, 201, 302), f"{need} on {name}: {allowed.status_code}"
+
+
+# --- the API ---------------------------------------------------------------------------
+
+NOW = datetime.now(UTC).isoformat()
+# Path → a body that would be valid for tenant A's agent "worker-1".
+API_BODIES: dict[str, dict[str, Any]] = {
+    "/api/v1/ingest/register": {"external_id": "worker-1", "name": "hijacked", "labels": {"owner": "b"}},
+    "/api/v1/ingest/agents/{external_id}/heartbeat": {"state": "error", "metrics": {"cpu_percent": 99.0}},
+    "/api/v1/ingest/metrics": {"samples": [{"external_id": "worker-1", "at": NOW, "cpu_percent": 99.0}]},
+    "/api/v1/ingest/events": {"events": [{"external_id": "worker-1", "type": "task.completed", "at": NOW}]},
+    "/api/v1/ingest/usage": {"records": [{"external_id": "worker-1", "model": "gpt-4o", "input_tokens": 9, "at": NOW}]},
+}
+
+
+def api_operations() -> list[tuple[str, str]]:
+    schema = api.get_openapi_schema()
+    return [(path, method.upper()) for path, ops in schema["paths"].items() for method in ops]
+
+
+def test_every_api_route_is_in_the_matrix():
+    assert {path for path, _ in api_operations()} == set(API_BODIES)
+
+
+def _a_rows(tenant: Any) -> tuple[Any, ...]:
+    agent = Agent.objects.get(tenant=tenant, external_id="worker-1")
+    return (
+        agent.name,
+        agent.labels,
+        agent.observed_state,
+        agent.last_heartbeat_at,
+        MetricMinute.objects.filter(tenant=tenant).count(),
+        Event.objects.filter(tenant=tenant).count(),
+        UsageRecord.objects.filter(tenant=tenant).count(),
+    )
+
+
+@pytest.mark.parametrize(("path", "method"), api_operations())
+def test_each_api_route_needs_a_token_and_keeps_to_its_tenant(client, tenant_a, agent_a, token_b, path, method):
+    url = path.replace("{external_id}", agent_a.external_id)
+    body = json.dumps(API_BODIES[path])
+    before = _a_rows(tenant_a)
+    anonymous = client.generic(method, url, body, content_type="application/json")
+    assert anonymous.status_code == 401
+    as_b = client.generic(method, url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token_b}")
+    assert as_b.status_code in (200, 201, 404), as_b.content
+    assert _a_rows(tenant_a) == before
