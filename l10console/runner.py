@@ -8,6 +8,7 @@ same tasks run on a small thread pool, and the periodic ones from
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -23,9 +24,17 @@ from l10console.celery import app as celery_app
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _discover_tasks() -> None:
+    # Outside a worker nothing imports the apps' tasks modules; this is what a worker
+    # does at start-up (it fires autodiscover_tasks).
+    celery_app.loader.import_default_modules()
+
+
 def _run_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     close_old_connections()
     try:
+        _discover_tasks()
         celery_app.tasks[name](*args, **kwargs)
     except Exception:
         log.exception("task %s failed", name)

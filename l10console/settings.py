@@ -40,6 +40,9 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = L10.allowed_hosts
 
 INSTALLED_APPS = [
+    # First, so that `runserver` serves ASGI (sockets included) for development; real
+    # deployments serve with uvicorn.
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
