@@ -232,7 +232,7 @@ class UvicornThread:
         from l10console.asgi import application
 
         config = uvicorn.Config(
-            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", ws="websockets"
+            application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", ws="websockets-sansio"
         )
         server = uvicorn.Server(config)
         self.server = server
@@ -278,18 +278,20 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         if services.CI:
             pytest.fail(f"Chromium is not installed at {CHROMIUM}")
         pytest.skip(f"SKIPPED LOUDLY: Chromium is not installed at {CHROMIUM}")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests
-    # make between browser steps are safe here (no concurrent use of a connection).
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
+    # Playwright's sync API runs an event loop in this thread for as long as it is open;
+    # the ORM calls the tests make between browser steps are safe here (no concurrent use
+    # of a connection). Per module and undone afterwards: left set, the variable leaks into
+    # later tests and their subprocesses (`check --deploy` fails on it: async.E001).
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as pw:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,8 @@ def test_a_bad_value_is_refused_naming_the_variable(name, value, words):
 def _start(env: dict[str, str], *check_args: str) -> subprocess.CompletedProcess[str]:
     """``manage.py check`` in a fresh process with only these L10_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("L10_")}
-    clean.update({"DJANGO_SETTINGS_MODULE": "l10console.settings", "L10_SQLITE_PATH": "/tmp/l10-settings-test.sqlite3"})
+    sqlite = tempfile.mktemp(prefix="l10-settings-", suffix=".sqlite3")  # noqa: S306 - a path for a child process
+    clean.update({"DJANGO_SETTINGS_MODULE": "l10console.settings", "L10_SQLITE_PATH": sqlite})
     clean.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", "check", *check_args],
