@@ -9,7 +9,8 @@ class UsageRecord(models.Model):
     """Model usage an agent reported. Always stored: it is money already spent."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_records")
-    agent = models.ForeignKey("fleet.Agent", on_delete=models.CASCADE, related_name="usage_records")
+    # RESTRICT: money spent is not deleted with an agent, only with its whole tenant.
+    agent = models.ForeignKey("fleet.Agent", on_delete=models.RESTRICT, related_name="usage_records")
     # Set by the sender so a retried batch is stored once.
     uid = models.UUIDField(null=True, blank=True)
     model = models.CharField(max_length=100)

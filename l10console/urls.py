@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from l10console import views
 from l10console.api import api
@@ -18,4 +18,5 @@ urlpatterns = [
     path("t/<slug:slug>/", include(tenant_patterns)),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    re_path(r"^api/", views.api_not_found, name="api_not_found"),
 ]

@@ -55,7 +55,10 @@ def login(request: HttpRequest) -> HttpResponse:
             return redirect(next_url or "home")
         else:
             throttle.record_failure(username, address)
-            error, status = " ".join(form.non_field_errors()) or "Enter your username and password.", 400
+            error, status = (
+                " ".join(str(e) for e in form.non_field_errors()) or "Enter your username and password.",
+                400,
+            )
     context = {"form": AuthenticationForm(request, initial={"username": username}), "next": next_url, "error": error}
     return render(request, "tenancy/login.html", context, status=status)
 

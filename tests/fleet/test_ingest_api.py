@@ -334,3 +334,9 @@ def test_the_openapi_schema_is_served(client):
     paths = response.json()["paths"]
     assert "/api/v1/ingest/agents/{external_id}/heartbeat" in paths
     assert "/api/v1/ingest/metrics" in paths
+
+
+def test_an_unknown_api_path_answers_in_the_api_error_shape(client):
+    response = client.get("/api/v1/ingest/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "E10903"

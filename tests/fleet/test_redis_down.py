@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import Client, override_settings
@@ -22,7 +23,7 @@ def _redis_cache(url: str) -> dict[str, dict[str, object]]:
     }
 
 
-def _heartbeat(token: str, state: str) -> object:
+def _heartbeat(token: str, state: str) -> Any:
     return Client().post(
         "/api/v1/ingest/agents/worker-1/heartbeat",
         json.dumps({"state": state}),
