@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test import Client, override_settings
 
@@ -316,13 +317,15 @@ def test_a_token_records_when_it_was_last_used(token_a, agent_a):
 
 def test_ingest_is_rate_limited_per_token_with_retry_after(token_a, token_b, agent_a, agent_b):
     limited = L10Settings(environ={"L10_INGEST_RATE_LIMIT": "3"})
-    with override_settings(L10=limited):
+    # Frozen mid-second, so all requests fall into one one-second window.
+    with (
+        override_settings(L10=limited),
+        time_machine.travel(datetime(2026, 11, 25, 12, 0, 0, 500_000, tzinfo=UTC), tick=False),
+    ):
         codes = [post(token_a, f"/agents/{agent_a.external_id}/heartbeat", {"state": "running"}) for _ in range(5)]
         other = post(token_b, f"/agents/{agent_b.external_id}/heartbeat", {"state": "running"})
-    statuses = [r.status_code for r in codes]
-    # A window boundary may fall inside the loop, so count rather than demand positions.
-    assert statuses.count(429) >= 1
-    refused = next(r for r in codes if r.status_code == 429)
+    assert [r.status_code for r in codes] == [200, 200, 200, 429, 429]
+    refused = codes[3]
     assert refused.json()["error"]["code"] == "E10806"
     assert int(refused["Retry-After"]) >= 1
     assert other.status_code == 200
