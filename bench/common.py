@@ -1,0 +1,293 @@
+"""Shared pieces of the benchmarks: a fresh database, the server under ``taskset``, the
+table's rows and percentiles.
+
+Everything here targets 127.0.0.1 only. The load generator (this process) runs on core 0
+and the server on core 1, so on a 2-core machine they do not take turns on one core;
+PostgreSQL and Redis are not pinned and run wherever the scheduler puts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+PYTHON = BIN / "python"
+HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+DB_NAME = "l10bench"
+REDIS_PORT = 6379
+REDIS_DB = 14  # the bench's own Redis database, flushed each run (the test suite uses 15)
+CLIENT_CORE = 0
+SERVER_CORE = 1
+SERVER_START_SECONDS = 30.0
+
+
+# --- the table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure of the table.
+
+    ``better`` says which way is good. ``ratio`` is how many times the floor's cost the
+    figure is: value/floor for latencies, floor/value for throughputs, so 3.0× reads
+    "three times the raw data-store cost" either way. ``target`` is checked against
+    ``value``: at most it when lower is better, at least it when higher is better.
+    """
+
+    figure: str
+    unit: str
+    value: float
+    better: Literal["lower", "higher"] = "lower"
+    target: float | None = None
+    floor: float | None = None
+    floor_label: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.floor is None or self.floor <= 0 or self.value <= 0:
+            return None
+        return self.value / self.floor if self.better == "lower" else self.floor / self.value
+
+    @property
+    def passed(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.value <= self.target if self.better == "lower" else self.value >= self.target
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return "-"
+        return ("≤ " if self.better == "lower" else "≥ ") + fmt(self.target, self.unit)
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if abs(value) >= 1000:
+        return f"{value:,.0f} {unit}"
+    return f"{value:.1f} {unit}"
+
+
+# --- statistics -----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0–100), interpolated between the closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def pin_client() -> str:
+    """Pin this process (the load generator) to ``CLIENT_CORE``; describe what was done."""
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2 or CLIENT_CORE not in cores or SERVER_CORE not in cores:
+        return f"not pinned: this process may use cores {sorted(cores)} only"
+    os.sched_setaffinity(0, {CLIENT_CORE})
+    return f"load generator on core {CLIENT_CORE}, server on core {SERVER_CORE}"
+
+
+def server_env() -> dict[str, str]:
+    """The environment of every Django process the benchmarks start."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("L10_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="l10console.settings",
+        PYTHONUNBUFFERED="1",
+        L10_POSTGRES_HOST=HOST,
+        L10_POSTGRES_PORT=str(PG_PORT),
+        L10_POSTGRES_USER=PG_USER,
+        L10_POSTGRES_DB=DB_NAME,
+        L10_REDIS_HOST=HOST,
+        L10_REDIS_PORT=str(REDIS_PORT),
+        L10_REDIS_DB=str(REDIS_DB),
+        L10_SECRET_KEY="bench-only-not-a-secret",  # noqa: S106 - a throwaway server on 127.0.0.1
+        L10_DEBUG="0",
+        L10_TLS="0",
+        L10_INGEST_RATE_LIMIT="1000000",
+    )
+    return env
+
+
+def manage(*args: str, extra_env: dict[str, str] | None = None, timeout: float = 300) -> str:
+    """Run ``manage.py`` with the bench environment; its stdout, or an error with its output."""
+    done = subprocess.run(
+        [str(PYTHON), "manage.py", *args],
+        cwd=ROOT,
+        env={**server_env(), **(extra_env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args[:1])} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    pid: int
+
+
+@contextlib.contextmanager
+def server() -> Iterator[Server]:
+    """uvicorn on 127.0.0.1, pinned to ``SERVER_CORE``; stopped (SIGTERM, then SIGKILL) on exit."""
+    port = free_port()
+    base_url = f"http://{HOST}:{port}"
+    command = [
+        "taskset",
+        "-c",
+        str(SERVER_CORE),
+        str(BIN / "uvicorn"),
+        "l10console.asgi:application",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--lifespan",
+        "on",
+        "--log-level",
+        "warning",
+    ]
+    with tempfile.TemporaryFile(mode="w+", prefix="l10bench-server-") as log:
+        # taskset execs uvicorn, so the child's pid is the server's.
+        process = subprocess.Popen(command, cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_healthy(process, base_url, log)
+            progress(f"server pid {process.pid} on core(s) {describe_affinity(process.pid)} at {base_url}")
+            yield Server(base_url=base_url, pid=process.pid)
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+            log.seek(0)
+            output = log.read().strip()
+            if output:
+                print(f"--- server output ({len(output.splitlines())} lines, last 20) ---", file=sys.stderr)
+                print("\n".join(output.splitlines()[-20:]), file=sys.stderr)
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, log: Any) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the server exited with {process.returncode} before answering:\n{log.read()}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server did not answer /healthz within {SERVER_START_SECONDS:.0f} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr; the table goes to stdout."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def describe_affinity(pid: int) -> str:
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(pid)))
+
+
+# --- data stores ----------------------------------------------------------------------
+
+
+def pg_connect(dbname: str = DB_NAME, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=HOST, port=PG_PORT, user=PG_USER, dbname=dbname, autocommit=autocommit)
+
+
+def recreate_database() -> None:
+    """Drop and create ``DB_NAME``, then migrate it: every run starts from empty tables."""
+    with pg_connect("postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+    manage("migrate", "--no-input")
+
+
+def flush_redis() -> None:
+    import redis
+
+    redis.Redis(host=HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
+
+
+def server_version() -> str:
+    with pg_connect("postgres", autocommit=True) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {row[0] if row else '?'}"
+
+
+@dataclass(frozen=True)
+class Seed:
+    tenant_id: int
+    token: str
+
+
+SEED_CODE = """
+import json, os
+from fleet import services
+from fleet.models import Agent
+from l10console.tenancy.models import Tenant
+spec = json.loads(os.environ["BENCH_SEED"])
+tenant = Tenant.objects.create(slug=spec["slug"], name=spec["slug"])
+_, plain = services.token_create(tenant=tenant, name="bench", created_by=None)
+Agent.objects.bulk_create([Agent(tenant=tenant, external_id=x, name=x) for x in spec["agents"]], batch_size=500)
+print("L10BENCH " + json.dumps({"tenant_id": tenant.pk, "token": plain}))
+"""
+
+
+def seed_tenant(slug: str, agents: Sequence[str] = ()) -> Seed:
+    """A tenant with an API token and ``agents`` (by external id), through the app's own code."""
+    spec = json.dumps({"slug": slug, "agents": list(agents)})
+    out = manage("shell", "--no-imports", "-c", SEED_CODE, extra_env={"BENCH_SEED": spec})
+    for line in out.splitlines():
+        if line.startswith("L10BENCH "):
+            data = json.loads(line.removeprefix("L10BENCH "))
+            return Seed(tenant_id=int(data["tenant_id"]), token=str(data["token"]))
+    raise RuntimeError(f"the seed printed no token:\n{out}")
