@@ -14,7 +14,7 @@ from uuid import UUID
 from django.conf import settings
 from django.utils import timezone
 from ninja import Schema
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, Strict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
 
 from fleet.models import DesiredState
@@ -58,7 +58,10 @@ Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=50)]
 ReportedState = Literal["starting", "running", "paused", "stopped", "error"]
 
 
-class StrictSchema(Schema):
+class StrictSchema(BaseModel):
+    """Input shapes are plain pydantic models: ninja's Schema validates each nesting level
+    again through its Django getter, several times slower on a 1,000-item batch."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -87,6 +90,7 @@ class AgentControlOut(Schema):
     desired_state: DesiredState
     version: int
     quotas: dict[str, dict[str, int]]
+    usage: dict[str, dict[str, int]]
     heartbeat_interval: int
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,7 +20,9 @@ from django.utils import timezone
 
 from costs.models import UsageRecord
 from events.models import Event, Severity
+from fleet import push
 from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
+from fleet.quotas import quota_usage
 from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
 from l10console.errors import ErrorCode, InterfaceError
 from l10console.lib.timeutil import floor_minute
@@ -78,25 +80,31 @@ def token_authenticate(plain: str) -> ApiToken:
 
 @dataclass(frozen=True)
 class AgentControl:
-    """What an agent must obey: returned on register and on every heartbeat."""
+    """What an agent must obey: returned on register, on every heartbeat and pushed over
+    the agent socket. ``usage`` is what the agent has used in each limited period."""
 
     agent_id: str
     external_id: str
     desired_state: str
     version: int
     quotas: dict[str, dict[str, int]]
+    usage: dict[str, dict[str, int]]
     heartbeat_interval: int
 
     @classmethod
-    def of(cls, agent: Agent) -> AgentControl:
+    def of(cls, agent: Agent, *, now: datetime | None = None) -> AgentControl:
         return cls(
             agent_id=str(agent.pk),
             external_id=agent.external_id,
             desired_state=agent.desired_state,
             version=agent.version,
             quotas=agent.quotas or {},
+            usage=quota_usage(agent, now or timezone.now()),
             heartbeat_interval=settings.L10.agent_heartbeat_interval,
         )
+
+    def as_message(self) -> dict[str, Any]:
+        return {"type": "control", **asdict(self)}
 
 
 @transaction.atomic
@@ -159,6 +167,46 @@ def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> A
     return agent
 
 
+@transaction.atomic
+def agent_desired_state_set(*, agent_id: UUID, state: DesiredState, actor: User | None) -> Agent:
+    """Set what the agent must do, bump its version and push it to the agent after commit.
+
+    The bare mechanism: the control service adds locks, idempotency, rules and audit.
+    """
+    agent = Agent.objects.select_for_update().get(pk=agent_id)
+    if agent.desired_state != state:
+        agent.desired_state = state
+        agent.desired_changed_at = timezone.now()
+        agent.desired_changed_by = actor
+        agent.version += 1
+        agent.save(update_fields=["desired_state", "desired_changed_at", "desired_changed_by", "version", "updated_at"])
+        push.control_changed(agent.pk)
+    return agent
+
+
+@transaction.atomic
+def agent_quotas_set(*, agent_id: UUID, quotas: dict[str, dict[str, int]]) -> Agent:
+    """Replace the agent's quota limits, bump its version and push them after commit."""
+    agent = Agent.objects.select_for_update().get(pk=agent_id)
+    if agent.quotas != quotas:
+        agent.quotas = quotas
+        agent.version += 1
+        agent.save(update_fields=["quotas", "version", "updated_at"])
+        push.control_changed(agent.pk)
+    return agent
+
+
+def agent_state_report(*, agent: Agent, state: str) -> None:
+    """An observed state reported over the agent socket: also a sign of life."""
+    now = timezone.now()
+    fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
+    if agent.observed_state != state:
+        fields.update(observed_state=state, observed_changed_at=now)
+    Agent.objects.filter(pk=agent.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+
+
 def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
     """Mark agents silent for three heartbeat intervals ``unresponsive``; returns their ids.
 
@@ -207,9 +255,17 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
 # --- batches --------------------------------------------------------------------------
 
 
-def _resolve_agents(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, Agent]:
+@dataclass(frozen=True)
+class AgentRef:
+    pk: UUID
+    desired_state: str
+
+
+def _resolve_agents(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, AgentRef]:
+    """external_id → the agent's id and desired state; all must exist, or nothing is stored."""
     wanted = set(external_ids)
-    agents = {a.external_id: a for a in Agent.objects.filter(tenant=tenant, external_id__in=wanted)}
+    rows = Agent.objects.filter(tenant=tenant, external_id__in=wanted).values_list("external_id", "pk", "desired_state")
+    agents = {external_id: AgentRef(pk, desired) for external_id, pk, desired in rows}
     missing = sorted(wanted - agents.keys())
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
@@ -266,25 +322,50 @@ def _merge_minutes(samples: Sequence[tuple[UUID, int, datetime, Metrics]]) -> in
         row[8] += m.errors
         row[9] = max(row[9], p95)
 
+    rows = [(agent_id, minute, *values) for (agent_id, minute), values in merged.items()]
+    if connection.vendor == "postgresql":
+        _upsert_minutes_postgres(rows)
+    else:
+        _upsert_minutes_portable(rows)
+    return len(rows)
+
+
+# One short statement whatever the batch size: psycopg prepares it once per connection,
+# where a long VALUES list is parsed anew each time.
+UPSERT_MINUTES_POSTGRES = (
+    f"INSERT INTO {MetricMinute._meta.db_table} AS t ({MERGE_COLUMNS}) "  # noqa: S608 - constants only
+    "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[], %s::integer[], %s::float8[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]) "
+    f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE}"
+)
+
+
+def _upsert_minutes_postgres(rows: list[tuple[Any, ...]]) -> None:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    # Row layout is (agent, minute, tenant, ...) but the columns are (agent, tenant, minute, ...).
+    columns[1], columns[2] = columns[2], columns[1]
+    with connection.cursor() as cursor:
+        cursor.execute(UPSERT_MINUTES_POSTGRES, columns)
+
+
+def _upsert_minutes_portable(rows: list[tuple[Any, ...]]) -> None:
     pk_field = Agent._meta.get_field("id")
     table = MetricMinute._meta.db_table
-    items = list(merged.items())
     with connection.cursor() as cursor:
-        for start in range(0, len(items), MERGE_ROWS_PER_STATEMENT):
-            chunk = items[start : start + MERGE_ROWS_PER_STATEMENT]
+        for start in range(0, len(rows), MERGE_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + MERGE_ROWS_PER_STATEMENT]
             params: list[Any] = []
-            for (agent_id, minute), row in chunk:
+            for agent_id, minute, tenant_id, *values in chunk:
                 params.append(pk_field.get_db_prep_value(agent_id, connection))
-                params.append(row[0])
+                params.append(tenant_id)
                 params.append(connection.ops.adapt_datetimefield_value(minute))
-                params.extend(row[1:])
-            values = ", ".join(["(" + ", ".join(["%s"] * 12) + ")"] * len(chunk))
+                params.extend(values)
+            values_sql = ", ".join(["(" + ", ".join(["%s"] * 12) + ")"] * len(chunk))
             cursor.execute(
-                f"INSERT INTO {table} AS t ({MERGE_COLUMNS}) VALUES {values} "  # noqa: S608 - constants only
+                f"INSERT INTO {table} AS t ({MERGE_COLUMNS}) VALUES {values_sql} "  # noqa: S608 - constants only
                 f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE}",
                 params,
             )
-    return len(items)
 
 
 @transaction.atomic
@@ -300,7 +381,7 @@ def events_record(*, tenant: Tenant, events: Sequence[EventIn]) -> tuple[int, in
     rows = [
         Event(
             tenant=tenant,
-            agent=agents[e.external_id] if e.external_id else None,
+            agent_id=agents[e.external_id].pk if e.external_id else None,
             uid=e.id,
             type=e.type,
             severity=e.severity,
@@ -324,7 +405,7 @@ def usage_record(*, tenant: Tenant, records: Sequence[UsageIn]) -> tuple[int, in
         rows.append(
             UsageRecord(
                 tenant=tenant,
-                agent=agent,
+                agent_id=agent.pk,
                 uid=r.id,
                 model=r.model,
                 input_tokens=r.input_tokens,
