@@ -11,7 +11,6 @@ django_asgi = get_asgi_application()
 
 # Imports that touch models come after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from l10console.errors import ErrorCode, InterfaceError  # noqa: E402
@@ -38,7 +37,7 @@ application = Lifespan(
     ProtocolTypeRouter(
         {
             "http": BodyLimit(django_asgi, limit=settings.L10.ingest_max_body_bytes, error_body=_too_large),
-            "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+            "websocket": URLRouter(websocket_urlpatterns),
         }
     ),
     startup=_startup,

@@ -48,6 +48,7 @@ def test_register_creates_the_agent_and_returns_what_it_must_obey(token_a, tenan
         "desired_state": "running",
         "version": 1,
         "quotas": {},
+        "usage": {},
         "heartbeat_interval": 10,
     }
     assert agent.labels == {"team": "search"}
@@ -343,3 +344,32 @@ def test_an_unknown_api_path_answers_in_the_api_error_shape(client):
     response = client.get("/api/v1/ingest/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "E10903"
+
+
+def test_the_heartbeat_answers_usage_in_each_limited_period(token_a, agent_a):
+    Agent.objects.filter(pk=agent_a.pk).update(
+        quotas={"tokens": {"day": 5000, "hour": 1000}, "api_calls": {"month": 9}}
+    )
+    now = datetime.now(UTC)
+    records = [
+        {
+            "external_id": agent_a.external_id,
+            "model": "gpt-4o",
+            "input_tokens": 100,
+            "output_tokens": 20,
+            "api_calls": 1,
+            "at": now.isoformat(),
+        },
+        {
+            "external_id": agent_a.external_id,
+            "model": "gpt-4o",
+            "input_tokens": 400,
+            "api_calls": 2,
+            "at": (now - timedelta(days=2)).isoformat(),
+        },
+    ]
+    assert post(token_a, "/usage", {"records": records}).status_code == 200
+    body = post(token_a, f"/agents/{agent_a.external_id}/heartbeat", {"state": "running"}).json()
+    assert body["quotas"] == {"tokens": {"day": 5000, "hour": 1000}, "api_calls": {"month": 9}}
+    month_calls = 3 if (now - timedelta(days=2)).month == now.month else 1
+    assert body["usage"] == {"tokens": {"day": 120, "hour": 120}, "api_calls": {"month": month_calls}}
