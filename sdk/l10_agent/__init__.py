@@ -1,0 +1,15 @@
+"""The agent-side client of the L10 Operator Console.
+
+from l10_agent import Agent
+
+with Agent("http://console:8010", token, "crawler-7", labels={"team": "search"}) as agent:
+    while True:
+        with agent.task("crawl"):      # waits while paused, raises after a stop or past a quota
+            result = crawl_next_page()
+        agent.record_usage(model="gpt-4o", input_tokens=1200, output_tokens=300)
+"""
+
+from l10_agent.agent import Agent, AgentStopped, Change, QuotaExceeded
+
+__all__ = ["Agent", "AgentStopped", "Change", "QuotaExceeded"]
+__version__ = "0.1.0"

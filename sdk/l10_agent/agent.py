@@ -1,0 +1,718 @@
+"""``Agent``: registers with the console, heartbeats, holds the control socket open,
+buffers what the agent reports, and makes ``agent.task()`` obey the console.
+
+All network work of every ``Agent`` in a process runs on one background thread with an
+asyncio loop, so a process can run hundreds of agents (the fleet simulator does). The
+caller's side (``task``, ``record_*``) never does I/O: it appends to a bounded buffer.
+
+Buffers: usage, events and metric samples each hold at most ``buffer_limit`` records
+while the console is unreachable. Past that the oldest record is dropped and counted in
+``agent.dropped``. Records the console refuses as invalid (a 4xx other than 401, 403,
+404 and 429) are dropped too and counted in ``agent.rejected``: retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+
+log = logging.getLogger("l10_agent")
+
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+DEFAULT_BUFFER_LIMIT = 10_000
+RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_AGENT = 4401, 4404
+RETRYABLE_STATUS = {401, 403, 404, 408, 425, 429}
+
+
+class AgentStopped(RuntimeError):
+    """The console stopped this agent (or it was closed): start no new work."""
+
+
+class QuotaExceeded(RuntimeError):
+    """A hard quota is used up: start no new work until the period rolls over or it is raised."""
+
+    def __init__(self, kind: str, period: str, used: int, limit: int) -> None:
+        super().__init__(f"{kind} quota per {period} is used up: {used} of {limit}")
+        self.kind, self.period, self.used, self.limit = kind, period, used, limit
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed, passed to ``on_change`` callbacks."""
+
+    desired_state: str
+    previous_state: str
+    version: int
+    quotas: dict[str, dict[str, int]]
+
+
+# --- the shared background loop -------------------------------------------------------
+
+
+class _Background:
+    """One daemon thread running an asyncio loop for every Agent in the process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._http: httpx.AsyncClient | None = None
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), name="l10-agent", daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(ready.set)
+        self.loop.run_forever()
+
+    def submit(self, coro: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(10.0, connect=3.0),
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+            )
+        return self._http
+
+
+_background: _Background | None = None
+_background_lock = threading.Lock()
+
+
+def _shared_background() -> _Background:
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = _Background()
+        return _background
+
+
+# --- buffers ----------------------------------------------------------------------------
+
+
+class _Buffer:
+    """A bounded FIFO of records; a record leaves only when the console acknowledged it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.items: deque[tuple[int, Any]] = deque()
+        self.lock = threading.Lock()
+        self.seq = 0
+        self.dropped = 0
+        self.rejected = 0
+
+    def add(self, item: Any) -> int:
+        with self.lock:
+            if len(self.items) >= self.limit:
+                self.items.popleft()
+                self.dropped += 1
+            self.seq += 1
+            self.items.append((self.seq, item))
+            return len(self.items)
+
+    def peek(self, count: int) -> tuple[int, list[Any]]:
+        with self.lock:
+            batch = list(islice(self.items, count))
+        return (batch[-1][0] if batch else 0), [item for _, item in batch]
+
+    def ack(self, last_seq: int) -> list[Any]:
+        """Remove the records up to ``last_seq``; returns them."""
+        gone = []
+        with self.lock:
+            while self.items and self.items[0][0] <= last_seq:
+                gone.append(self.items.popleft()[1])
+        return gone
+
+    def reject(self, last_seq: int) -> None:
+        count = len(self.ack(last_seq))
+        with self.lock:
+            self.rejected += count
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self.first, self.cap, self.current = first, cap, first
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.cap, self.current * 2)
+        return delay * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
+
+    def reset(self) -> None:
+        self.current = self.first
+
+
+@dataclass
+class _Gauges:
+    cpu_percent: float | None = None
+    memory_mb: float | None = None
+    latency_p95_ms: float | None = None
+    tokens: int = 0
+    requests: int = 0
+    errors: int = 0
+    touched: bool = False
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+# --- the agent ----------------------------------------------------------------------------
+
+
+class Agent:
+    """An agent of the fleet, as the console sees it.
+
+    ``Agent(url, token, external_id, labels=...)`` starts working at once in the
+    background: it registers (retrying while the console is unreachable), heartbeats
+    every ``L10_AGENT_HEARTBEAT_INTERVAL`` seconds (or what the console says), keeps the
+    control socket open with back-off, and sends buffered records in batches.
+    ``close()`` (or leaving a ``with`` block) flushes what is buffered and says goodbye.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        external_id: str,
+        *,
+        name: str | None = None,
+        labels: dict[str, str] | None = None,
+        heartbeat_interval: float | None = None,
+        buffer_limit: int = DEFAULT_BUFFER_LIMIT,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        socket: bool = True,
+        on_change: Callable[[Change], None] | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"url must be http(s)://host[:port], got {url!r}")
+        if not external_id:
+            raise ValueError("external_id is required")
+        self.url = url.rstrip("/")
+        self.external_id = external_id
+        self.name = name
+        self.labels = dict(labels or {})
+        self._token = token
+        self._ws_url = urlunsplit(
+            (
+                "wss" if parts.scheme == "https" else "ws",
+                parts.netloc,
+                "/ws/agent",
+                f"external_id={quote(external_id)}",
+                "",
+            )
+        )
+        env_interval = os.environ.get("L10_AGENT_HEARTBEAT_INTERVAL")
+        self._interval = float(heartbeat_interval or env_interval or DEFAULT_HEARTBEAT_INTERVAL)
+        self._fixed_interval = heartbeat_interval is not None
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._use_socket = socket
+
+        self._cond = threading.Condition()
+        self._desired = RUNNING
+        self._version = 0
+        self._quotas: dict[str, dict[str, int]] = {}
+        self._server_usage: dict[str, dict[str, int]] = {}
+        self._usage_total = {"tokens": 0, "api_calls": 0}
+        self._usage_acked = {"tokens": 0, "api_calls": 0}
+        self._acked_at_sync = {"tokens": 0, "api_calls": 0}
+        self._in_flight = 0
+        self._observed = "starting"
+        self._reported: str | None = None
+        self._closed = False
+        self._callbacks: list[Callable[[Change], None]] = [on_change] if on_change else []
+        self._gauges = _Gauges()
+        self._gauge_lock = threading.Lock()
+
+        self.agent_id: str | None = None
+        self.registered = threading.Event()
+        self.connected = False
+        self._usage = _Buffer(buffer_limit)
+        self._events = _Buffer(buffer_limit)
+        self._metrics = _Buffer(buffer_limit)
+
+        self._bg = _shared_background()
+        self._ws: Any = None
+        self._main = self._bg.submit(self._run())
+
+    # --- what the caller reads ---------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The desired state the console last sent: running, paused or stopped."""
+        return self._desired
+
+    @property
+    def observed_state(self) -> str:
+        return self._observed
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def quotas(self) -> dict[str, dict[str, int]]:
+        return {kind: dict(periods) for kind, periods in self._quotas.items()}
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Records dropped because a buffer was full, by kind."""
+        return {"usage": self._usage.dropped, "events": self._events.dropped, "metrics": self._metrics.dropped}
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Records the console refused as invalid, by kind."""
+        return {"usage": self._usage.rejected, "events": self._events.rejected, "metrics": self._metrics.rejected}
+
+    @property
+    def buffered(self) -> dict[str, int]:
+        return {"usage": len(self._usage), "events": len(self._events), "metrics": len(self._metrics)}
+
+    def used(self, kind: str, period: str) -> int:
+        """How much of a quota is used: the console's count plus what it has not yet counted."""
+        with self._cond:
+            return self._used(kind, period)
+
+    def on_change(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback(change)`` when the desired state or quotas change. It runs on the
+        SDK's background thread: keep it short and do not block."""
+        self._callbacks.append(callback)
+
+    # --- what the caller reports (no I/O: a buffer append) ------------------------------
+
+    def record_usage(
+        self, model: str, input_tokens: int = 0, output_tokens: int = 0, api_calls: int = 1, *, at: float | None = None
+    ) -> None:
+        if input_tokens < 0 or output_tokens < 0 or api_calls < 0:
+            raise ValueError("usage counts cannot be negative")
+        tokens = input_tokens + output_tokens
+        record = (uuid.uuid4(), model, input_tokens, output_tokens, api_calls, at or time.time(), tokens)
+        with self._cond:
+            self._usage_total["tokens"] += tokens
+            self._usage_total["api_calls"] += api_calls
+        if self._usage.add(record) >= self._batch_size:
+            self._wake()
+
+    def record_event(
+        self,
+        type: str,
+        *,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+        severity: str = "info",
+        at: float | None = None,
+    ) -> None:
+        record = (uuid.uuid4(), type, message, data or {}, severity, at or time.time())
+        if self._events.add(record) >= self._batch_size:
+            self._wake()
+
+    def record_metrics(
+        self,
+        *,
+        cpu_percent: float | None = None,
+        memory_mb: float | None = None,
+        latency_p95_ms: float | None = None,
+        tokens: int = 0,
+        requests: int = 0,
+        errors: int = 0,
+    ) -> None:
+        """Gauges keep their latest value, counters add up; both go out with the next heartbeat
+        (or in a metrics batch, if that heartbeat cannot reach the console)."""
+        with self._gauge_lock:
+            g = self._gauges
+            if cpu_percent is not None:
+                g.cpu_percent = cpu_percent
+            if memory_mb is not None:
+                g.memory_mb = memory_mb
+            if latency_p95_ms is not None:
+                g.latency_p95_ms = latency_p95_ms
+            g.tokens += tokens
+            g.requests += requests
+            g.errors += errors
+            g.touched = True
+
+    @contextlib.contextmanager
+    def task(self, name: str = "task", *, timeout: float | None = None) -> Iterator[None]:
+        """Run one unit of work the way the console allows.
+
+        Waits while the agent is paused (``TimeoutError`` after ``timeout`` seconds),
+        raises ``AgentStopped`` after an emergency stop and ``QuotaExceeded`` past a hard
+        quota. Reports ``task.started`` and ``task.completed`` (with duration and outcome).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise AgentStopped("the agent is closed")
+                if self._desired == STOPPED:
+                    raise AgentStopped("the console stopped this agent; an admin must restart it")
+                exceeded = self._quota_exceeded()
+                if exceeded is not None:
+                    raise exceeded
+                if self._desired == RUNNING:
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"the agent is still {self._desired} after {timeout} s")
+                self._cond.wait(remaining)
+            self._in_flight += 1
+        started = time.monotonic()
+        self.record_event("task.started", data={"task": name})
+        outcome, error = "succeeded", ""
+        try:
+            yield
+        except BaseException as exc:
+            outcome, error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        finally:
+            data: dict[str, Any] = {"task": name, "duration_ms": round((time.monotonic() - started) * 1000, 1)}
+            data["outcome"] = outcome
+            if error:
+                data["error"] = error
+            self.record_event("task.completed", data=data, severity="error" if error else "info")
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+            self._observe()
+
+    def wait_for_state(self, state: str, timeout: float) -> bool:
+        """Block until the desired state is ``state``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._desired == state, timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Send everything buffered now; True if the buffers are empty afterwards."""
+        if self._closed:
+            return not any(self.buffered.values())
+        try:
+            return bool(self._bg.submit(self._flush_all()).result(timeout))
+        except (concurrent.futures.TimeoutError, TimeoutError):
+            return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered (for up to ``timeout`` seconds), report ``stopped``, stop."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        with contextlib.suppress(concurrent.futures.TimeoutError, TimeoutError):
+            self._bg.submit(self._shutdown(timeout)).result(timeout + 5)
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- state, under self._cond --------------------------------------------------------
+
+    def _used(self, kind: str, period: str) -> int:
+        server = self._server_usage.get(kind, {}).get(period, 0)
+        return server + self._usage_total.get(kind, 0) - self._acked_at_sync.get(kind, 0)
+
+    def _quota_exceeded(self) -> QuotaExceeded | None:
+        for kind, periods in self._quotas.items():
+            for period, limit in periods.items():
+                used = self._used(kind, period)
+                if used >= limit:
+                    return QuotaExceeded(kind, period, used, limit)
+        return None
+
+    def _compute_observed(self) -> str:
+        if self._desired == RUNNING:
+            return RUNNING if self.registered.is_set() or self._version else self._observed
+        # Paused or stopped takes effect once the work in hand is done.
+        return self._desired if self._in_flight == 0 else RUNNING
+
+    def _observe(self) -> None:
+        with self._cond:
+            observed = self._compute_observed()
+            changed = observed != self._observed
+            self._observed = observed
+        if changed and not self._closed:
+            self._bg.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._send_state()))
+
+    def _apply_control(self, msg: dict[str, Any]) -> None:
+        """Take a control message from a heartbeat answer or the socket (older versions are ignored)."""
+        with self._cond:
+            version = int(msg.get("version", 0))
+            if version < self._version:
+                return
+            previous, old_quotas = self._desired, self._quotas
+            self._desired = msg.get("desired_state", self._desired)
+            self._version = version
+            self._quotas = msg.get("quotas") or {}
+            self._server_usage = msg.get("usage") or {}
+            self._acked_at_sync = dict(self._usage_acked)
+            if msg.get("agent_id"):
+                self.agent_id = msg["agent_id"]
+            if msg.get("heartbeat_interval") and not self._fixed_interval:
+                self._interval = float(msg["heartbeat_interval"])
+            self._cond.notify_all()
+            changed = previous != self._desired or old_quotas != self._quotas
+            change = Change(self._desired, previous, version, self.quotas)
+        self._observe()
+        if changed:
+            for callback in list(self._callbacks):
+                try:
+                    callback(change)
+                except Exception:
+                    log.exception("on_change callback failed")
+
+    def _wake(self) -> None:
+        wake = getattr(self, "_wake_event", None)
+        if wake is not None:
+            self._bg.loop.call_soon_threadsafe(wake.set)
+
+    # --- the background loop --------------------------------------------------------------
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response | None:
+        try:
+            return await self._bg.http.post(f"{self.url}/api/v1/ingest{path}", json=body, headers=self._headers)
+        except httpx.HTTPError as exc:
+            log.debug("%s: POST %s failed: %s", self.external_id, path, exc)
+            return None
+
+    async def _run(self) -> None:
+        self._stop_event = asyncio.Event()
+        self._wake_event = asyncio.Event()
+        self._registered_event = asyncio.Event()
+        jobs = [asyncio.ensure_future(self._heartbeat_loop()), asyncio.ensure_future(self._flush_loop())]
+        if self._use_socket:
+            jobs.append(asyncio.ensure_future(self._socket_loop()))
+        await self._stop_event.wait()
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _register(self) -> bool:
+        body: dict[str, Any] = {"external_id": self.external_id, "labels": self.labels}
+        if self.name:
+            body["name"] = self.name
+        response = await self._post("/register", body)
+        if response is None or response.status_code not in (200, 201):
+            if response is not None:
+                log.warning("%s: register answered %s: %s", self.external_id, response.status_code, response.text[:300])
+            return False
+        self._apply_control(response.json())
+        self.registered.set()
+        self._registered_event.set()
+        self._observe()
+        return True
+
+    def _unregistered(self) -> None:
+        """The console no longer knows this agent (its database was reset): register again."""
+        self.registered.clear()
+        self._registered_event.clear()
+
+    async def _heartbeat_loop(self) -> None:
+        backoff = _Backoff(cap=max(1.0, self._interval))
+        while not self._stop_event.is_set():
+            ok = await self._heartbeat()
+            if ok:
+                backoff.reset()
+            await self._sleep(self._interval if ok else backoff.next())
+
+    def _take_sample(self) -> dict[str, Any] | None:
+        with self._gauge_lock:
+            g = self._gauges
+            if not g.touched:
+                return None
+            sample: dict[str, Any] = {"tokens": g.tokens, "requests": g.requests, "errors": g.errors}
+            for name in ("cpu_percent", "memory_mb", "latency_p95_ms"):
+                value = getattr(g, name)
+                if value is not None:
+                    sample[name] = float(value)
+            g.tokens = g.requests = g.errors = 0
+            g.touched = False
+        return sample
+
+    async def _heartbeat(self, state: str | None = None) -> bool:
+        if not self.registered.is_set() and not await self._register():
+            return False
+        sample = self._take_sample()
+        now = time.time()
+        body: dict[str, Any] = {"state": state or self._observed, "at": _iso(now)}
+        if sample is not None:
+            body["metrics"] = sample
+        response = await self._post(f"/agents/{quote(self.external_id, safe='')}/heartbeat", body)
+        if response is not None and response.status_code == 200:
+            self._apply_control(response.json())
+            return True
+        if sample is not None:  # kept for a metrics batch once the console answers again
+            self._metrics.add((now, sample))
+        if response is not None and response.status_code == 404:
+            self._unregistered()
+        return False
+
+    async def _flush_loop(self) -> None:
+        backoff = _Backoff(first=self._flush_interval, cap=30.0)
+        while not self._stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_event.wait(), self._flush_interval)
+            self._wake_event.clear()
+            if not self.registered.is_set():
+                continue
+            if await self._flush_all():
+                backoff.reset()
+            else:
+                await self._sleep(backoff.next())
+
+    async def _flush_all(self) -> bool:
+        if not self.registered.is_set() and not await self._register():
+            return False
+        ok = True
+        for buffer, path, key, encode in (
+            (self._usage, "/usage", "records", self._encode_usage),
+            (self._events, "/events", "events", self._encode_event),
+            (self._metrics, "/metrics", "samples", self._encode_sample),
+        ):
+            ok = await self._flush(buffer, path, key, encode) and ok
+        return ok
+
+    async def _flush(self, buffer: _Buffer, path: str, key: str, encode: Callable[[Any], dict[str, Any]]) -> bool:
+        while True:
+            last_seq, items = buffer.peek(self._batch_size)
+            if not items:
+                return True
+            response = await self._post(path, {key: [encode(item) for item in items]})
+            if response is None or response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
+                if response is not None and response.status_code == 404:
+                    self._unregistered()
+                return False
+            if response.status_code >= 400:
+                log.error("%s: the console refused %d %s: %s", self.external_id, len(items), key, response.text[:300])
+                buffer.reject(last_seq)
+                continue
+            gone = buffer.ack(last_seq)
+            if buffer is self._usage:
+                with self._cond:
+                    for record in gone:
+                        self._usage_acked["tokens"] += record[6]
+                        self._usage_acked["api_calls"] += record[4]
+
+    def _encode_usage(self, record: Any) -> dict[str, Any]:
+        uid, model, input_tokens, output_tokens, api_calls, at, _ = record
+        return {
+            "id": str(uid),
+            "external_id": self.external_id,
+            "model": model,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "api_calls": api_calls,
+            "at": _iso(at),
+        }
+
+    def _encode_event(self, record: Any) -> dict[str, Any]:
+        uid, kind, message, data, severity, at = record
+        return {
+            "id": str(uid),
+            "external_id": self.external_id,
+            "type": kind,
+            "message": message,
+            "data": data,
+            "severity": severity,
+            "at": _iso(at),
+        }
+
+    def _encode_sample(self, record: Any) -> dict[str, Any]:
+        at, sample = record
+        return {"external_id": self.external_id, "at": _iso(at), **sample}
+
+    async def _socket_loop(self) -> None:
+        backoff = _Backoff()
+        while not self._stop_event.is_set():
+            await self._registered_event.wait()
+            code = None
+            try:
+                async with ws_connect(
+                    self._ws_url,
+                    additional_headers=self._headers,
+                    open_timeout=5,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=2,
+                ) as ws:
+                    self._ws, self.connected = ws, True
+                    backoff.reset()
+                    await self._send_state()
+                    async for raw in ws:
+                        self._on_frame(raw)
+                    code = ws.close_code
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                log.debug("%s: socket: %s", self.external_id, exc)
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+            finally:
+                self._ws, self.connected = None, False
+            if code == CLOSE_UNKNOWN_AGENT:
+                self._unregistered()
+            await self._sleep(backoff.next())
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            return
+        if msg.get("type") == "control":
+            self._apply_control(msg)
+        elif msg.get("type") == "error":
+            log.warning("%s: console says %s: %s", self.external_id, msg.get("code"), msg.get("message"))
+
+    async def _send_state(self) -> None:
+        ws, state = self._ws, self._observed
+        if ws is None or state == "starting":
+            return
+        with contextlib.suppress(websockets.WebSocketException, OSError):
+            await ws.send(json.dumps({"type": "state", "state": state}))
+
+    async def _shutdown(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flush_all(), max(0.1, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._heartbeat(state=STOPPED), max(0.1, deadline - time.monotonic()))
+        self._stop_event.set()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(self._main)
