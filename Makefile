@@ -5,8 +5,6 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-L10_HOST ?= 0.0.0.0
-L10_PORT ?= 8010
 
 .PHONY: run test lint types pytest bench venv clean
 
@@ -19,10 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: venv
-	L10_DEBUG=$${L10_DEBUG:-1} $(PY) manage.py migrate --no-input
-	L10_DEBUG=$${L10_DEBUG:-1} $(PY) manage.py seed_demo --token-file var/demo-tokens.txt
-	@echo "Console: http://127.0.0.1:$(L10_PORT)/  (Ctrl-C stops it)"
-	L10_DEBUG=$${L10_DEBUG:-1} $(VENV)/bin/uvicorn l10console.asgi:application --host $(L10_HOST) --port $(L10_PORT) --lifespan on
+	L10_DEBUG=$${L10_DEBUG:-1} $(PY) -m l10console.launch $(RUN_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

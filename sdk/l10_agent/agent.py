@@ -419,15 +419,19 @@ class Agent:
         except (concurrent.futures.TimeoutError, TimeoutError):
             return False
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Flush what is buffered (for up to ``timeout`` seconds), report ``stopped``, stop."""
+    def close(self, timeout: float = 10.0, *, graceful: bool = True) -> None:
+        """Flush what is buffered (for up to ``timeout`` seconds), report ``stopped``, stop.
+
+        ``graceful=False`` stops at once, like a crash: nothing is flushed or reported, and
+        the console marks the agent unresponsive once its heartbeats are missed.
+        """
         with self._cond:
             if self._closed:
                 return
             self._closed = True
             self._cond.notify_all()
         with contextlib.suppress(concurrent.futures.TimeoutError, TimeoutError):
-            self._bg.submit(self._shutdown(timeout)).result(timeout + 5)
+            self._bg.submit(self._shutdown(timeout if graceful else 0.0, graceful=graceful)).result(timeout + 5)
 
     def __enter__(self) -> Agent:
         return self
@@ -704,12 +708,13 @@ class Agent:
         with contextlib.suppress(websockets.WebSocketException, OSError):
             await ws.send(json.dumps({"type": "state", "state": state}))
 
-    async def _shutdown(self, timeout: float) -> None:
+    async def _shutdown(self, timeout: float, *, graceful: bool = True) -> None:
         deadline = time.monotonic() + timeout
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flush_all(), max(0.1, deadline - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._heartbeat(state=STOPPED), max(0.1, deadline - time.monotonic()))
+        if graceful:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_all(), max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat(state=STOPPED), max(0.1, deadline - time.monotonic()))
         self._stop_event.set()
         if self._ws is not None:
             with contextlib.suppress(Exception):

@@ -1,0 +1,108 @@
+"""``make run``: migrate, create the demo tenants, serve the console and run a simulated
+fleet against it. Ctrl-C (or SIGTERM) stops both cleanly.
+
+    python -m l10console.launch [--agents 12] [--tenants 2] [--no-fleet]
+
+It serves on ``L10_HOST:L10_PORT`` with whatever backends the ``L10_*`` variables select:
+the embedded default when none are set, PostgreSQL and Redis when they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN_FILE = ROOT / "var" / "demo-tokens.txt"
+UVICORN = [sys.executable, "-m", "uvicorn", "l10console.asgi:application"]
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the console exited with code {server.returncode} during start-up")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310 - our own URL
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"the console did not answer at {url} within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=12, help="simulated agents per tenant")
+    parser.add_argument("--tenants", type=int, default=None, help="tenants with a simulated fleet (default: all)")
+    parser.add_argument("--no-fleet", action="store_true", help="serve the console only")
+    args = parser.parse_args(argv)
+
+    host = os.environ.get("L10_HOST", "0.0.0.0")  # noqa: S104 - the documented default
+    port = os.environ.get("L10_PORT", "8010")
+    _manage("migrate", "--no-input", "-v", "0")
+    _manage("seed_demo", "--token-file", str(TOKEN_FILE))
+
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    local = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [*UVICORN, "--host", host, "--port", port, "--lifespan", "on", "--log-level", "warning"],
+        cwd=ROOT,
+    )
+    fleet: subprocess.Popen[bytes] | None = None
+    try:
+        _wait_until_up(local, server)
+        print(f"\nThe console is up: {local}/  (Ctrl-C stops the console and the fleet)\n", flush=True)
+        if not args.no_fleet:
+            command = [sys.executable, "manage.py", "simulate_fleet", "--url", local, "--agents", str(args.agents)]
+            command += ["--token-file", str(TOKEN_FILE)]
+            if args.tenants:
+                command += ["--tenants", str(args.tenants)]
+            fleet = subprocess.Popen(command, cwd=ROOT)
+        while not stopping:
+            if server.poll() is not None:
+                print(f"the console exited with code {server.returncode}", file=sys.stderr)
+                return 1
+            if fleet is not None and fleet.poll() is not None:
+                print(f"the simulated fleet exited with code {fleet.returncode}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        print("\nStopping…", flush=True)
+        return 0
+    finally:
+        _stop(fleet, timeout=20)
+        _stop(server, timeout=15)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
