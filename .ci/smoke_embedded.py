@@ -69,7 +69,8 @@ def main() -> int:
 
         wait("the simulated fleet reports in (6 agents running)", lambda: running() >= 6, timeout=60)
         agent = Agent.objects.filter(observed_state=ObservedState.RUNNING).order_by("external_id").first()
-        assert agent is not None
+        if agent is None:
+            raise SystemExit("smoke failed: the running agents vanished")
         services.agent_desired_state_set(agent_id=agent.pk, state=DesiredState.PAUSED, actor=None)
         print(f"  paused {agent.tenant.slug}/{agent.external_id} through the service layer", flush=True)
         wait(
