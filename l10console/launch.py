@@ -22,10 +22,29 @@ from types import FrameType
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_FILE = ROOT / "var" / "demo-tokens.txt"
 UVICORN = [sys.executable, "-m", "uvicorn", "l10console.asgi:application"]
+CELERY = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "--beat", "-l", "warning", "--concurrency", "2"]
 
 
 def _manage(*args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def _ensure_postgres_database() -> None:
+    """Create the configured PostgreSQL database if it does not exist yet (development)."""
+    from l10console.config import L10Settings
+
+    config = L10Settings()
+    if not config.uses_postgres:
+        return
+    import psycopg
+    from psycopg import sql
+
+    admin_url = config.postgres_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config.postgres_db]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(config.postgres_db)))
+            print(f"Created the PostgreSQL database {config.postgres_db!r}.", flush=True)
 
 
 def _wait_until_up(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -62,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     host = os.environ.get("L10_HOST", "0.0.0.0")  # noqa: S104 - the documented default
     port = os.environ.get("L10_PORT", "8010")
+    _ensure_postgres_database()
     _manage("migrate", "--no-input", "-v", "0")
     _manage("seed_demo", "--token-file", str(TOKEN_FILE))
 
@@ -80,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
     )
     fleet: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
     try:
+        if os.environ.get("L10_REDIS_HOST"):
+            # Production backends: periodic and background tasks run in a Celery worker with beat.
+            worker = subprocess.Popen(CELERY, cwd=ROOT)
         _wait_until_up(local, server)
         print(f"\nThe console is up: {local}/  (Ctrl-C stops the console and the fleet)\n", flush=True)
         if not args.no_fleet:
@@ -93,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             if server.poll() is not None:
                 print(f"the console exited with code {server.returncode}", file=sys.stderr)
                 return 1
+            if worker is not None and worker.poll() is not None:
+                print(f"the Celery worker exited with code {worker.returncode}", file=sys.stderr)
+                return 1
             if fleet is not None and fleet.poll() is not None:
                 print(f"the simulated fleet exited with code {fleet.returncode}", file=sys.stderr)
                 return 1
@@ -102,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _stop(fleet, timeout=20)
         _stop(server, timeout=15)
+        _stop(worker, timeout=15)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -262,6 +263,63 @@ def asgi_server_control(transactional_db: None) -> Iterator[UvicornThread]:
     server = UvicornThread(free_port())
     yield server
     server.stop()
+
+
+# --- a real Celery worker -------------------------------------------------------------
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``celery worker --beat`` in its own process, on the test database and the test Redis.
+
+    The agent heartbeat interval is 1 s in the worker, so beat's periodic tasks that
+    follow it (marking silent agents) run every second.
+    """
+    if not (services.HAS_POSTGRES and services.HAS_REDIS):
+        pytest.skip("SKIPPED LOUDLY: a Celery worker needs PostgreSQL and Redis")
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("L10_", "DJANGO_"))}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("L10_")})
+    env.update(
+        {
+            "L10_POSTGRES_DB": connection.settings_dict["NAME"],  # the test database
+            "L10_SECRET_KEY": django_settings.SECRET_KEY,
+            "DJANGO_SETTINGS_MODULE": "l10console.settings",
+            "L10_AGENT_HEARTBEAT_INTERVAL": "1",
+        }
+    )
+    ready = tmp_path / "worker-ready"
+    command = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "-l", "info", "--pool", "solo"]
+    command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h"]
+    command += ["--beat", "--schedule", str(tmp_path / "beat-schedule")]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "ready." in line:
+                ready.touch()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait_for(ready.exists, timeout=30, what="the Celery worker to be ready")
+    except AssertionError:
+        process.kill()
+        raise AssertionError("worker output:\n" + "".join(lines[-40:])) from None
+    yield process
+    process.terminate()
+    process.wait(timeout=20)
 
 
 # --- the browser ----------------------------------------------------------------------

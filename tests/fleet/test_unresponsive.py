@@ -99,3 +99,17 @@ def test_the_embedded_runner_runs_the_schedule_on_its_timer(tenant_a, settings):
     finally:
         runner.stop_periodic()
         runner.executor.shutdown(wait=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_celery_beat_and_a_real_worker_mark_silent_agents(tenant_a, celery_worker_process):
+    silent = AgentFactory.create(
+        tenant=tenant_a, observed_state=ObservedState.RUNNING, last_heartbeat_at=datetime.now(UTC) - timedelta(hours=1)
+    )
+    wait_for(
+        lambda: Agent.objects.get(pk=silent.pk).observed_state == ObservedState.UNRESPONSIVE,
+        timeout=20,
+        what="beat to schedule, and the worker to run, mark_unresponsive",
+    )
+    assert Event.objects.filter(agent=silent, type="agent.unresponsive").count() == 1
