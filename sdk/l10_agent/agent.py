@@ -537,6 +537,10 @@ class Agent:
             if response is not None:
                 log.warning("%s: register answered %s: %s", self.external_id, response.status_code, response.text[:300])
             return False
+        # The registration answer is authoritative: after a console's database was reset
+        # its versions start again from 1, and older-looking versions must not be ignored.
+        with self._cond:
+            self._version = 0
         self._apply_control(response.json())
         self.registered.set()
         self._registered_event.set()

@@ -173,3 +173,18 @@ def test_records_survive_a_console_outage_up_to_the_bound(asgi_server_control: U
     spilled_rows = UsageRecord.objects.filter(agent__external_id="spilled")
     assert sorted(r.input_tokens for r in kept_rows) == list(range(1, 41))
     assert sorted(r.input_tokens for r in spilled_rows) == list(range(11, 61))
+
+
+def test_an_agent_the_console_forgot_registers_again_and_obeys_the_new_record(asgi_server, make_agent):
+    agent = make_agent(asgi_server.url, heartbeat_interval=0.2, socket=False)
+    registered(agent)
+    first = row()
+    services.agent_desired_state_set(agent_id=first.pk, state=DesiredState.PAUSED, actor=None)
+    services.agent_desired_state_set(agent_id=first.pk, state=DesiredState.RUNNING, actor=None)
+    wait_for(lambda: agent.version == 3, what="version 3")
+    AgentRow.objects.filter(pk=first.pk).delete()
+    wait_for(lambda: AgentRow.objects.filter(external_id="sdk-1").exists(), what="the agent to register again")
+    second = row()
+    assert second.pk != first.pk and second.version == 1
+    services.agent_desired_state_set(agent_id=second.pk, state=DesiredState.PAUSED, actor=None)
+    wait_for(lambda: agent.state == "paused", timeout=3, what="the pause of the new record (version 2 < 3)")
