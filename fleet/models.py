@@ -85,12 +85,9 @@ class Agent(models.Model):
         return self.name
 
 
-class MetricMinute(models.Model):
-    """One row per agent per minute; samples reported within the minute are merged in."""
+class MetricAggregate(models.Model):
+    """The aggregate columns shared by per-minute rows and the rollups built from them."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metric_minutes")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    minute = models.DateTimeField()
     samples = models.PositiveIntegerField(default=0)
     cpu_sum = models.FloatField(default=0)
     cpu_max = models.FloatField(default=0)
@@ -99,7 +96,26 @@ class MetricMinute(models.Model):
     tokens = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
-    latency_p95_ms = models.FloatField(default=0, help_text="Highest p95 reported within the minute.")
+    latency_p95_ms = models.FloatField(default=0, help_text="Highest p95 reported within the bucket.")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def cpu_avg(self) -> float:
+        return self.cpu_sum / self.samples if self.samples else 0.0
+
+    @property
+    def memory_avg(self) -> float:
+        return self.memory_sum / self.samples if self.samples else 0.0
+
+
+class MetricMinute(MetricAggregate):
+    """One row per agent per minute; samples reported within the minute are merged in."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metric_minutes")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "minute"], name="metricminute_agent_minute_unique")]
@@ -111,13 +127,55 @@ class MetricMinute(models.Model):
     def __str__(self) -> str:
         return f"{self.agent_id} at {self.minute:%Y-%m-%d %H:%M}"
 
-    @property
-    def cpu_avg(self) -> float:
-        return self.cpu_sum / self.samples if self.samples else 0.0
 
-    @property
-    def memory_avg(self) -> float:
-        return self.memory_sum / self.samples if self.samples else 0.0
+class MetricHour(MetricAggregate):
+    """An agent's hour, rolled up from its minute rows (``fleet.rollups``), for long ranges."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="metric_hours")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "hour"], name="metrichour_agent_hour_unique")]
+        indexes = [models.Index(fields=["tenant", "hour"], name="metrichour_tenant_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id} at {self.hour:%Y-%m-%d %H}h"
+
+
+class TenantMetricBucket(MetricAggregate):
+    """A tenant's whole fleet in one 5-minute bucket, for fleet charts over hours and days.
+
+    ``agents`` is how many agents reported in the bucket; ``cpu_p95``/``memory_p95`` are
+    across the agents' per-bucket averages.
+    """
+
+    BUCKET_MINUTES = 5
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    bucket = models.DateTimeField()
+    agents = models.PositiveIntegerField(default=0)
+    cpu_p95 = models.FloatField(default=0)
+    memory_p95 = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "bucket"], name="tenantmetricbucket_tenant_bucket_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} at {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class RollupMark(models.Model):
+    """How far a rollup has got: every bucket before ``done_until`` is rolled up."""
+
+    name = models.CharField(max_length=50, unique=True)
+    done_until = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.done_until:%Y-%m-%d %H:%M}"
 
 
 class ApiToken(models.Model):

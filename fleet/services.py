@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from costs.models import UsageRecord
 from events.models import Event, Severity
-from fleet import push
+from fleet import push, rollups
 from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
 from fleet.quotas import quota_usage
 from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
+from l10console import runner
 from l10console.errors import ErrorCode, InterfaceError
 from l10console.lib.timeutil import floor_minute
 from l10console.lib.tokens import hash_token, looks_like_token, new_token
@@ -371,7 +372,13 @@ def _upsert_minutes_portable(rows: list[tuple[Any, ...]]) -> None:
 @transaction.atomic
 def metrics_record(*, tenant: Tenant, samples: Sequence[MetricSampleIn]) -> int:
     agents = _resolve_agents(tenant, (s.external_id for s in samples))
-    return _merge_minutes([(agents[s.external_id].pk, tenant.pk, s.at, s) for s in samples])
+    written = _merge_minutes([(agents[s.external_id].pk, tenant.pk, s.at, s) for s in samples])
+    # Samples older than the routine rollup's look-back (an agent catching up after an
+    # outage) get their range rolled up again once this commits.
+    oldest = min(s.at for s in samples)
+    if oldest < timezone.now() - rollups.LOOKBACK:
+        runner.enqueue("fleet.tasks.rollup_range", oldest.isoformat(), timezone.now().isoformat())
+    return written
 
 
 @transaction.atomic

@@ -219,6 +219,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "fleet.tasks.mark_unresponsive",
         "schedule": timedelta(seconds=max(1, L10.agent_heartbeat_interval)),
     },
+    "fleet-rollup-metrics": {"task": "fleet.tasks.rollup_metrics", "schedule": timedelta(minutes=1)},
+    "fleet-purge-metrics": {"task": "fleet.tasks.purge_metrics", "schedule": timedelta(hours=1)},
 }
 
 LOGGING = {
