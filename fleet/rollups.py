@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -90,15 +91,17 @@ def _rollup_hour(hour: datetime, end: datetime, *, bucket_from: datetime) -> int
         .values("agent_id", "tenant_id", "h")
         .annotate(**{f: Sum(f) for f in SUM_FIELDS}, **{f: Max(f) for f in MAX_FIELDS})
     )
-    hours = [
-        MetricHour(
-            agent_id=row["agent_id"],
-            tenant_id=row["tenant_id"],
-            hour=row["h"],
-            **{f: row[f] for f in SUM_FIELDS + MAX_FIELDS},
+    hours = []
+    for row in per_agent:
+        grouped: dict[str, Any] = dict(row)
+        hours.append(
+            MetricHour(
+                agent_id=grouped["agent_id"],
+                tenant_id=grouped["tenant_id"],
+                hour=grouped["h"],
+                **{f: grouped[f] for f in SUM_FIELDS + MAX_FIELDS},
+            )
         )
-        for row in per_agent
-    ]
     MetricHour.objects.bulk_create(
         hours,
         update_conflicts=True,
@@ -122,29 +125,20 @@ def _rollup_hour(hour: datetime, end: datetime, *, bucket_from: datetime) -> int
             acc[i] += values[i]
         for i in range(len(SUM_FIELDS), len(values)):
             acc[i] = max(acc[i], values[i])
-    tenants: dict[tuple[int, datetime], dict[str, Any]] = defaultdict(
-        lambda: {"sums": [0.0] * len(SUM_FIELDS), "maxes": [0.0] * len(MAX_FIELDS), "cpu": [], "memory": []}
-    )
+    fleets: dict[tuple[int, datetime], _FleetBucket] = defaultdict(_FleetBucket)
     for (tenant_id, _agent, bucket), values in agent_buckets.items():
-        acc = tenants[(tenant_id, bucket)]
-        for i in range(len(SUM_FIELDS)):
-            acc["sums"][i] += values[i]
-        for i, value in enumerate(values[len(SUM_FIELDS) :]):
-            acc["maxes"][i] = max(acc["maxes"][i], value)
-        samples = values[0] or 1
-        acc["cpu"].append(values[1] / samples)
-        acc["memory"].append(values[2] / samples)
+        fleets[(tenant_id, bucket)].add(values)
     buckets = [
         TenantMetricBucket(
             tenant_id=tenant_id,
             bucket=bucket,
-            agents=len(acc["cpu"]),
-            cpu_p95=percentile(acc["cpu"], 0.95),
-            memory_p95=percentile(acc["memory"], 0.95),
-            **dict(zip(SUM_FIELDS, acc["sums"], strict=True)),
-            **dict(zip(MAX_FIELDS, acc["maxes"], strict=True)),
+            agents=len(fleet.cpu),
+            cpu_p95=percentile(fleet.cpu, 0.95),
+            memory_p95=percentile(fleet.memory, 0.95),
+            **dict(zip(SUM_FIELDS, fleet.sums, strict=True)),
+            **dict(zip(MAX_FIELDS, fleet.maxes, strict=True)),
         )
-        for (tenant_id, bucket), acc in tenants.items()
+        for (tenant_id, bucket), fleet in fleets.items()
     ]
     TenantMetricBucket.objects.bulk_create(
         buckets,
@@ -154,6 +148,23 @@ def _rollup_hour(hour: datetime, end: datetime, *, bucket_from: datetime) -> int
         batch_size=1000,
     )
     return len(hours) + len(buckets)
+
+
+@dataclass
+class _FleetBucket:
+    sums: list[float] = field(default_factory=lambda: [0.0] * len(SUM_FIELDS))
+    maxes: list[float] = field(default_factory=lambda: [0.0] * len(MAX_FIELDS))
+    cpu: list[float] = field(default_factory=list)  # each agent's average in the bucket
+    memory: list[float] = field(default_factory=list)
+
+    def add(self, agent_values: list[float]) -> None:
+        for i in range(len(SUM_FIELDS)):
+            self.sums[i] += agent_values[i]
+        for i, value in enumerate(agent_values[len(SUM_FIELDS) :]):
+            self.maxes[i] = max(self.maxes[i], value)
+        samples = agent_values[0] or 1
+        self.cpu.append(agent_values[1] / samples)
+        self.memory.append(agent_values[2] / samples)
 
 
 def purge_metrics(*, now: datetime | None = None) -> dict[str, int]:
