@@ -4,6 +4,7 @@ from dashboard import views
 
 app_name = "dashboard"
 urlpatterns = [
-    path("", views.tenant_home, name="home"),
+    path("", views.overview, name="home"),
     path("agents/", views.agents, name="agents"),
+    path("agents/<uuid:agent_id>/", views.agent_detail, name="agent"),
 ]

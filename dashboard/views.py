@@ -1,12 +1,21 @@
+"""The dashboard pages: overview, agent list, agent detail. Server-rendered; HTMX swaps
+the partial named after the element it replaces, and every link works without it."""
+
 from __future__ import annotations
 
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from dashboard import selectors
 from fleet.models import ObservedState
+from fleet.selectors import get_agent_for_user
+from l10console import tenant_cache
 from l10console.http import ConsoleRequest
 from l10console.tenancy.decorators import tenant_view
 from l10console.tenancy.models import Membership
@@ -14,20 +23,132 @@ from l10console.tenancy.models import Membership
 PAGE_SIZE = 50
 
 
+class Page:
+    """Collects whether any part of the page came from the database because the cache was down."""
+
+    def __init__(self) -> None:
+        self.degraded = False
+
+    def cached(self, kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Any) -> Any:
+        result = tenant_cache.get_or_compute(kind, tenant_id, parts, ttl, compute)
+        self.degraded |= result.degraded
+        return result.value
+
+    def charts(self, kind: str, tenant_id: int, parts: tuple[object, ...], compute: Any) -> tuple[Any, str | None]:
+        """Charts, or (None, why) when the metrics store failed or ran past its budget."""
+        try:
+            return self.cached(kind, tenant_id, parts, settings.L10.cache_ttl_metrics, compute), None
+        except selectors.MetricsUnavailable as exc:
+            return None, str(exc)
+
+
 @require_GET
 @tenant_view()
-def tenant_home(request: ConsoleRequest, membership: Membership) -> HttpResponse:
-    return redirect("dashboard:agents", membership.tenant.slug)
+def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    tenant = membership.tenant
+    rng = selectors.parse_range(request.GET.get("range"))
+    page = Page()
+    data = page.cached(
+        "overview", tenant.pk, (), settings.L10.cache_ttl_dashboard, lambda: selectors.overview(tenant.pk)
+    )
+    charts, charts_error = page.charts(
+        "fleet-charts", tenant.pk, (rng.key,), lambda: selectors.fleet_charts(tenant.pk, rng)
+    )
+    context = {
+        "overview": data,
+        "charts": charts,
+        "charts_error": charts_error,
+        "range": rng,
+        "ranges": selectors.RANGES.values(),
+        "degraded": page.degraded,
+        "states": ObservedState.choices,
+    }
+    if request.htmx and request.htmx.target == "overview-charts":
+        return render(request, "dashboard/_overview_charts.html", context)
+    if request.htmx and request.htmx.target == "overview-tiles":
+        return render(request, "dashboard/_overview_tiles.html", context)
+    return render(request, "dashboard/overview.html", context)
+
+
+def _agent_query(request: ConsoleRequest) -> tuple[selectors.AgentQuery, str | None]:
+    error = None
+    try:
+        labels = selectors.parse_labels(request.GET.get("labels", "")[:500])
+    except selectors.BadFilter as exc:
+        labels, error = {}, str(exc)
+    sort = request.GET.get("sort", "name")
+    descending = sort.startswith("-")
+    sort = sort.lstrip("-")
+    query = selectors.AgentQuery(
+        state=request.GET.get("state") or None,
+        labels=tuple(sorted(labels.items())),
+        name=(request.GET.get("q") or "").strip()[:200] or None,
+        sort=sort if sort in selectors.SORTS else "name",
+        descending=descending,
+        pending_only=request.GET.get("pending") == "1",
+    )
+    return query, error
 
 
 @require_GET
 @tenant_view()
 def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
-    state = request.GET.get("state") or None
-    name = (request.GET.get("q") or "").strip()[:200] or None
-    page = Paginator(selectors.agents_for_list(membership.tenant, state=state, name=name), PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    context = {"page": page, "state": state, "q": name or "", "states": ObservedState.choices}
+    tenant = membership.tenant
+    query, filter_error = _agent_query(request)
+    page_number = request.GET.get("page") or "1"
+    page = Page()
+
+    def compute() -> Any:
+        paginator = Paginator(selectors.agent_list(tenant.pk, query), PAGE_SIZE)
+        listed = paginator.get_page(page_number)
+        return {"count": paginator.count, "agents": list(listed.object_list), "number": listed.number}
+
+    data = page.cached("agent-list", tenant.pk, (query, page_number), settings.L10.cache_ttl_agent_list, compute)
+    paginator = Paginator(range(data["count"]), PAGE_SIZE)
+    context = {
+        "agents": data["agents"],
+        "page": paginator.get_page(data["number"]),
+        "count": data["count"],
+        "query": query,
+        "sort_param": request.GET.get("sort", "name"),
+        "labels_text": request.GET.get("labels", ""),
+        "filter_error": filter_error,
+        "states": ObservedState.choices,
+        "degraded": page.degraded,
+        "filtered": bool(query.state or query.labels or query.name or query.pending_only),
+    }
     template = "dashboard/_agent_rows.html" if request.htmx else "dashboard/agents.html"
     return render(request, template, context)
+
+
+@require_GET
+@tenant_view()
+def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
+    tenant = membership.tenant
+    agent = get_agent_for_user(request.user, agent_id, tenant=tenant)
+    rng = selectors.parse_range(request.GET.get("range"))
+    page = Page()
+    detail = page.cached(
+        "agent-detail",
+        tenant.pk,
+        (agent.pk,),
+        settings.L10.cache_ttl_agent_detail,
+        lambda: selectors.agent_detail(agent),
+    )
+    charts, charts_error = page.charts(
+        "agent-charts", tenant.pk, (agent.pk, rng.key), lambda: selectors.agent_charts(agent.pk, rng)
+    )
+    context = {
+        "detail": detail,
+        "agent": detail.agent,
+        "charts": charts,
+        "charts_error": charts_error,
+        "range": rng,
+        "ranges": selectors.RANGES.values(),
+        "degraded": page.degraded,
+    }
+    if request.htmx and request.htmx.target == "agent-charts":
+        return render(request, "dashboard/_agent_charts.html", context)
+    if request.htmx and request.htmx.target == "agent-summary":
+        return render(request, "dashboard/_agent_summary.html", context)
+    return render(request, "dashboard/agent_detail.html", context)

@@ -24,7 +24,7 @@ from fleet import push, rollups
 from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
 from fleet.quotas import quota_usage
 from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
-from l10console import runner
+from l10console import runner, tenant_cache
 from l10console.errors import ErrorCode, InterfaceError
 from l10console.lib.timeutil import floor_minute
 from l10console.lib.tokens import hash_token, looks_like_token, new_token
@@ -117,6 +117,7 @@ def agent_register(*, tenant: Tenant, data: RegisterIn) -> tuple[Agent, bool]:
         defaults={"name": data.name or data.external_id, "labels": data.labels or {}},
     )
     if created:
+        tenant_cache.invalidate(tenant.pk)
         return agent, True
     changed: list[str] = []
     if data.name is not None and data.name != agent.name:
@@ -148,6 +149,7 @@ def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> A
     if agent.observed_state != data.state:
         fields["observed_state"] = data.state
         fields["observed_changed_at"] = now
+        tenant_cache.invalidate(tenant.pk)
     metrics = data.metrics
     if metrics is not None:
         at = data.at or now
@@ -182,6 +184,7 @@ def agent_desired_state_set(*, agent_id: UUID, state: DesiredState, actor: User 
         agent.version += 1
         agent.save(update_fields=["desired_state", "desired_changed_at", "desired_changed_by", "version", "updated_at"])
         push.control_changed(agent.pk)
+        tenant_cache.invalidate(agent.tenant_id)
     return agent
 
 
@@ -194,6 +197,7 @@ def agent_quotas_set(*, agent_id: UUID, quotas: dict[str, dict[str, int]]) -> Ag
         agent.version += 1
         agent.save(update_fields=["quotas", "version", "updated_at"])
         push.control_changed(agent.pk)
+        tenant_cache.invalidate(agent.tenant_id)
     return agent
 
 
@@ -203,6 +207,7 @@ def agent_state_report(*, agent: Agent, state: str) -> None:
     fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
     if agent.observed_state != state:
         fields.update(observed_state=state, observed_changed_at=now)
+        tenant_cache.invalidate(agent.tenant_id)
     Agent.objects.filter(pk=agent.pk).update(**fields)
     for name, value in fields.items():
         setattr(agent, name, value)
@@ -249,6 +254,8 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
             )
             for pk, tenant_id, previous, last in rows
         )
+        for tenant_id in {row[1] for row in rows}:
+            tenant_cache.invalidate(tenant_id)
     log.info("marked %d agent(s) unresponsive", len(ids))
     return ids
 

@@ -117,6 +117,7 @@ class L10Settings:
             "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
             "metrics_minute_retention_days": env.integer("L10_METRICS_MINUTE_RETENTION_DAYS", 3, minimum=2),
             "metrics_rollup_retention_days": env.integer("L10_METRICS_ROLLUP_RETENTION_DAYS", 90, minimum=8),
+            "metrics_budget_ms": env.integer("L10_METRICS_QUERY_BUDGET_MS", 2000, minimum=10),
             "login_max_failures": env.integer("L10_LOGIN_MAX_FAILURES", 5, minimum=1),
             "login_lockout_seconds": env.seconds("L10_LOGIN_LOCKOUT", 900),
         }
@@ -156,6 +157,7 @@ class L10Settings:
     ingest_max_batch: int = field(init=False)
     metrics_minute_retention_days: int = field(init=False)
     metrics_rollup_retention_days: int = field(init=False)
+    metrics_budget_ms: int = field(init=False)
     login_max_failures: int = field(init=False)
     login_lockout_seconds: int = field(init=False)
 

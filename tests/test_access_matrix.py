@@ -31,6 +31,7 @@ PUBLIC = {"home": 302, "login": 200, "logout": 405, "healthz": 200, "api_not_fou
 TENANT = {
     "dashboard:home": ("GET", Role.VIEWER),
     "dashboard:agents": ("GET", Role.VIEWER),
+    "dashboard:agent": ("GET", Role.VIEWER),
     "fleet:tokens": ("GET", Role.ADMIN),
     "fleet:token_create": ("POST", Role.ADMIN),
     "fleet:token_revoke": ("POST", Role.ADMIN),

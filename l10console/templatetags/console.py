@@ -43,3 +43,30 @@ def num(value: float | int | None, places: int = 1) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:,.{places}f}"
+
+
+@register.simple_tag(takes_context=True)
+def query(context: dict[str, object], **changes: object) -> str:
+    """The current query string with some parameters changed (None removes one)."""
+    request = context["request"]
+    params = request.GET.copy()  # type: ignore[attr-defined]
+    for name, value in changes.items():
+        if value is None or value == "":
+            params.pop(name, None)
+        else:
+            params[name] = str(value)
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def percent(value: float | None, places: int = 1) -> str:
+    """0..1 as a percentage."""
+    if value is None:
+        return "—"
+    return f"{value * 100:.{places}f} %"
+
+
+@register.filter
+def get(mapping: dict[str, object] | None, key: str) -> object:
+    return (mapping or {}).get(key)

@@ -77,4 +77,4 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "tenancy/no_tenant.html", status=200)
     last = request.session.get(LAST_TENANT_SESSION_KEY)
     chosen = next((m for m in memberships if m.tenant.slug == last), memberships[0])
-    return redirect(reverse("dashboard:agents", args=[chosen.tenant.slug]))
+    return redirect(reverse("dashboard:home", args=[chosen.tenant.slug]))

@@ -82,7 +82,7 @@ def console(page: Page, asgi_server: LiveServer) -> Iterator[Page]:
 
 
 def agent_names(page: Page) -> Locator:
-    return page.get_by_test_id("agent-table").locator("tbody tr td:first-child")
+    return page.get_by_test_id("agent-table").locator("tbody tr td:nth-child(2)")
 
 
 def sign_in(page: Page, username: str, password: str) -> None:
@@ -103,9 +103,14 @@ def test_sign_in_switch_tenant_and_see_its_agents(console: Page, asgi_server: Li
 
     sign_in(page, "alice", PASSWORD)
 
-    # The first tenant by name: Acme's agents, only Acme's.
+    # The first tenant by name: Acme's overview, then its agents, only Acme's.
+    expect(page).to_have_url(f"{base}/t/acme/")
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Overview\s+Acme"))
+    expect(page.get_by_test_id("total-agents")).to_have_text("2")
+    page.get_by_role("banner").get_by_role("link", name="Agents").click()
     expect(page).to_have_url(f"{base}/t/acme/agents/")
-    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Agents\s+2 in Acme"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Agents\s+Acme"))
+    expect(page.get_by_test_id("agent-count")).to_have_text("2 agents")
     expect(agent_names(page)).to_have_text(ACME_AGENTS)
     expect(page.get_by_test_id("agent-table")).not_to_contain_text("Globex")
     # States are text as well as colour, and the stylesheet is applied (a pill, not bare text).
@@ -131,8 +136,10 @@ def test_sign_in_switch_tenant_and_see_its_agents(console: Page, asgi_server: Li
     expect(menu.get_by_role("menuitem", name="Acme")).to_have_attribute("aria-current", "true")
     menu.get_by_role("menuitem", name="Globex").click()
 
+    expect(page).to_have_url(f"{base}/t/globex/")
+    page.get_by_role("banner").get_by_role("link", name="Agents").click()
     expect(page).to_have_url(f"{base}/t/globex/agents/")
-    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Agents\s+2 in Globex"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"Agents\s+Globex"))
     expect(agent_names(page)).to_have_text(GLOBEX_AGENTS)
     expect(page.get_by_test_id("agent-table")).not_to_contain_text("Acme")
     expect(switcher.locator("summary")).to_have_text("Globex")
@@ -143,7 +150,7 @@ def test_sign_in_switch_tenant_and_see_its_agents(console: Page, asgi_server: Li
 
     # The console remembers the last tenant: home now leads to Globex.
     page.goto(f"{base}/")
-    expect(page).to_have_url(f"{base}/t/globex/agents/")
+    expect(page).to_have_url(f"{base}/t/globex/")
 
 
 def test_wrong_password_shows_the_error(console: Page, asgi_server: LiveServer, two_tenants: User) -> None:

