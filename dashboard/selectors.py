@@ -189,11 +189,11 @@ def _window(rng: Range, now: datetime) -> tuple[datetime, datetime]:
 
 
 FLEET_MINUTES_SQL = """
-SELECT minute, COUNT(*), SUM(samples), SUM(cpu_sum),
+SELECT minute, COUNT(*), SUM(samples)::bigint, SUM(cpu_sum),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY cpu_sum / NULLIF(samples, 0)),
        SUM(memory_sum),
        percentile_cont(0.95) WITHIN GROUP (ORDER BY memory_sum / NULLIF(samples, 0)),
-       SUM(tokens), SUM(requests), SUM(errors), MAX(latency_p95_ms)
+       SUM(tokens)::bigint, SUM(requests)::bigint, SUM(errors)::bigint, MAX(latency_p95_ms)
 FROM fleet_metricminute
 WHERE tenant_id = %s AND minute >= %s AND minute < %s
 GROUP BY minute

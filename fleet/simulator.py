@@ -54,7 +54,7 @@ class SimulatedAgent:
     stop: threading.Event
     rng: random.Random
     crash_rate: float = 0.002
-    task_seconds: tuple[float, float] = (0.5, 3.0)
+    task_seconds: tuple[float, float] = (2.0, 8.0)
     heartbeat_interval: float | None = None
     agent: Agent | None = None
     tasks_done: int = 0
@@ -116,12 +116,12 @@ class SimulatedAgent:
         self._cpu = max(1.0, min(99.0, self._cpu + rng.gauss((base - self._cpu) * 0.2, 6.0)))
         cpu = min(100.0, self._cpu + (rng.uniform(30, 50) if spike else 0.0))
         memory = {"steady": 600.0, "bursty": 900.0, "hungry": 2400.0, "flaky": 700.0}[self.persona]
-        calls = rng.randint(1, 4)
+        calls = rng.randint(1, 2)
         errors = rng.randint(3, 10) if burst else (1 if rng.random() < 0.03 else 0)
         tokens = 0
         for _ in range(calls):
             model = rng.choice(MODELS[:4] if self.persona != "hungry" else MODELS)
-            input_tokens, output_tokens = rng.randint(200, 4000), rng.randint(50, 1200)
+            input_tokens, output_tokens = rng.randint(150, 2500), rng.randint(40, 700)
             tokens += input_tokens + output_tokens
             agent.record_usage(model=model, input_tokens=input_tokens, output_tokens=output_tokens)
         agent.record_metrics(
@@ -171,7 +171,7 @@ def build_fleet(
     *,
     seed: int | None = None,
     crash_rate: float = 0.002,
-    task_seconds: tuple[float, float] = (0.5, 3.0),
+    task_seconds: tuple[float, float] = (2.0, 8.0),
     heartbeat_interval: float | None = None,
 ) -> Fleet:
     stop = threading.Event()

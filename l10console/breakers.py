@@ -19,7 +19,8 @@ class _LogTransitions(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: object, new_state: object) -> None:
         old = getattr(old_state, "name", old_state)
         new = getattr(new_state, "name", new_state)
-        log.warning("circuit breaker %s: %s -> %s", cb.name, old, new)
+        if old != new:
+            log.warning("circuit breaker %s: %s -> %s", cb.name, old, new)
 
 
 def _breaker(

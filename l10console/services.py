@@ -4,7 +4,27 @@ The services themselves live in each app's ``services.py``/``selectors.py``; thi
 exposes them under the seed's names.
 """
 
+from dashboard.facade import (
+    AgentDetail,
+    AsyncCache,
+    DashboardOverview,
+    DashboardService,
+    EventBus,
+    MetricsEngine,
+    StateManager,
+)
 from l10console.config import L10Settings
 from l10console.errors import ErrorCode, InterfaceError
 
-__all__ = ["ErrorCode", "InterfaceError", "L10Settings"]
+__all__ = [
+    "AgentDetail",
+    "AsyncCache",
+    "DashboardOverview",
+    "DashboardService",
+    "ErrorCode",
+    "EventBus",
+    "InterfaceError",
+    "L10Settings",
+    "MetricsEngine",
+    "StateManager",
+]

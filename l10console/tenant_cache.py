@@ -66,24 +66,36 @@ class Cached:
     degraded: bool  # the cache could not be used; the value came from the database
 
 
+MISSING = object()
+
+
+def lookup(kind: str, tenant_id: int, parts: tuple[object, ...]) -> Any:
+    """The cached value, or MISSING; CacheUnavailable when the cache cannot answer."""
+    found = _call(cache.get, key(kind, tenant_id, *parts), MISSING)
+    _record(hit=found is not MISSING)
+    return found
+
+
+def store(kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, value: Any) -> bool:
+    """Cache ``value``; False when the cache could not take it."""
+    try:
+        _call(cache.set, key(kind, tenant_id, *parts), value, ttl)
+    except CacheUnavailable:
+        return False
+    return True
+
+
 def get_or_compute(kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Callable[[], T]) -> Cached:
     """The cached value for (tenant, kind, parts), or ``compute()`` stored for ``ttl`` seconds."""
     try:
-        cache_key = key(kind, tenant_id, *parts)
-        found = _call(cache.get, cache_key)
+        found = lookup(kind, tenant_id, parts)
     except CacheUnavailable as exc:
         log.warning("cache unavailable, computing %s for tenant %s: %s", kind, tenant_id, exc)
         return Cached(compute(), hit=False, degraded=True)
-    if found is not None:
-        _record(hit=True)
+    if found is not MISSING:
         return Cached(found, hit=True, degraded=False)
-    _record(hit=False)
     value = compute()
-    try:
-        _call(cache.set, cache_key, value, ttl)
-    except CacheUnavailable:
-        return Cached(value, hit=False, degraded=True)
-    return Cached(value, hit=False, degraded=False)
+    return Cached(value, hit=False, degraded=not store(kind, tenant_id, parts, ttl, value))
 
 
 def invalidate(tenant_id: int) -> None:

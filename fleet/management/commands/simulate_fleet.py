@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
         parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable fleet")
         parser.add_argument("--crash-rate", type=float, default=0.002, help="chance per task that an agent crashes")
-        parser.add_argument("--task-seconds", type=float, nargs=2, default=(0.5, 3.0), metavar=("MIN", "MAX"))
+        parser.add_argument("--task-seconds", type=float, nargs=2, default=(2.0, 8.0), metavar=("MIN", "MAX"))
 
     def handle(self, *args: Any, **options: Any) -> None:
         tokens = [(f"token-{i + 1}", t) for i, t in enumerate(options["token"])]

@@ -1,0 +1,28 @@
+// Small behaviours of the console's pages; everything works without them.
+(function () {
+  "use strict";
+
+  // Agent list: "select all on this page" and the count of selected agents.
+  function updateSelection(form) {
+    const boxes = form.querySelectorAll('input[name="agent"]');
+    const checked = form.querySelectorAll('input[name="agent"]:checked').length;
+    const all = form.querySelector("[data-select-all]");
+    if (all) {
+      all.checked = checked > 0 && checked === boxes.length;
+      all.indeterminate = checked > 0 && checked < boxes.length;
+    }
+    const count = form.querySelector("[data-selected-count]");
+    if (count) count.textContent = String(checked);
+  }
+
+  document.addEventListener("change", function (event) {
+    const target = event.target;
+    const form = target.closest && target.closest("#agent-selection");
+    if (!form) return;
+    if (target.matches("[data-select-all]")) {
+      form.querySelectorAll('input[name="agent"]').forEach(function (box) { box.checked = target.checked; });
+    }
+    updateSelection(form);
+  });
+
+})();

@@ -1,0 +1,78 @@
+"""The dashboard's cache: scoped by tenant, invalidated by state changes, optional."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from fleet import services
+from fleet.models import DesiredState
+from fleet.schemas import HeartbeatIn, Metrics
+from l10console import tenant_cache
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+
+
+def count(page: str, state: str) -> int:
+    match = re.search(rf'data-testid="count-{state}">(\d+)<', page)
+    assert match, f"no {state} count"
+    return int(match.group(1))
+
+
+def test_keys_carry_the_tenant_so_a_page_of_a_is_never_served_to_b(viewer_a, operator_b, acme_fleet, globex_fleet):
+    a_page = client_for(viewer_a).get("/t/acme/").content.decode()
+    assert count(a_page, "running") == 4
+    # Tenant A's overview is now cached; tenant B's member gets B's own numbers.
+    b_page = client_for(operator_b).get("/t/globex/").content.decode()
+    assert count(b_page, "running") == 0 and count(b_page, "paused") == 3
+    a_key = tenant_cache.key("overview", acme_fleet[0].tenant_id)
+    b_key = tenant_cache.key("overview", globex_fleet[0].tenant_id)
+    assert a_key != b_key
+    assert cache.get(a_key) is not None
+    assert cache.get(a_key).tenant_id == acme_fleet[0].tenant_id
+    assert cache.get(b_key).tenant_id == globex_fleet[0].tenant_id
+
+
+def test_a_state_change_shows_at_once_within_the_ttl(
+    viewer_a, acme_fleet, tenant_a, django_capture_on_commit_callbacks
+):
+    client = client_for(viewer_a)
+    assert count(client.get("/t/acme/").content.decode(), "paused") == 0
+    # A metrics-only heartbeat does not invalidate: the cached page is still served...
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_heartbeat(
+            tenant=tenant_a,
+            external_id="crawler-1",
+            data=HeartbeatIn(state="running", metrics=Metrics(cpu_percent=77.0)),
+        )
+    cached = client.get("/t/acme/").content.decode()
+    assert "77.0" not in cached[cached.index("Top CPU") : cached.index("Top error rate")]
+    # ...but the agent confirming a pause does, within the 120 s TTL.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_heartbeat(tenant=tenant_a, external_id="planner-1", data=HeartbeatIn(state="paused"))
+    fresh = client.get("/t/acme/").content.decode()
+    assert count(fresh, "paused") == 1 and count(fresh, "pending") == 0
+
+
+def test_a_desired_change_invalidates_the_list_and_the_detail(
+    operator_a, acme_fleet, django_capture_on_commit_callbacks
+):
+    client = client_for(operator_a)
+    crawler = acme_fleet[0]
+    assert "Paused" not in client.get(f"/t/acme/agents/{crawler.pk}/").content.decode().split("Observed")[0]
+    client.get("/t/acme/agents/")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_desired_state_set(agent_id=crawler.pk, state=DesiredState.PAUSED, actor=operator_a)
+    detail = client.get(f"/t/acme/agents/{crawler.pk}/").content.decode()
+    assert 'data-testid="desired-state">Paused<' in detail
+    assert "pausing…" in client.get("/t/acme/agents/").content.decode()
+
+
+def test_pages_render_without_a_cache_at_all(viewer_a, acme_fleet):
+    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}):
+        page = client_for(viewer_a).get("/t/acme/").content.decode()
+    assert count(page, "running") == 4

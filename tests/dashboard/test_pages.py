@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from fleet import services
+from fleet.models import Agent, DesiredState
+from tests.conftest import client_for
+from tests.dashboard.conftest import live_agent
+from tests.factories import AgentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def chart_json(page: str, chart_id: str) -> dict:
+    match = re.search(rf'<script id="{chart_id}" type="application/json">(.*?)</script>', page, re.S)
+    assert match, f"no {chart_id} in the page"
+    return json.loads(match.group(1))
+
+
+def test_the_overview_counts_agents_and_shows_fleet_resources_and_tops(viewer_a, acme_fleet, globex_fleet):
+    page = client_for(viewer_a).get("/t/acme/").content.decode()
+    assert re.search(r'data-testid="total-agents">4<', page)
+    assert re.search(r'data-testid="count-running">4<', page)
+    assert re.search(r'data-testid="count-paused">0<', page)
+    assert re.search(r'data-testid="count-pending">1<', page)  # planner-1: told to pause, still running
+    assert "46.2" in page  # mean CPU of 10, 30, 95, 50
+    top_cpu = page[page.index("Top CPU") : page.index("Top error rate")]
+    assert top_cpu.index("Bidder 1") < top_cpu.index("Planner 1") < top_cpu.index("Crawler 1")
+    assert "Globex" not in page
+    cpu = chart_json(page, "chart-cpu")
+    assert cpu["unit"] == "%" and len(cpu["x"]) == 60
+    assert [s["label"] for s in cpu["series"]] == ["mean", "p95"]
+    assert any(v is not None for v in cpu["series"][0]["values"])
+
+
+@pytest.mark.parametrize("rng", ["15m", "1h", "6h", "24h", "7d"])
+def test_every_range_renders_its_charts(viewer_a, acme_fleet, rng):
+    response = client_for(viewer_a).get(
+        f"/t/acme/?range={rng}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="overview-charts"
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.startswith('<section id="overview-charts"')
+    assert len(chart_json(page, "chart-cpu")["x"]) == {"15m": 15, "1h": 60, "6h": 72, "24h": 288, "7d": 336}[rng]
+
+
+def test_the_agent_list_filters_by_state_label_and_name(viewer_a, acme_fleet, globex_fleet):
+    client = client_for(viewer_a)
+
+    def names(query: str) -> list[str]:
+        page = client.get(f"/t/acme/agents/{query}").content.decode()
+        return re.findall(r'<td><a href="/t/acme/agents/[0-9a-f-]+/">([^<]+)</a></td>', page)
+
+    assert names("") == ["Bidder 1", "Crawler 1", "Crawler 2", "Planner 1"]
+    assert names("?labels=team%3Dsearch") == ["Crawler 1", "Crawler 2"]
+    assert names("?labels=team%3Dsearch,env%3Dprod") == ["Crawler 1"]
+    assert names("?q=crawl") == ["Crawler 1", "Crawler 2"]
+    assert names("?pending=1") == ["Planner 1"]
+    assert names("?state=paused") == []
+    assert names("?sort=-cpu") == ["Bidder 1", "Planner 1", "Crawler 2", "Crawler 1"]
+    by_errors = names("?sort=errors")
+    assert by_errors[-1] == "Crawler 2"  # the only one with errors; ties follow no promised order
+    assert names("?sort=-errors")[0] == "Crawler 2"
+
+
+def test_a_bad_label_filter_says_what_is_wrong(viewer_a, acme_fleet):
+    page = client_for(viewer_a).get("/t/acme/agents/?labels=team").content.decode()
+    assert "is not a label filter; write key=value" in page
+    assert "4 agents" in page  # the rest of the list still renders
+
+
+def test_the_agent_list_paginates_without_loading_every_agent(viewer_a, tenant_a, django_assert_max_num_queries):
+    AgentFactory.create_batch(120, tenant=tenant_a)
+    client = client_for(viewer_a)
+    with django_assert_max_num_queries(12):
+        first = client.get("/t/acme/agents/").content.decode()
+    assert "Page 1 of 3" in first
+    third = client.get("/t/acme/agents/?page=3").content.decode()
+    assert len(re.findall(r'<tr id="agent-', third)) == 20
+
+
+def test_the_agent_detail_says_who_asked_for_a_change_still_pending(operator_a, acme_fleet, token_a):
+    planner = acme_fleet[3]
+    services.agent_desired_state_set(agent_id=planner.pk, state=DesiredState.PAUSED, actor=operator_a)
+    Agent.objects.filter(pk=planner.pk).update(desired_state=DesiredState.RUNNING)
+    services.agent_desired_state_set(agent_id=planner.pk, state=DesiredState.PAUSED, actor=operator_a)
+    services.agent_quotas_set(agent_id=planner.pk, quotas={"tokens": {"day": 1000}})
+    page = client_for(operator_a).get(f"/t/acme/agents/{planner.pk}/").content.decode()
+    assert re.search(r"pausing… requested <time[^>]*>\d+ s ago</time> by oscar", page)
+    assert "tokens per day" in page and 'aria-valuemax="1000"' in page
+    assert chart_json(page, "chart-cpu")["series"][1]["label"] == "peak"
+
+
+def test_an_agent_of_another_of_my_tenants_is_not_shown_under_this_tenant(admin_a, tenant_b, globex_fleet):
+    from l10console.tenancy.models import Membership, Role
+
+    Membership.objects.create(user=admin_a, tenant=tenant_b, role=Role.VIEWER)
+    client = client_for(admin_a)
+    assert client.get(f"/t/globex/agents/{globex_fleet[0].pk}/").status_code == 200
+    assert client.get(f"/t/acme/agents/{globex_fleet[0].pk}/").status_code == 404
+
+
+def test_an_empty_tenant_says_what_to_do_next(admin_a):
+    page = client_for(admin_a).get("/t/acme/agents/").content.decode()
+    assert "No agents yet" in page and "Create a token" in page
+    overview = client_for(admin_a).get("/t/acme/").content.decode()
+    assert "No agent is reporting this right now." in overview
+
+
+def test_live_agent_helper_makes_a_reporting_agent(tenant_a):
+    agent = live_agent(tenant_a, "x-1", cpu=12.0)
+    assert agent.metrics_at is not None and agent.cpu_percent == 12.0
