@@ -1,0 +1,80 @@
+"""In Chromium: overview → agent list (filter, sort) → agent detail with its charts drawn."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from fleet.models import MetricMinute
+from tests.conftest import LiveServer
+from tests.dashboard.conftest import live_agent
+from tests.e2e.test_journey import sign_in
+from tests.factories import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def fleet(tenant_a, viewer_a):
+    agents = [
+        live_agent(tenant_a, "crawler-1", cpu=22.0, labels={"team": "search"}),
+        live_agent(tenant_a, "crawler-2", cpu=64.0, labels={"team": "search"}),
+        live_agent(tenant_a, "bidder-1", cpu=91.0, labels={"team": "ads"}),
+    ]
+    now = timezone.now().replace(second=0, microsecond=0)
+    for agent in agents:
+        MetricMinute.objects.bulk_create(
+            MetricMinute(
+                agent=agent, tenant=tenant_a, minute=now - timedelta(minutes=m), samples=6,
+                cpu_sum=6 * (agent.cpu_percent or 0) * (0.8 + (m % 5) / 10), cpu_max=agent.cpu_percent or 0,
+                memory_sum=6 * 500.0, memory_max=520.0, tokens=1200 + m, requests=12, errors=m % 3, latency_p95_ms=180.0 + m,
+            )
+            for m in range(1, 50)
+        )  # fmt: skip
+    return agents
+
+
+def test_overview_then_the_list_then_an_agent_with_its_charts(
+    page: Page, asgi_server: LiveServer, viewer_a: User, fleet
+):
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "vera", PASSWORD)
+
+    # Overview: counts, top CPU, fleet charts drawn.
+    expect(page).to_have_url(f"{asgi_server.url}/t/acme/")
+    expect(page.get_by_test_id("total-agents")).to_have_text("3")
+    expect(page.get_by_test_id("count-running")).to_have_text("3")
+    top_cpu = page.locator(".card.top", has_text="Top CPU").locator("td:first-child")
+    expect(top_cpu).to_have_text(["Bidder 1", "Crawler 2", "Crawler 1"])
+    expect(page.locator("#overview-charts .chart[data-drawn='true'] canvas")).to_have_count(5)
+    # Another range swaps in its charts without a reload.
+    page.get_by_role("link", name="6 hours").click()
+    expect(page).to_have_url(re.compile(r"\?range=6h$"))
+    expect(page.locator("#overview-charts h2")).to_have_text("Fleet over the last 6 hours")
+    expect(page.locator("#overview-charts .chart[data-drawn='true']")).to_have_count(5)
+
+    # The list: filter by label, then sort by CPU descending.
+    page.get_by_role("banner").get_by_role("link", name="Agents").click()
+    names = page.get_by_test_id("agent-table").locator("tbody tr td:nth-child(2)")
+    expect(names).to_have_text(["Bidder 1", "Crawler 1", "Crawler 2"])
+    page.get_by_label("Labels").fill("team=search")
+    expect(names).to_have_text(["Crawler 1", "Crawler 2"])
+    expect(page).to_have_url(re.compile(r"labels=team%3Dsearch"))
+    page.get_by_role("link", name="CPU %").click()
+    page.get_by_role("link", name=re.compile(r"CPU %")).click()  # again: descending
+    expect(page).to_have_url(re.compile(r"sort=-cpu"))
+    expect(names).to_have_text(["Crawler 2", "Crawler 1"])
+
+    # The detail: state, tiles and charts over the chosen range.
+    page.get_by_role("link", name="Crawler 2").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Crawler 2")
+    expect(page.get_by_test_id("observed-state")).to_have_text("Running")
+    expect(page.locator("#agent-charts .chart[data-drawn='true'] canvas")).to_have_count(5)
+    page.get_by_role("link", name="15 min").click()
+    expect(page.locator("#agent-charts h2")).to_have_text("Resources over the last 15 min")
+    expect(page.locator("#agent-charts .chart[data-drawn='true'] canvas")).to_have_count(5)
