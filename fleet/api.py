@@ -20,6 +20,7 @@ from fleet.schemas import (
 )
 from l10console import ratelimit
 from l10console.errors import ErrorCode, InterfaceError
+from l10console.observability import INGEST_RECORDS
 
 
 class TenantToken(HttpBearer):
@@ -62,6 +63,7 @@ def register(request: HttpRequest, payload: RegisterIn) -> Status:
 def heartbeat(request: HttpRequest, external_id: str, payload: HeartbeatIn) -> services.AgentControl:
     """Report observed state and metrics; the answer carries desired state, quotas and interval."""
     agent = services.agent_heartbeat(tenant=_token(request).tenant, external_id=external_id, data=payload)
+    INGEST_RECORDS.labels(kind="heartbeat").inc()
     return services.AgentControl.of(agent)
 
 
@@ -69,6 +71,7 @@ def heartbeat(request: HttpRequest, external_id: str, payload: HeartbeatIn) -> s
 def metrics(request: HttpRequest, payload: MetricBatchIn) -> dict[str, int]:
     """A batch of metric samples; samples within one minute are merged into its row."""
     services.metrics_record(tenant=_token(request).tenant, samples=payload.samples)
+    INGEST_RECORDS.labels(kind="metrics").inc(len(payload.samples))
     return {"accepted": len(payload.samples), "duplicates": 0}
 
 
@@ -76,6 +79,7 @@ def metrics(request: HttpRequest, payload: MetricBatchIn) -> dict[str, int]:
 def events(request: HttpRequest, payload: EventBatchIn) -> dict[str, int]:
     """A batch of events (task.completed, errors, …); an event with a known ``id`` is skipped."""
     stored, duplicates = services.events_record(tenant=_token(request).tenant, events=payload.events)
+    INGEST_RECORDS.labels(kind="events").inc(stored)
     return {"accepted": stored, "duplicates": duplicates}
 
 
@@ -83,4 +87,5 @@ def events(request: HttpRequest, payload: EventBatchIn) -> dict[str, int]:
 def usage(request: HttpRequest, payload: UsageBatchIn) -> dict[str, int]:
     """A batch of model usage records; always stored (it is money already spent)."""
     stored, duplicates = services.usage_record(tenant=_token(request).tenant, records=payload.records)
+    INGEST_RECORDS.labels(kind="usage").inc(stored)
     return {"accepted": stored, "duplicates": duplicates}

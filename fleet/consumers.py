@@ -25,6 +25,7 @@ from fleet import services
 from fleet.models import Agent, ApiToken
 from fleet.push import agent_group
 from l10console.errors import ErrorCode, InterfaceError
+from l10console.observability import WEBSOCKETS
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def _report(agent: Agent, state: str) -> None:
 class AgentConsumer(AsyncJsonWebsocketConsumer):
     agent: Agent | None = None
     group: str | None = None
+    counted = False  # in l10_websocket_connections: accepted and authenticated
 
     async def connect(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
@@ -82,9 +84,14 @@ class AgentConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = agent_group(self.agent.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        WEBSOCKETS.labels(kind="agent").inc()
+        self.counted = True
         await self.send_json(await _control(self.agent.pk))
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            WEBSOCKETS.labels(kind="agent").dec()
+            self.counted = False
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -8,6 +8,7 @@ surfacing later as a strange failure.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
@@ -77,6 +79,19 @@ class EnvReader:
             return list(default)
         return [part.strip() for part in value.split(",") if part.strip()]
 
+    def networks(self, name: str, default: list[str]) -> tuple[IPNetwork, ...]:
+        """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8``); an address is a /32 or /128."""
+        found = []
+        for entry in self.words(name, default):
+            try:
+                # strict: ``10.0.0.1/8`` is refused (host bits set), it is more likely a typo than a wish.
+                found.append(ipaddress.ip_network(entry, strict=True))
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"{name} must list IP addresses or networks (e.g. 127.0.0.1,10.0.0.0/8), got {entry!r}: {exc}."
+                ) from None
+        return tuple(found)
+
 
 @dataclass(frozen=True)
 class L10Settings:
@@ -120,6 +135,7 @@ class L10Settings:
             "metrics_budget_ms": env.integer("L10_METRICS_QUERY_BUDGET_MS", 2000, minimum=10),
             "login_max_failures": env.integer("L10_LOGIN_MAX_FAILURES", 5, minimum=1),
             "login_lockout_seconds": env.seconds("L10_LOGIN_LOCKOUT", 900),
+            "metrics_allowed": env.networks("L10_METRICS_ALLOWED", ["127.0.0.1", "::1"]),
         }
         values["tls"] = env.boolean("L10_TLS", not values["debug"])
         for name, value in values.items():
@@ -160,6 +176,7 @@ class L10Settings:
     metrics_budget_ms: int = field(init=False)
     login_max_failures: int = field(init=False)
     login_lockout_seconds: int = field(init=False)
+    metrics_allowed: tuple[IPNetwork, ...] = field(init=False)
 
     @property
     def uses_postgres(self) -> bool:

@@ -15,6 +15,8 @@ urlpatterns = [
     path("login/", tenancy_views.login, name="login"),
     path("logout/", tenancy_views.logout, name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("t/<slug:slug>/", include(tenant_patterns)),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -26,7 +26,16 @@ from tests.conftest import client_for
 pytestmark = pytest.mark.django_db
 
 # Routes that need no tenant: name → expectation for an anonymous visitor.
-PUBLIC = {"home": 302, "login": 200, "logout": 405, "healthz": 200, "api_not_found": 404}
+# /readyz: 200 with the suite's services up; /metrics: 200 from the test client's 127.0.0.1.
+PUBLIC = {
+    "home": 302,
+    "login": 200,
+    "logout": 405,
+    "healthz": 200,
+    "readyz": 200,
+    "metrics": 200,
+    "api_not_found": 404,
+}
 # Tenant routes: name → (method, least role).
 TENANT = {
     "dashboard:home": ("GET", Role.VIEWER),

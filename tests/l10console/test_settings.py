@@ -77,6 +77,17 @@ def test_a_bad_value_is_refused_naming_the_variable(name, value, words):
     assert words in str(info.value)
 
 
+def test_a_bad_metrics_allowed_entry_is_refused_naming_the_variable():
+    for value in ("127.0.0.1,localhost", "10.0.0.1/8", "10.0.0.0/33", "::1,fe80::zz"):
+        with pytest.raises(ImproperlyConfigured) as info:
+            L10Settings(environ={"L10_METRICS_ALLOWED": value})
+        assert "L10_METRICS_ALLOWED" in str(info.value), value
+        assert "IP addresses or networks" in str(info.value), value
+    assert [str(n) for n in L10Settings(environ={}).metrics_allowed] == ["127.0.0.1/32", "::1/128"]
+    allowed = L10Settings(environ={"L10_METRICS_ALLOWED": "127.0.0.1, 10.0.0.0/8 ,::1"}).metrics_allowed
+    assert [str(n) for n in allowed] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]
+
+
 def _start(env: dict[str, str], *check_args: str) -> subprocess.CompletedProcess[str]:
     """``manage.py check`` in a fresh process with only these L10_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("L10_")}
