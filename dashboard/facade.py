@@ -94,8 +94,7 @@ class ConsoleMetricsEngine:
         return await sync_to_async(selectors.fleet_resources)(tenant_id, timezone.now())
 
     async def top_agents(self, tenant_id: int) -> dict[str, list[selectors.TopAgent]]:
-        data = await sync_to_async(selectors.overview)(tenant_id)
-        return {"cpu": data.top_cpu, "error_rate": data.top_error_rate, "tokens": data.top_tokens}
+        return await sync_to_async(selectors.top_agents)(tenant_id, timezone.now())
 
     async def fleet_charts(self, tenant_id: int, range_key: str) -> dict[str, dict[str, Any]]:
         return await sync_to_async(selectors.fleet_charts)(tenant_id, selectors.parse_range(range_key))

@@ -424,20 +424,30 @@ def _top(qs: QuerySet[Agent], column: str) -> list[TopAgent]:
     ]
 
 
-def overview(tenant_id: int, *, now: datetime | None = None) -> Overview:
-    now = now or timezone.now()
+def top_agents(tenant_id: int, now: datetime) -> dict[str, list[TopAgent]]:
+    """The ten reporting agents highest in CPU, error rate and tokens per minute."""
     live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=_fresh_cutoff(now))
     error_rate = F("errors_per_min") / NullIf(F("requests_per_min"), 0.0, output_field=FloatField())
+    return {
+        "cpu": _top(live.filter(cpu_percent__isnull=False), "cpu_percent"),
+        "error_rate": _top(
+            live.annotate(error_rate=Coalesce(error_rate, 0.0, output_field=FloatField())).filter(errors_per_min__gt=0),
+            "error_rate",
+        ),
+        "tokens": _top(live.filter(tokens_per_min__gt=0), "tokens_per_min"),
+    }
+
+
+def overview(tenant_id: int, *, now: datetime | None = None) -> Overview:
+    now = now or timezone.now()
+    top = top_agents(tenant_id, now)
     return Overview(
         tenant_id=tenant_id,
         agents_summary=agents_summary(tenant_id),
         resources=fleet_resources(tenant_id, now),
-        top_cpu=_top(live.filter(cpu_percent__isnull=False), "cpu_percent"),
-        top_error_rate=_top(
-            live.annotate(error_rate=Coalesce(error_rate, 0.0, output_field=FloatField())).filter(errors_per_min__gt=0),
-            "error_rate",
-        ),
-        top_tokens=_top(live.filter(tokens_per_min__gt=0), "tokens_per_min"),
+        top_cpu=top["cpu"],
+        top_error_rate=top["error_rate"],
+        top_tokens=top["tokens"],
         generated_at=now,
     )
 
