@@ -72,9 +72,14 @@ class Change:
 class _Background:
     """One daemon thread running an asyncio loop for every Agent in the process."""
 
+    # Requests in flight at once for the whole process: httpcore scans every queued request
+    # against every connection, so hundreds of agents queueing at once starve the loop.
+    MAX_IN_FLIGHT = 16
+
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._http: httpx.AsyncClient | None = None
+        self._slots: asyncio.Semaphore | None = None
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name="l10-agent", daemon=True)
         self.thread.start()
@@ -93,9 +98,17 @@ class _Background:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(10.0, connect=3.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+                # Expire idle connections before a server's usual 5 s keep-alive does, so a
+                # request never races the server closing its connection.
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=10, keepalive_expiry=2.0),
             )
         return self._http
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.MAX_IN_FLIGHT)
+        return self._slots
 
 
 _background: _Background | None = None
@@ -320,7 +333,7 @@ class Agent:
         with self._cond:
             self._usage_total["tokens"] += tokens
             self._usage_total["api_calls"] += api_calls
-        if self._usage.add(record) >= self._batch_size:
+        if self._usage.add(record) == self._batch_size:  # crossing it, not on every call past it
             self._wake()
 
     def record_event(
@@ -333,7 +346,7 @@ class Agent:
         at: float | None = None,
     ) -> None:
         record = (uuid.uuid4(), type, message, data or {}, severity, at or time.time())
-        if self._events.add(record) >= self._batch_size:
+        if self._events.add(record) == self._batch_size:
             self._wake()
 
     def record_metrics(
@@ -507,7 +520,8 @@ class Agent:
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response | None:
         try:
-            return await self._bg.http.post(f"{self.url}/api/v1/ingest{path}", json=body, headers=self._headers)
+            async with self._bg.slots:
+                return await self._bg.http.post(f"{self.url}/api/v1/ingest{path}", json=body, headers=self._headers)
         except httpx.HTTPError as exc:
             log.debug("%s: POST %s failed: %s", self.external_id, path, exc)
             return None
@@ -558,7 +572,8 @@ class Agent:
             ok = await self._heartbeat()
             if ok:
                 backoff.reset()
-            await self._sleep(self._interval if ok else backoff.next())
+            # ±10 % jitter keeps a fleet started together from heartbeating in lockstep.
+            await self._sleep(self._interval * random.uniform(0.9, 1.1) if ok else backoff.next())  # noqa: S311
 
     def _take_sample(self) -> dict[str, Any] | None:
         with self._gauge_lock:
