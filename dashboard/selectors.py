@@ -76,8 +76,10 @@ def _budget() -> Iterator[None]:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
+                # work_mem: the fleet chart's percentile sorts stay in memory instead of spilling.
                 cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, true)", [str(settings.L10.metrics_budget_ms)]
+                    "SELECT set_config('statement_timeout', %s, true), set_config('work_mem', '32MB', true)",
+                    [str(settings.L10.metrics_budget_ms)],
                 )
         yield
 
@@ -401,7 +403,8 @@ def agents_summary(tenant_id: int) -> AgentsSummary:
 
 
 def fleet_resources(tenant_id: int, now: datetime) -> FleetResources:
-    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=_fresh_cutoff(now))
+    # order_by(): the model's default ordering by name costs a sort nothing here needs.
+    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=_fresh_cutoff(now)).order_by()
     rows = list(live.values_list("cpu_percent", "memory_mb", "tokens_per_min", "requests_per_min", "errors_per_min"))
     cpus = [r[0] for r in rows if r[0] is not None]
     mems = [r[1] for r in rows if r[1] is not None]
