@@ -35,9 +35,9 @@ def membership_for(user: AnyUser, tenant_id: int, *, need: Role = Role.VIEWER) -
     return _checked(_memberships(user).filter(tenant_id=tenant_id).first(), need)
 
 
-def get_tenant_for_user(user: AnyUser, slug: str, *, need: Role = Role.VIEWER) -> Membership:
-    """The membership for the tenant with this slug (the tenant is ``membership.tenant``)."""
-    return _checked(_memberships(user).filter(tenant__slug=slug).first(), need)
+def choose_membership(memberships: list[Membership], slug: str, *, need: Role = Role.VIEWER) -> Membership:
+    """The membership for ``slug`` among the user's own (as ``memberships_of`` lists them)."""
+    return _checked(next((m for m in memberships if m.tenant.slug == slug), None), need)
 
 
 def memberships_of(user: AnyUser) -> list[Membership]:

@@ -14,7 +14,7 @@ def tenancy(request: HttpRequest) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {}
     return {
-        "memberships": memberships_of(user),
+        "memberships": getattr(request, "memberships", None) or memberships_of(user),
         "current": getattr(request, "membership", None),
         "Role": Role,
     }

@@ -9,7 +9,7 @@ from typing import Any, Concatenate, ParamSpec
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 
-from l10console.tenancy.access import get_tenant_for_user
+from l10console.tenancy.access import choose_membership, memberships_of
 from l10console.tenancy.models import Membership, Role
 
 P = ParamSpec("P")
@@ -27,7 +27,10 @@ def tenant_view(
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
-            membership = get_tenant_for_user(request.user, slug, need=need)
+            # One query serves both the check and the header's tenant switcher.
+            memberships = memberships_of(request.user)
+            membership = choose_membership(memberships, slug, need=need)
+            request.memberships = memberships  # type: ignore[attr-defined]
             request.membership = membership  # type: ignore[attr-defined]
             if request.session.get(LAST_TENANT_SESSION_KEY) != slug:
                 request.session[LAST_TENANT_SESSION_KEY] = slug
