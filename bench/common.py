@@ -183,6 +183,8 @@ def server() -> Iterator[Server]:
         "on",
         "--log-level",
         "warning",
+        "--ws-per-message-deflate",
+        "false",  # as l10console.launch and the README's production command run it
     ]
     with tempfile.TemporaryFile(mode="w+", prefix="l10bench-server-") as log:
         # taskset execs uvicorn, so the child's pid is the server's.

@@ -6,6 +6,8 @@ transaction, so a bad request stores nothing.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -64,7 +66,11 @@ def token_authenticate(plain: str) -> ApiToken:
     """The active token for this plain text, with its tenant; InterfaceError otherwise."""
     if not looks_like_token(plain):
         raise InterfaceError(ErrorCode.TOKEN_INVALID)
-    token = ApiToken.objects.select_related("tenant").filter(token_hash=hash_token(plain)).first()
+    digest = hash_token(plain)
+    if connection.vendor == "postgresql":
+        token = _token_by_hash_postgres(digest)
+    else:
+        token = ApiToken.objects.select_related("tenant").filter(token_hash=digest).first()
     if token is None:
         raise InterfaceError(ErrorCode.TOKEN_INVALID)
     if token.revoked_at is not None:
@@ -74,6 +80,28 @@ def token_authenticate(plain: str) -> ApiToken:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+@functools.cache
+def _token_statement() -> str:
+    token_table, tenant_table = ApiToken._meta.db_table, Tenant._meta.db_table
+    return (
+        f"SELECT k.id, k.revoked_at, k.last_used_at, t.id, t.slug, t.name, t.created_at "  # noqa: S608 - constants only
+        f"FROM {token_table} AS k JOIN {tenant_table} AS t ON t.id = k.tenant_id WHERE k.token_hash = %s"
+    )
+
+
+def _token_by_hash_postgres(digest: str) -> ApiToken | None:
+    """The token and its tenant in one plain statement: every ingest request authenticates,
+    and compiling the ORM query cost more than running it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_statement(), [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_id, revoked_at, last_used_at, tenant_id, slug, name, created_at = row
+    tenant = Tenant(id=tenant_id, slug=slug, name=name, created_at=created_at)
+    return ApiToken(id=token_id, tenant=tenant, token_hash=digest, revoked_at=revoked_at, last_used_at=last_used_at)
 
 
 # --- agents ---------------------------------------------------------------------------
@@ -131,28 +159,53 @@ def agent_register(*, tenant: Tenant, data: RegisterIn) -> tuple[Agent, bool]:
     return agent, False
 
 
+def _unknown_agent(external_id: str) -> InterfaceError:
+    return InterfaceError(
+        ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register it first."
+    )
+
+
 def _agent_by_external_id(tenant: Tenant, external_id: str) -> Agent:
     agent = Agent.objects.filter(tenant=tenant, external_id=external_id).first()
     if agent is None:
-        raise InterfaceError(
-            ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register it first."
-        )
+        raise _unknown_agent(external_id)
     return agent
 
 
-@transaction.atomic
 def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> Agent:
-    """Record the agent's observed state and metrics. Always accepted, also from a stopped agent."""
+    """Record the agent's observed state and metrics. Always accepted, also from a stopped agent.
+
+    The returned agent carries what the answer needs (id, external id, desired state,
+    version, quotas, observed state); on PostgreSQL it is not a full row.
+    """
     now = timezone.now()
-    agent = _agent_by_external_id(tenant, external_id)
-    fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
-    if agent.observed_state != data.state:
-        fields["observed_state"] = data.state
-        fields["observed_changed_at"] = now
+    if connection.vendor == "postgresql":
+        agent, previous_state = _heartbeat_postgres(tenant, external_id, data, now)
+    else:
+        agent, previous_state = _heartbeat_portable(tenant, external_id, data, now)
+    if previous_state != data.state:
         tenant_cache.invalidate(tenant.pk)
+    return agent
+
+
+# The agent's columns a heartbeat sets besides its observed state: always, and with metrics.
+HEARTBEAT_COLUMNS = ("last_heartbeat_at", "updated_at")
+HEARTBEAT_METRIC_COLUMNS = (
+    "cpu_percent",
+    "memory_mb",
+    "latency_p95_ms",
+    "tokens_per_min",
+    "requests_per_min",
+    "errors_per_min",
+    "metrics_at",
+)
+
+
+def _heartbeat_fields(data: HeartbeatIn, now: datetime) -> dict[str, Any]:
+    """Values for ``HEARTBEAT_COLUMNS`` and, with metrics, ``HEARTBEAT_METRIC_COLUMNS``."""
+    fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
     metrics = data.metrics
     if metrics is not None:
-        at = data.at or now
         interval_min = settings.L10.agent_heartbeat_interval / 60
         fields.update(
             cpu_percent=metrics.cpu_percent,
@@ -161,13 +214,86 @@ def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> A
             tokens_per_min=metrics.tokens / interval_min,
             requests_per_min=metrics.requests / interval_min,
             errors_per_min=metrics.errors / interval_min,
-            metrics_at=at,
+            metrics_at=data.at or now,
         )
-        _merge_minutes([(agent.pk, tenant.pk, at, metrics)])
+    return fields
+
+
+@transaction.atomic
+def _heartbeat_portable(tenant: Tenant, external_id: str, data: HeartbeatIn, now: datetime) -> tuple[Agent, str]:
+    """Any database: read the agent, merge the sample, update the row."""
+    agent = _agent_by_external_id(tenant, external_id)
+    previous_state = agent.observed_state
+    fields = _heartbeat_fields(data, now)
+    if previous_state != data.state:
+        fields.update(observed_state=data.state, observed_changed_at=now)
+    if data.metrics is not None:
+        _merge_minutes([(agent.pk, tenant.pk, data.at or now, data.metrics)])
     Agent.objects.filter(pk=agent.pk).update(**fields)
     for name, value in fields.items():
         setattr(agent, name, value)
-    return agent
+    return agent, previous_state
+
+
+@functools.cache
+def _heartbeat_statement(with_metrics: bool) -> str:
+    """One statement: update the agent (keeping its previous observed state for the answer)
+    and, with metrics, merge the sample into its minute row. Each heartbeat runs in one
+    round trip and one implicit transaction, with no SQL compiled per request."""
+    agent_table = Agent._meta.db_table
+    columns = HEARTBEAT_COLUMNS + (HEARTBEAT_METRIC_COLUMNS if with_metrics else ())
+    assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    statement = (
+        f"WITH previous AS (SELECT id, observed_state FROM {agent_table} "  # noqa: S608 - constants only
+        "WHERE tenant_id = %(tenant_id)s AND external_id = %(external_id)s), "
+        f"agent AS (UPDATE {agent_table} AS a SET {assignments}, observed_state = %(state)s, "
+        "observed_changed_at = CASE WHEN a.observed_state = %(state)s THEN a.observed_changed_at ELSE %(now)s END "
+        "FROM previous WHERE a.id = previous.id "
+        "RETURNING a.id, a.desired_state, a.version, a.quotas, previous.observed_state)"
+    )
+    if with_metrics:
+        statement += (
+            f", minute AS (INSERT INTO {MetricMinute._meta.db_table} AS t ({MERGE_COLUMNS}) "  # noqa: S608
+            "SELECT agent.id, %(tenant_id)s, %(minute)s, 1, %(cpu)s, %(cpu)s, %(mem)s, %(mem)s, %(tokens)s, "
+            "%(requests)s, %(errors)s, %(p95)s FROM agent "
+            f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE})"
+        )
+    return f"{statement} SELECT id, desired_state, version, quotas, observed_state FROM agent"  # noqa: S608
+
+
+def _heartbeat_postgres(tenant: Tenant, external_id: str, data: HeartbeatIn, now: datetime) -> tuple[Agent, str]:
+    params = _heartbeat_fields(data, now)
+    params.update(tenant_id=tenant.pk, external_id=external_id, state=data.state, now=now)
+    metrics = data.metrics
+    if metrics is not None:
+        cpu = metrics.cpu_percent or 0.0
+        params.update(
+            minute=floor_minute(data.at or now),
+            cpu=cpu,
+            mem=metrics.memory_mb or 0.0,
+            tokens=metrics.tokens,
+            requests=metrics.requests,
+            errors=metrics.errors,
+            p95=metrics.latency_p95_ms or 0.0,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_heartbeat_statement(metrics is not None), params)
+        row = cursor.fetchone()
+    if row is None:
+        raise _unknown_agent(external_id)
+    agent_id, desired_state, version, quotas, previous_state = row
+    # Django leaves jsonb as text for JSONField to decode; a raw cursor gets that text.
+    quotas = json.loads(quotas) if isinstance(quotas, str) else quotas
+    agent = Agent(
+        id=agent_id,
+        tenant=tenant,
+        external_id=external_id,
+        desired_state=desired_state,
+        version=version,
+        quotas=quotas,
+        observed_state=data.state,
+    )
+    return agent, previous_state
 
 
 @transaction.atomic

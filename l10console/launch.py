@@ -21,7 +21,9 @@ from types import FrameType
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_FILE = ROOT / "var" / "demo-tokens.txt"
-UVICORN = [sys.executable, "-m", "uvicorn", "l10console.asgi:application"]
+# Agent and browser frames are small JSON: per-message compression would save nothing on
+# the wire and costs a zlib context (about 100 KB) per open socket.
+UVICORN = [sys.executable, "-m", "uvicorn", "l10console.asgi:application", "--ws-per-message-deflate", "false"]
 CELERY = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "--beat", "-l", "warning", "--concurrency", "2"]
 
 

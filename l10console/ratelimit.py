@@ -5,21 +5,43 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
+from django_redis import get_redis_connection
 
 from l10console.errors import ErrorCode, InterfaceError
+
+
+def _redis() -> Any | None:
+    """The cache's own Redis client when the cache is django-redis, else None."""
+    if not settings.CACHES["default"]["BACKEND"].startswith("django_redis."):
+        return None
+    return get_redis_connection("default")
+
+
+def _count(bucket: str, window: int) -> int:
+    client = _redis()
+    if client is not None:
+        # One round trip: INCR, and a TTL set only by the window's first hit.
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(bucket)
+        pipe.expire(bucket, window + 1, nx=True)
+        count, _ = pipe.execute()
+        return int(count)
+    try:
+        return cache.incr(bucket)
+    except ValueError:  # first hit in this window
+        return 1 if cache.add(bucket, 1, timeout=window + 1) else cache.incr(bucket)
 
 
 def hit(key: str, *, limit: int, window: int = 1) -> int | None:
     """Count one hit on ``key``; return the seconds to wait when over ``limit``, else None."""
     now = time.time()
-    bucket = f"rl:{key}:{int(now // window)}"
+    bucket = f"l10:rl:{key}:{int(now // window)}"
     try:
-        try:
-            count = cache.incr(bucket)
-        except ValueError:  # first hit in this window
-            count = 1 if cache.add(bucket, 1, timeout=window + 1) else cache.incr(bucket)
+        count = _count(bucket, window)
     except Exception as exc:
         raise InterfaceError(
             ErrorCode.SERVICE_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.", retry_after=1

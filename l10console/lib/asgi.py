@@ -18,8 +18,9 @@ class BodyLimit:
     """Refuse HTTP bodies over ``limit`` bytes before they are read whole.
 
     A declared ``Content-Length`` over the limit is refused without reading a byte. A body
-    without one (chunked) is read only up to the limit, then refused; below it, the chunks
-    are replayed to the app. ``error_body`` is the JSON sent with the 413.
+    without one (chunked) is read only up to the limit, then refused; below it, it is
+    handed to the app whole, with its ``Content-Length``. ``error_body`` is the JSON sent
+    with the 413.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, error_body: dict[str, Any]) -> None:
@@ -38,24 +39,30 @@ class BodyLimit:
                 return
             await self.app(scope, receive, send)
             return
-        chunks: list[Message] = []
+        chunks: list[bytes] = []
         seen = 0
         while True:
             message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request":
-                break
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > self.limit:
                 await self._refuse(send)
                 return
             if not message.get("more_body", False):
                 break
+        # The whole body is here: hand it on as one message with its length declared, as
+        # a WSGI application needs (it reads CONTENT_LENGTH bytes, and none without it).
+        body = b"".join(chunks)
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"transfer-encoding"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> Message:
-            return chunks.pop(0) if chunks else await receive()
+            return pending.pop() if pending else await receive()
 
-        await self.app(scope, replay, send)
+        await self.app({**scope, "headers": headers}, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         await send(
