@@ -24,13 +24,21 @@ PAGE_SIZE = 50
 
 
 class Page:
-    """Collects whether any part of the page came from the database because the cache was down."""
+    """Collects whether any part of the page came from the database because the cache was
+    down; reads the tenant's cache generation once for all of the page's entries."""
 
     def __init__(self) -> None:
         self.degraded = False
+        self.generations: dict[int, int] = {}
 
     def cached(self, kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Any) -> Any:
-        result = tenant_cache.get_or_compute(kind, tenant_id, parts, ttl, compute)
+        gen = self.generations.get(tenant_id)
+        if gen is None:
+            try:
+                gen = self.generations[tenant_id] = tenant_cache.generation(tenant_id)
+            except tenant_cache.CacheUnavailable:
+                gen = None  # get_or_compute finds the cache down too and computes
+        result = tenant_cache.get_or_compute(kind, tenant_id, parts, ttl, compute, gen=gen)
         self.degraded |= result.degraded
         return result.value
 

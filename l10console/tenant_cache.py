@@ -54,9 +54,10 @@ def generation(tenant_id: int) -> int:
     return int(value)
 
 
-def key(kind: str, tenant_id: int, *parts: object) -> str:
+def key(kind: str, tenant_id: int, *parts: object, gen: int | None = None) -> str:
+    """The entry's key; ``gen`` is the tenant's generation if the caller has read it already."""
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
-    return f"t:{tenant_id}:g{generation(tenant_id)}:{kind}:{digest}"
+    return f"t:{tenant_id}:g{generation(tenant_id) if gen is None else gen}:{kind}:{digest}"
 
 
 @dataclass
@@ -69,33 +70,48 @@ class Cached:
 MISSING = object()
 
 
-def lookup(kind: str, tenant_id: int, parts: tuple[object, ...]) -> Any:
+def lookup(kind: str, tenant_id: int, parts: tuple[object, ...], *, gen: int | None = None) -> Any:
     """The cached value, or MISSING; CacheUnavailable when the cache cannot answer."""
-    found = _call(cache.get, key(kind, tenant_id, *parts), MISSING)
+    found = _call(cache.get, key(kind, tenant_id, *parts, gen=gen), MISSING)
     _record(hit=found is not MISSING)
     return found
 
 
-def store(kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, value: Any) -> bool:
+def store(
+    kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, value: Any, *, gen: int | None = None
+) -> bool:
     """Cache ``value``; False when the cache could not take it."""
     try:
-        _call(cache.set, key(kind, tenant_id, *parts), value, ttl)
+        _call(cache.set, key(kind, tenant_id, *parts, gen=gen), value, ttl)
     except CacheUnavailable:
         return False
     return True
 
 
-def get_or_compute(kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Callable[[], T]) -> Cached:
-    """The cached value for (tenant, kind, parts), or ``compute()`` stored for ``ttl`` seconds."""
+def get_or_compute(
+    kind: str,
+    tenant_id: int,
+    parts: tuple[object, ...],
+    ttl: int,
+    compute: Callable[[], T],
+    *,
+    gen: int | None = None,
+) -> Cached:
+    """The cached value for (tenant, kind, parts), or ``compute()`` stored for ``ttl`` seconds.
+
+    ``gen``: the tenant's generation as the caller read it once for several entries.
+    """
     try:
-        found = lookup(kind, tenant_id, parts)
+        if gen is None:
+            gen = generation(tenant_id)
+        found = lookup(kind, tenant_id, parts, gen=gen)
     except CacheUnavailable as exc:
         log.warning("cache unavailable, computing %s for tenant %s: %s", kind, tenant_id, exc)
         return Cached(compute(), hit=False, degraded=True)
     if found is not MISSING:
         return Cached(found, hit=True, degraded=False)
     value = compute()
-    return Cached(value, hit=False, degraded=not store(kind, tenant_id, parts, ttl, value))
+    return Cached(value, hit=False, degraded=not store(kind, tenant_id, parts, ttl, value, gen=gen))
 
 
 def invalidate(tenant_id: int) -> None:
