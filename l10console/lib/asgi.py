@@ -15,12 +15,14 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 
 class BodyLimit:
-    """Refuse HTTP bodies over ``limit`` bytes before they are read whole.
+    """Read each HTTP body whole on the event loop, refusing it past ``limit`` bytes.
 
     A declared ``Content-Length`` over the limit is refused without reading a byte. A body
-    without one (chunked) is read only up to the limit, then refused; below it, it is
-    handed to the app whole, with its ``Content-Length``. ``error_body`` is the JSON sent
-    with the 413.
+    without one (chunked) is read only up to the limit, then refused. A client that goes
+    away before its body is in reaches no view: the app would otherwise run on half a
+    body. The app gets the body as one message with its ``Content-Length``, as a WSGI
+    application needs (it reads that many bytes, and none without it). ``error_body`` is
+    the JSON sent with the 413.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, error_body: dict[str, Any]) -> None:
@@ -33,11 +35,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None:
-            if declared > self.limit:
-                await self._refuse(send)
-                return
-            await self.app(scope, receive, send)
+        if declared is not None and declared > self.limit:
+            await self._refuse(send)
             return
         chunks: list[bytes] = []
         seen = 0
@@ -52,17 +51,17 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        # The whole body is here: hand it on as one message with its length declared, as
-        # a WSGI application needs (it reads CONTENT_LENGTH bytes, and none without it).
         body = b"".join(chunks)
-        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"transfer-encoding"]
-        headers.append((b"content-length", str(len(body)).encode()))
+        if declared is None:
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"transfer-encoding"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            scope = {**scope, "headers": headers}
         pending = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> Message:
             return pending.pop() if pending else await receive()
 
-        await self.app({**scope, "headers": headers}, replay, send)
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
         await send(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from l10_agent import Agent
 from playwright.sync_api import Page, expect
 
@@ -37,8 +39,21 @@ def test_the_agent_list_follows_what_the_sdk_reports(page: Page, asgi_server: Li
     expect(states).to_have_text(["Running", "Running"])
     page.evaluate("window.sameDocument = true")  # gone if the page reloads
 
-    services.agent_desired_state_set(agent_id=AgentRow.objects.get().pk, state=DesiredState.PAUSED, actor=admin_a)
-    wait_for(lambda: sdk_agent.observed_state == "paused", what="the SDK to pause")
+    # From a thread of its own, as a request's view would: this thread runs Playwright's
+    # event loop, where the service's push to the agent socket cannot be sent.
+    agent_id = AgentRow.objects.get().pk
+
+    def set_paused() -> None:
+        try:
+            services.agent_desired_state_set(agent_id=agent_id, state=DesiredState.PAUSED, actor=admin_a)
+        finally:
+            connection.close()
+
+    pause = threading.Thread(target=set_paused)
+    pause.start()
+    pause.join(timeout=10)
+    # Within a second: the socket delivers it (a heartbeat alone could take 10 s).
+    wait_for(lambda: sdk_agent.observed_state == "paused", timeout=2, what="the SDK to pause")
     # No reload: the list refreshes itself and shows the agent's confirmation.
     expect(states).to_have_text(["Paused", "Paused"], timeout=8_000)
     assert page.evaluate("window.sameDocument === true")

@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from fleet.models import MetricMinute
+from l10console.observability import REQUEST_DURATION
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,3 +67,39 @@ def test_pages_and_static_files_are_served(asgi_server):
     assert css.status_code == 200
     assert "--accent" in css.text
     assert httpx.get(f"{asgi_server.url}/healthz", timeout=10).json() == {"status": "ok"}
+
+
+def _answered(status: str) -> float:
+    """Requests Django answered with this status class so far (this process's registry)."""
+    return sum(
+        sample.value
+        for metric in REQUEST_DURATION.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_count") and sample.labels["status"] == status
+    )
+
+
+def test_a_client_that_leaves_mid_body_reaches_no_view(asgi_server, token_a, agent_a, tenant_a):
+    refused_before = _answered("4xx")
+    # The first 19 bytes are a whole, valid heartbeat; the declared length promises more.
+    partial = b'{"state": "paused"}'
+    with socket.create_connection(("127.0.0.1", asgi_server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /api/v1/ingest/agents/worker-1/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nAuthorization: Bearer " + token_a.encode() + b"\r\n"
+            b"Content-Length: 100\r\n\r\n" + partial
+        )
+    # A heartbeat sent after the client left, answered: the cut one had its chance to run.
+    other = AgentFactory.create(tenant=tenant_a, external_id="worker-2")
+    response = httpx.post(
+        f"{asgi_server.url}/api/v1/ingest/agents/worker-2/heartbeat",
+        json={"state": "running"},
+        headers={"Authorization": f"Bearer {token_a}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    other.refresh_from_db()
+    agent_a.refresh_from_db()
+    assert other.last_heartbeat_at is not None
+    assert agent_a.last_heartbeat_at is None and agent_a.observed_state == "starting"
+    assert _answered("4xx") == refused_before  # no view ran on the cut body, not even to refuse it
