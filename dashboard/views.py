@@ -10,6 +10,8 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from dashboard import selectors
@@ -50,31 +52,44 @@ class Page:
             return None, str(exc)
 
 
+def _fragment(template: str, context: dict[str, Any]) -> str:
+    """A part of a page rendered once and cached as HTML, shared by the tenant's members: it
+    depends on the tenant's data and the range only (no user, no CSRF token, no "ago")."""
+    return render_to_string(template, context)
+
+
 @require_GET
 @tenant_view()
 def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     rng = selectors.parse_range(request.GET.get("range"))
     page = Page()
-    data = page.cached(
-        "overview", tenant.pk, (), settings.L10.cache_ttl_dashboard, lambda: selectors.overview(tenant.pk)
+    shared = {"current": membership, "range": rng, "ranges": selectors.RANGES.values(), "states": ObservedState.choices}
+    tiles = page.cached(
+        "overview",
+        tenant.pk,
+        (),
+        settings.L10.cache_ttl_dashboard,
+        lambda: _fragment("dashboard/_overview_tiles.html", {**shared, "overview": selectors.overview(tenant.pk)}),
     )
-    charts, charts_error = page.charts(
-        "fleet-charts", tenant.pk, (rng.key,), lambda: selectors.fleet_charts(tenant.pk, rng)
-    )
-    context = {
-        "overview": data,
-        "charts": charts,
-        "charts_error": charts_error,
-        "range": rng,
-        "ranges": selectors.RANGES.values(),
-        "degraded": page.degraded,
-        "states": ObservedState.choices,
-    }
+    try:
+        charts = page.cached(
+            "fleet-charts",
+            tenant.pk,
+            (rng.key,),
+            settings.L10.cache_ttl_metrics,
+            lambda: _fragment(
+                "dashboard/_overview_charts.html", {**shared, "charts": selectors.fleet_charts(tenant.pk, rng)}
+            ),
+        )
+    except selectors.MetricsUnavailable as exc:  # shown, never cached
+        charts = _fragment("dashboard/_overview_charts.html", {**shared, "charts": None, "charts_error": str(exc)})
     if request.htmx and request.htmx.target == "overview-charts":
-        return render(request, "dashboard/_overview_charts.html", context)
+        return HttpResponse(charts)
     if request.htmx and request.htmx.target == "overview-tiles":
-        return render(request, "dashboard/_overview_tiles.html", context)
+        return HttpResponse(tiles)
+    # Both parts were rendered from the app's own autoescaping templates.
+    context = {"tiles": mark_safe(tiles), "charts": mark_safe(charts), "degraded": page.degraded}  # noqa: S308
     return render(request, "dashboard/overview.html", context)
 
 

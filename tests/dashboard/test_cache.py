@@ -32,9 +32,11 @@ def test_keys_carry_the_tenant_so_a_page_of_a_is_never_served_to_b(viewer_a, ope
     a_key = tenant_cache.key("overview", acme_fleet[0].tenant_id)
     b_key = tenant_cache.key("overview", globex_fleet[0].tenant_id)
     assert a_key != b_key
-    assert cache.get(a_key) is not None
-    assert cache.get(a_key).tenant_id == acme_fleet[0].tenant_id
-    assert cache.get(b_key).tenant_id == globex_fleet[0].tenant_id
+    # The entries are each tenant's rendered tiles: links and counts of that tenant only.
+    a_entry, b_entry = cache.get(a_key), cache.get(b_key)
+    assert "/t/acme/agents/" in a_entry and "/t/globex/" not in a_entry
+    assert "/t/globex/agents/" in b_entry and "/t/acme/" not in b_entry
+    assert count(a_entry, "running") == 4 and count(b_entry, "paused") == 3
 
 
 def test_a_state_change_shows_at_once_within_the_ttl(

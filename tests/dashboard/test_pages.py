@@ -47,6 +47,15 @@ def test_every_range_renders_its_charts(viewer_a, acme_fleet, rng):
     assert len(chart_json(page, "chart-cpu")["x"]) == {"15m": 15, "1h": 60, "6h": 72, "24h": 288, "7d": 336}[rng]
 
 
+def test_the_polled_tiles_are_the_same_cached_part_for_every_member(viewer_a, admin_a, acme_fleet):
+    full = client_for(viewer_a).get("/t/acme/").content.decode()
+    tiles = client_for(admin_a).get("/t/acme/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="overview-tiles")
+    part = tiles.content.decode()
+    assert part.startswith('<div id="overview-tiles"') and "<html" not in part
+    assert part in full  # one rendering, shared: nothing in it belongs to the viewer
+    assert re.search(r'As of <time datetime="[^"]+">\d\d:\d\d:\d\d UTC</time>', part)
+
+
 def test_the_agent_list_filters_by_state_label_and_name(viewer_a, acme_fleet, globex_fleet):
     client = client_for(viewer_a)
 
