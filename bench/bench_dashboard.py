@@ -419,8 +419,11 @@ SQL_STATES = (
     "GROUP BY observed_state, desired_state"
 )
 LIVE = "FROM fleet_agent WHERE tenant_id = %s AND metrics_at >= %s"
-SQL_LIVE_METRICS = (
-    f"SELECT cpu_percent, memory_mb, tokens_per_min, requests_per_min, errors_per_min {LIVE} ORDER BY name ASC"
+SQL_LIVE_METRICS = (  # dashboard.selectors.FLEET_RESOURCES_SQL
+    "SELECT count(*), avg(cpu_percent), percentile_disc(0.95) WITHIN GROUP (ORDER BY cpu_percent), "
+    "avg(memory_mb), percentile_disc(0.95) WITHIN GROUP (ORDER BY memory_mb), "
+    "coalesce(sum(tokens_per_min), 0), coalesce(sum(requests_per_min), 0), coalesce(sum(errors_per_min), 0) "
+    f"{LIVE}"
 )
 SQL_TOP_CPU = f"SELECT id, name, cpu_percent {LIVE} AND cpu_percent IS NOT NULL ORDER BY cpu_percent DESC LIMIT 10"
 SQL_TOP_ERRORS = (
@@ -474,7 +477,7 @@ class Floor:
         t = self.tenant_id
         with self.conn.cursor() as cur:
             states = cur.execute(SQL_STATES, (t,)).fetchall()
-            live = cur.execute(SQL_LIVE_METRICS, (t, cutoff)).fetchall()
+            resources = cur.execute(SQL_LIVE_METRICS, (t, cutoff)).fetchone()
             tops = [len(cur.execute(q, (t, cutoff)).fetchall()) for q in (SQL_TOP_CPU, SQL_TOP_ERRORS, SQL_TOP_TOKENS)]
             if rng == "1h":
                 start, end = window(timedelta(hours=1), timedelta(minutes=1), now)
@@ -486,7 +489,7 @@ class Floor:
                 chart_rows = len(points)
         return {
             "agents": sum(int(r[2]) for r in states),
-            "live": len(live),
+            "live": int(resources[0]) if resources else 0,
             "tops": min(tops),
             "points": len(points),
             "chart_rows": chart_rows,

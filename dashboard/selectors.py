@@ -403,6 +403,40 @@ def agents_summary(tenant_id: int) -> AgentsSummary:
 
 
 def fleet_resources(tenant_id: int, now: datetime) -> FleetResources:
+    if connection.vendor == "postgresql":
+        return _fleet_resources_postgres(tenant_id, now)
+    return _fleet_resources_portable(tenant_id, now)
+
+
+# One row, whatever the fleet's size: reading every live agent's numbers into Python to
+# average them cost more than the rest of the overview. percentile_disc is the same
+# nearest-rank percentile as fleet.rollups.percentile; aggregates skip NULLs, as it does.
+FLEET_RESOURCES_SQL = (
+    "SELECT count(*), avg(cpu_percent), percentile_disc(0.95) WITHIN GROUP (ORDER BY cpu_percent), "  # noqa: S608
+    "avg(memory_mb), percentile_disc(0.95) WITHIN GROUP (ORDER BY memory_mb), "
+    "coalesce(sum(tokens_per_min), 0), coalesce(sum(requests_per_min), 0), coalesce(sum(errors_per_min), 0) "
+    f"FROM {Agent._meta.db_table} WHERE tenant_id = %s AND metrics_at >= %s"
+)
+
+
+def _fleet_resources_postgres(tenant_id: int, now: datetime) -> FleetResources:
+    with connection.cursor() as cursor:
+        cursor.execute(FLEET_RESOURCES_SQL, [tenant_id, _fresh_cutoff(now)])
+        row = cursor.fetchone()
+    reporting, cpu_mean, cpu_p95, memory_mean, memory_p95, tokens, requests, errors = row
+    return FleetResources(
+        reporting=reporting,
+        cpu_mean=cpu_mean,
+        cpu_p95=cpu_p95,
+        memory_mean=memory_mean,
+        memory_p95=memory_p95,
+        tokens_per_min=tokens,
+        requests_per_min=requests,
+        errors_per_min=errors,
+    )
+
+
+def _fleet_resources_portable(tenant_id: int, now: datetime) -> FleetResources:
     # order_by(): the model's default ordering by name costs a sort nothing here needs.
     live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=_fresh_cutoff(now)).order_by()
     rows = list(live.values_list("cpu_percent", "memory_mb", "tokens_per_min", "requests_per_min", "errors_per_min"))

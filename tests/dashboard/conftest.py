@@ -18,7 +18,13 @@ def _closed_breakers():
 
 
 def live_agent(
-    tenant, external_id: str, *, cpu: float, observed=ObservedState.RUNNING, desired=DesiredState.RUNNING, **extra
+    tenant,
+    external_id: str,
+    *,
+    cpu: float | None,
+    observed=ObservedState.RUNNING,
+    desired=DesiredState.RUNNING,
+    **extra,
 ) -> Agent:
     now = timezone.now()
     return AgentFactory.create(
