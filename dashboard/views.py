@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 from dashboard import selectors
 from fleet.models import ObservedState
 from fleet.selectors import get_agent_for_user
-from l10console import tenant_cache
+from l10console import parts, tenant_cache
 from l10console.http import ConsoleRequest
 from l10console.tenancy.decorators import tenant_view
 from l10console.tenancy.models import Membership
@@ -63,30 +63,44 @@ def _fragment(template: str, context: dict[str, Any]) -> str:
 def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     rng = selectors.parse_range(request.GET.get("range"))
-    page = Page()
+    target = request.htmx.target if request.htmx else None
     shared = {"current": membership, "range": rng, "ranges": selectors.RANGES.values(), "states": ObservedState.choices}
-    tiles = page.cached(
-        "overview",
-        tenant.pk,
-        (),
-        settings.L10.cache_ttl_dashboard,
-        lambda: _fragment("dashboard/_overview_tiles.html", {**shared, "overview": selectors.overview(tenant.pk)}),
-    )
-    try:
-        charts = page.cached(
-            "fleet-charts",
+
+    def charts_part() -> tuple[str, bool]:
+        part = Page()
+        try:
+            html = part.cached(
+                "fleet-charts",
+                tenant.pk,
+                (rng.key,),
+                settings.L10.cache_ttl_metrics,
+                lambda: _fragment(
+                    "dashboard/_overview_charts.html", {**shared, "charts": selectors.fleet_charts(tenant.pk, rng)}
+                ),
+            )
+        except selectors.MetricsUnavailable as exc:  # shown, never cached
+            html = _fragment("dashboard/_overview_charts.html", {**shared, "charts": None, "charts_error": str(exc)})
+        return html, part.degraded
+
+    # The charts are read beside the tiles (their queries are independent).
+    charts_result = parts.beside(charts_part) if target != "overview-tiles" else None
+    page = Page()
+    tiles = ""
+    if target != "overview-charts":
+        tiles = page.cached(
+            "overview",
             tenant.pk,
-            (rng.key,),
-            settings.L10.cache_ttl_metrics,
-            lambda: _fragment(
-                "dashboard/_overview_charts.html", {**shared, "charts": selectors.fleet_charts(tenant.pk, rng)}
-            ),
+            (),
+            settings.L10.cache_ttl_dashboard,
+            lambda: _fragment("dashboard/_overview_tiles.html", {**shared, "overview": selectors.overview(tenant.pk)}),
         )
-    except selectors.MetricsUnavailable as exc:  # shown, never cached
-        charts = _fragment("dashboard/_overview_charts.html", {**shared, "charts": None, "charts_error": str(exc)})
-    if request.htmx and request.htmx.target == "overview-charts":
+    charts = ""
+    if charts_result is not None:
+        charts, charts_degraded = charts_result()
+        page.degraded |= charts_degraded
+    if target == "overview-charts":
         return HttpResponse(charts)
-    if request.htmx and request.htmx.target == "overview-tiles":
+    if target == "overview-tiles":
         return HttpResponse(tiles)
     # Both parts were rendered from the app's own autoescaping templates.
     context = {"tiles": mark_safe(tiles), "charts": mark_safe(charts), "degraded": page.degraded}  # noqa: S308

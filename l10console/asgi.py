@@ -4,8 +4,8 @@ Django's views are synchronous, so HTTP goes to Django's WSGI handler on a fixed
 threads (a2wsgi): one hop to a warm thread per request. Under Django's ASGI handler each
 request started a new thread (asgiref's per-request thread-sensitive context); measured,
 that path cost about 2 ms more CPU per request than this one, more than a heartbeat's own
-work. One thread per pooled database connection, so a request never waits for a
-connection while a thread is free.
+work. One thread per pooled database connection, less those kept for page parts read side
+by side (``l10console.parts``), so a thread never waits for a connection.
 """
 
 from __future__ import annotations
@@ -17,9 +17,14 @@ from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from l10console.parts import http_threads
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
 # django-stubs types the handler's return as HttpResponseBase, which is iterable bytes.
-django_http = WSGIMiddleware(get_wsgi_application(), workers=settings.L10.postgres_pool_max)  # type: ignore[arg-type]
+django_http = WSGIMiddleware(
+    get_wsgi_application(),  # type: ignore[arg-type]
+    workers=http_threads(settings.L10.postgres_pool_max),
+)
 
 # Imports that touch models come after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
