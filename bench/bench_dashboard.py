@@ -436,13 +436,19 @@ SQL_BUCKETS = (
 )
 USER_COLUMNS = "u.id, u.password, u.last_login, u.is_superuser, u.username, u.first_name, u.last_name, u.email, "
 USER_COLUMNS += "u.is_staff, u.is_active, u.date_joined"
+# dashboard.selectors.LIST_FIELDS: the list reads only what its rows show.
+LIST_COLUMNS = (
+    "a.id, a.tenant_id, a.name, a.external_id, a.labels, a.desired_state, a.desired_changed_at, "
+    "a.desired_changed_by_id, a.observed_state, a.last_heartbeat_at, a.cpu_percent, a.memory_mb, "
+    "a.tokens_per_min, a.errors_per_min, u.id, u.username"
+)
 LIST_FROM = "FROM fleet_agent a LEFT OUTER JOIN auth_user u ON (a.desired_changed_by_id = u.id)"
 SQL_LIST_DEFAULT = (
-    f"SELECT a.*, {USER_COLUMNS} {LIST_FROM} WHERE a.tenant_id = %s ORDER BY a.name ASC NULLS LAST, a.id ASC LIMIT 50"
+    f"SELECT {LIST_COLUMNS} {LIST_FROM} WHERE a.tenant_id = %s ORDER BY a.name ASC NULLS LAST, a.id ASC LIMIT 50"
 )
 SQL_COUNT_DEFAULT = "SELECT COUNT(*) AS __count FROM fleet_agent WHERE tenant_id = %s"
 SQL_LIST_FILTERED = (
-    f"SELECT a.*, {USER_COLUMNS} {LIST_FROM} WHERE a.tenant_id = %s AND (a.labels -> %s::text) = %s "
+    f"SELECT {LIST_COLUMNS} {LIST_FROM} WHERE a.tenant_id = %s AND (a.labels -> %s::text) = %s "
     "ORDER BY a.cpu_percent DESC NULLS LAST, a.id ASC LIMIT 50"
 )
 SQL_COUNT_FILTERED = "SELECT COUNT(*) AS __count FROM fleet_agent WHERE tenant_id = %s AND (labels -> %s::text) = %s"

@@ -534,6 +534,26 @@ class AgentQuery:
     pending_only: bool = False
 
 
+# What a row of the list shows: the rest of an agent (quotas, timestamps, …) is neither
+# read nor cached with the page.
+LIST_FIELDS = (
+    "id",
+    "tenant_id",
+    "name",
+    "external_id",
+    "labels",
+    "desired_state",
+    "desired_changed_at",
+    "desired_changed_by__username",
+    "observed_state",
+    "last_heartbeat_at",
+    "cpu_percent",
+    "memory_mb",
+    "tokens_per_min",
+    "errors_per_min",
+)
+
+
 def agent_list(tenant_id: int, query: AgentQuery) -> QuerySet[Agent]:
     agents = Agent.objects.filter(tenant_id=tenant_id)
     if query.state in ObservedState.values:
@@ -546,7 +566,7 @@ def agent_list(tenant_id: int, query: AgentQuery) -> QuerySet[Agent]:
         agents = agents.filter(pending_filter())
     column = F(SORTS.get(query.sort, "name"))
     order = column.desc(nulls_last=True) if query.descending else column.asc(nulls_last=True)
-    return agents.order_by(order, "pk").select_related("desired_changed_by")
+    return agents.order_by(order, "pk").select_related("desired_changed_by").only(*LIST_FIELDS)
 
 
 # --- the agent detail ------------------------------------------------------------------

@@ -59,6 +59,19 @@ def test_the_polled_tiles_are_the_same_cached_part_for_every_member(viewer_a, ad
     assert re.search(r'As of <time datetime="[^"]+">\d\d:\d\d:\d\d UTC</time>', part)
 
 
+def test_the_agent_list_reads_its_rows_in_a_bounded_number_of_queries(
+    viewer_a, admin_a, acme_fleet, django_assert_max_num_queries
+):
+    # Two pending changes by a user: their names come with the rows, not one query each.
+    services.agent_desired_state_set(agent_id=acme_fleet[0].pk, state=DesiredState.PAUSED, actor=admin_a)
+    services.agent_desired_state_set(agent_id=acme_fleet[1].pk, state=DesiredState.PAUSED, actor=admin_a)
+    client = client_for(viewer_a)
+    client.get("/t/acme/")  # the first visit remembers the tenant in the session (a write)
+    with django_assert_max_num_queries(5):  # session, user, memberships, count, page
+        page = client.get("/t/acme/agents/").content.decode()
+    assert page.count("requested") >= 2 and "by alice" in page
+
+
 def test_the_agent_list_filters_by_state_label_and_name(viewer_a, acme_fleet, globex_fleet):
     client = client_for(viewer_a)
 
