@@ -24,11 +24,11 @@ def _redis() -> Any | None:
 def _count(bucket: str, window: int) -> int:
     client = _redis()
     if client is not None:
-        # One round trip: INCR, and a TTL set only by the window's first hit.
+        # One round trip: the window's first hit creates the counter with its TTL, then INCR.
         pipe = client.pipeline(transaction=False)
+        pipe.set(bucket, 0, ex=window + 1, nx=True)
         pipe.incr(bucket)
-        pipe.expire(bucket, window + 1, nx=True)
-        count, _ = pipe.execute()
+        _, count = pipe.execute()
         return int(count)
     try:
         return cache.incr(bucket)
