@@ -2,10 +2,10 @@
 
 1. Heartbeats. Sequential ``POST /api/v1/ingest/agents/{id}/heartbeat`` with metrics over
    one keep-alive connection. Floor: the same database work with raw psycopg over one
-   connection from this process, per heartbeat one transaction: SELECT the agent by
-   (tenant, external id), upsert its metric-minute row, UPDATE its observed fields. API
-   and floor run in alternating blocks so both see the same machine. A Redis PING is
-   measured as context.
+   autocommit connection from this process, the two statements the app runs on
+   PostgreSQL: the token with its tenant, then one statement that updates the agent and
+   merges its metric-minute row. API and floor run in alternating blocks so both see the
+   same machine. A Redis PING is measured as context.
 2. Batches. ``POST /api/v1/ingest/metrics`` with 1,000 samples per batch (the API limit),
    one sample per agent and minute, so every sample is a fresh row. Floor: the same rows
    written with psycopg ``COPY``, one batch per transaction at the same concurrency.
@@ -16,6 +16,7 @@ can be reported for work that was not done.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import redis
 
 from bench import common
@@ -70,14 +72,27 @@ UPSERT_MINUTE = (
     "latency_p95_ms = CASE WHEN excluded.latency_p95_ms > t.latency_p95_ms "
     "THEN excluded.latency_p95_ms ELSE t.latency_p95_ms END"
 )
-# fleet.services._agent_by_external_id: Agent.objects.filter(...).first() orders by name.
-SELECT_AGENT = "SELECT * FROM fleet_agent WHERE tenant_id = %s AND external_id = %s ORDER BY name LIMIT 1"
-OBSERVED = (
-    "last_heartbeat_at = %s, updated_at = %s, cpu_percent = %s, memory_mb = %s, latency_p95_ms = %s, "
-    "tokens_per_min = %s, requests_per_min = %s, errors_per_min = %s, metrics_at = %s"
+# fleet.services._token_by_hash_postgres and fleet.services._heartbeat_statement(True).
+AUTHENTICATE = (
+    "SELECT k.id, k.revoked_at, k.last_used_at, t.id, t.slug, t.name, t.created_at "
+    "FROM fleet_apitoken AS k JOIN tenancy_tenant AS t ON t.id = k.tenant_id WHERE k.token_hash = %s"
 )
-UPDATE_AGENT = f"UPDATE fleet_agent SET {OBSERVED} WHERE id = %s"  # noqa: S608 - constants only
-UPDATE_AGENT_STATE = f"UPDATE fleet_agent SET {OBSERVED}, observed_state = %s, observed_changed_at = %s WHERE id = %s"  # noqa: S608
+HEARTBEAT = (
+    "WITH previous AS (SELECT id, observed_state FROM fleet_agent "  # noqa: S608 - constants only
+    "WHERE tenant_id = %(tenant_id)s AND external_id = %(external_id)s), "
+    "agent AS (UPDATE fleet_agent AS a SET last_heartbeat_at = %(now)s, updated_at = %(now)s, "
+    "cpu_percent = %(cpu)s, memory_mb = %(mem)s, latency_p95_ms = %(p95)s, tokens_per_min = %(tokens_pm)s, "
+    "requests_per_min = %(requests_pm)s, errors_per_min = %(errors_pm)s, metrics_at = %(now)s, "
+    "observed_state = %(state)s, "
+    "observed_changed_at = CASE WHEN a.observed_state = %(state)s THEN a.observed_changed_at ELSE %(now)s END "
+    "FROM previous WHERE a.id = previous.id "
+    "RETURNING a.id, a.desired_state, a.version, a.quotas, previous.observed_state), "
+    f"minute AS (INSERT INTO fleet_metricminute AS t ({MERGE_COLUMNS}) "
+    "SELECT agent.id, %(tenant_id)s, %(minute)s, 1, %(cpu)s, %(cpu)s, %(mem)s, %(mem)s, %(tokens)s, "
+    "%(requests)s, %(errors)s, %(p95)s FROM agent "
+    f"{UPSERT_MINUTE[UPSERT_MINUTE.index('ON CONFLICT') :]}) "
+    "SELECT id, desired_state, version, quotas, observed_state FROM agent"
+)
 
 
 def run() -> list[Row]:
@@ -121,34 +136,39 @@ def _expect(response: httpx.Response, status: int) -> None:
 
 
 class FloorHeartbeat:
-    """The heartbeat's database work with raw psycopg over one connection."""
+    """The heartbeat's database work with raw psycopg over one autocommit connection."""
 
-    def __init__(self, tenant_id: int) -> None:
-        self.conn = common.pg_connect()
+    def __init__(self, tenant_id: int, token: str) -> None:
+        self.conn = common.pg_connect(autocommit=True)
+        # Client-side binding, as Django's PostgreSQL backend uses by default.
+        self.conn.cursor_factory = psycopg.ClientCursor
         self.tenant_id = tenant_id
+        self.digest = hashlib.sha256(token.encode()).hexdigest()
 
     def __call__(self, external_id: str, state: str, m: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         per_min = HEARTBEAT_INTERVAL_S / 60
         with self.conn.cursor() as cur:
-            agent = cur.execute(SELECT_AGENT, (self.tenant_id, external_id)).fetchone()
-            if agent is None:
+            if cur.execute(AUTHENTICATE, (self.digest,)).fetchone() is None:
+                raise AssertionError("floor: no token")
+            params = {
+                "tenant_id": self.tenant_id,
+                "external_id": external_id,
+                "state": state,
+                "now": now,
+                "minute": now.replace(second=0, microsecond=0),
+                "cpu": m["cpu_percent"],
+                "mem": m["memory_mb"],
+                "p95": m["latency_p95_ms"],
+                "tokens": m["tokens"],
+                "requests": m["requests"],
+                "errors": m["errors"],
+                "tokens_pm": m["tokens"] / per_min,
+                "requests_pm": m["requests"] / per_min,
+                "errors_pm": m["errors"] / per_min,
+            }
+            if cur.execute(HEARTBEAT, params).fetchone() is None:
                 raise AssertionError(f"floor: no agent {external_id}")
-            columns = [d.name for d in cur.description or ()]
-            row = dict(zip(columns, agent, strict=True))
-            cpu, mem, p95 = m["cpu_percent"], m["memory_mb"], m["latency_p95_ms"]
-            tokens, requests, errors = m["tokens"], m["requests"], m["errors"]
-            minute = now.replace(second=0, microsecond=0)
-            cur.execute(
-                UPSERT_MINUTE,
-                (row["id"], self.tenant_id, minute, 1, cpu, cpu, mem, mem, tokens, requests, errors, p95),
-            )
-            observed = (now, now, cpu, mem, p95, tokens / per_min, requests / per_min, errors / per_min, now)
-            if row["observed_state"] != state:
-                cur.execute(UPDATE_AGENT_STATE, (*observed, state, now, row["id"]))
-            else:
-                cur.execute(UPDATE_AGENT, (*observed, row["id"]))
-        self.conn.commit()
 
     def close(self) -> None:
         self.conn.close()
@@ -172,7 +192,7 @@ def heartbeats(
     client: httpx.Client, server_pid: int, seed: common.Seed, hb_api: list[str], hb_floor: list[str]
 ) -> list[Row]:
     rng = random.Random(10)  # the same metrics every run
-    floor = FloorHeartbeat(seed.tenant_id)
+    floor = FloorHeartbeat(seed.tenant_id, seed.token)
 
     def api_one(i: int) -> float:
         body = json.dumps({"state": "running", "metrics": _metrics(rng)}).encode()
@@ -242,7 +262,7 @@ def heartbeats(
             floor=common.percentile(floor_ms, 50),
             note=f"n={len(api_ms)} sequential over one keep-alive connection, {len(hb_api)} agents; "
             f"server CPU {server_cpu * 1000 / len(api_ms):.2f} ms per heartbeat; "
-            f"floor: n={len(floor_ms)}, psycopg, one connection, SELECT + upsert minute + UPDATE + COMMIT",
+            f"floor: n={len(floor_ms)}, psycopg, one autocommit connection, the token SELECT + the one heartbeat statement",
         ),
         Row(
             "heartbeat p99",
