@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -567,6 +567,15 @@ def agent_list(tenant_id: int, query: AgentQuery) -> QuerySet[Agent]:
     column = F(SORTS.get(query.sort, "name"))
     order = column.desc(nulls_last=True) if query.descending else column.asc(nulls_last=True)
     return agents.order_by(order, "pk").select_related("desired_changed_by").only(*LIST_FIELDS)
+
+
+def agents_by_ids(tenant_id: int, ids: Iterable[str]) -> QuerySet[Agent]:
+    """The listed agents of the tenant, with what a row shows (a live page's changed rows)."""
+    return (
+        Agent.objects.filter(tenant_id=tenant_id, pk__in=list(ids))
+        .select_related("desired_changed_by")
+        .only(*LIST_FIELDS)
+    )
 
 
 # --- the agent detail ------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 from dashboard import selectors
 from fleet.models import ObservedState
 from fleet.selectors import get_agent_for_user
-from l10console import parts, tenant_cache
+from l10console import hub, parts, tenant_cache
 from l10console.http import ConsoleRequest
 from l10console.tenancy.decorators import tenant_view
 from l10console.tenancy.models import Membership
@@ -58,12 +58,41 @@ def _fragment(template: str, context: dict[str, Any]) -> str:
     return render_to_string(template, context)
 
 
+def _tiles_context(membership: Membership) -> dict[str, Any]:
+    return {"current": membership, "states": ObservedState.choices}
+
+
+def overview_tiles(membership: Membership, page: Page | None = None) -> str:
+    """The overview's tiles as HTML, cached for the tenant's members (also for live pages)."""
+    tenant = membership.tenant
+    return str(
+        (page or Page()).cached(
+            "overview",
+            tenant.pk,
+            (),
+            settings.L10.cache_ttl_dashboard,
+            lambda: _fragment(
+                "dashboard/_overview_tiles.html",
+                {**_tiles_context(membership), "overview": selectors.overview(tenant.pk)},
+            ),
+        )
+    )
+
+
+def _live(tenant_id: int, view: str, agent_id: UUID | None = None) -> dict[str, Any]:
+    """What the page's live socket needs: the view and the sequence number it was read at
+    (read before the page's data, so anything later is caught on connect)."""
+    seq = hub.current_seq(tenant_id)
+    return {"live_view": view, "live_agent": agent_id, "live_seq": "" if seq is None else seq}
+
+
 @require_GET
 @tenant_view()
 def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     rng = selectors.parse_range(request.GET.get("range"))
     target = request.htmx.target if request.htmx else None
+    live = _live(tenant.pk, "overview") if target is None else {}
     shared = {"current": membership, "range": rng, "ranges": selectors.RANGES.values(), "states": ObservedState.choices}
 
     def charts_part() -> tuple[str, bool]:
@@ -87,13 +116,7 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     page = Page()
     tiles = ""
     if target != "overview-charts":
-        tiles = page.cached(
-            "overview",
-            tenant.pk,
-            (),
-            settings.L10.cache_ttl_dashboard,
-            lambda: _fragment("dashboard/_overview_tiles.html", {**shared, "overview": selectors.overview(tenant.pk)}),
-        )
+        tiles = overview_tiles(membership, page)
     charts = ""
     if charts_result is not None:
         charts, charts_degraded = charts_result()
@@ -103,7 +126,7 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     if target == "overview-tiles":
         return HttpResponse(tiles)
     # Both parts were rendered from the app's own autoescaping templates.
-    context = {"tiles": mark_safe(tiles), "charts": mark_safe(charts), "degraded": page.degraded}  # noqa: S308
+    context = {"tiles": mark_safe(tiles), "charts": mark_safe(charts), "degraded": page.degraded, **live}  # noqa: S308
     return render(request, "dashboard/overview.html", context)
 
 
@@ -131,6 +154,7 @@ def _agent_query(request: ConsoleRequest) -> tuple[selectors.AgentQuery, str | N
 @tenant_view()
 def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
+    live = {} if request.htmx else _live(tenant.pk, "agents")
     query, filter_error = _agent_query(request)
     page_number = request.GET.get("page") or "1"
     page = Page()
@@ -153,6 +177,7 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         "states": ObservedState.choices,
         "degraded": page.degraded,
         "filtered": bool(query.state or query.labels or query.name or query.pending_only),
+        **live,
     }
     template = "dashboard/_agent_rows.html" if request.htmx else "dashboard/agents.html"
     return render(request, template, context)
@@ -163,6 +188,7 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
     tenant = membership.tenant
     agent = get_agent_for_user(request.user, agent_id, tenant=tenant)
+    live = {} if request.htmx else _live(tenant.pk, "agent", agent.pk)
     rng = selectors.parse_range(request.GET.get("range"))
     page = Page()
     detail = page.cached(
@@ -183,6 +209,7 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         "range": rng,
         "ranges": selectors.RANGES.values(),
         "degraded": page.degraded,
+        **live,
     }
     if request.htmx and request.htmx.target == "agent-charts":
         return render(request, "dashboard/_agent_charts.html", context)

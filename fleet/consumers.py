@@ -1,5 +1,10 @@
 """The agent socket, ``/ws/agent?external_id=...``, authenticated by a tenant API token.
 
+Control changes reach it through the process's hub (``l10console.hub``): a service
+publishes ``control.action`` after commit; the socket then reads the committed control and
+sends it, so an agent never sees a change that was rolled back or arrives out of order.
+Agents without a socket learn it from their next heartbeat.
+
 No ``Origin`` is required: the token, not a cookie, authenticates, so a hostile page
 cannot ride on a browser's session (NOTES.md).
 
@@ -14,32 +19,23 @@ Frames, all JSON:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from fleet import services
 from fleet.models import Agent, ApiToken
-from fleet.push import agent_group
 from l10console.errors import ErrorCode, InterfaceError
-from l10console.observability import WEBSOCKETS
+from l10console.hub import HubEvent
+from l10console.sockets import CLOSE_UNAUTHORIZED, HubSocket, Refused, bearer, query_param
 
 log = logging.getLogger(__name__)
 
 REPORTABLE_STATES = {"starting", "running", "paused", "stopped", "error"}
-CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_AGENT = 4404
-
-
-def _bearer(scope: dict[str, Any]) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return ""
 
 
 @database_sync_to_async
@@ -66,56 +62,73 @@ def _report(agent: Agent, state: str) -> None:
     services.agent_state_report(agent=agent, state=state)
 
 
-class AgentConsumer(AsyncJsonWebsocketConsumer):
+class AgentConsumer(HubSocket):
+    """An agent's socket: fed by the hub with its own ``control.action`` events only."""
+
+    kind = "agent"
+    counts_toward_cap = False  # L10_WS_MAX_CONNECTIONS caps people's sockets, not the fleet's
     agent: Agent | None = None
-    group: str | None = None
-    counted = False  # in l10_websocket_connections: accepted and authenticated
+    refreshing = False
+    stale = False
 
-    async def connect(self) -> None:
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
-        external_id = (query.get("external_id") or [""])[0]
-        await self.accept()
+    async def open(self) -> int:
+        external_id = query_param(self.scope, "external_id")
         try:
-            self.agent = await _authenticate(_bearer(self.scope), external_id)
+            self.agent = await _authenticate(bearer(self.scope), external_id)
         except InterfaceError as exc:
-            await self.send_json({"type": "error", "code": str(exc.code), "message": exc.message})
             unknown = exc.code == ErrorCode.INGEST_UNKNOWN_AGENT
+            await self.send(text_data=json.dumps({"type": "error", "code": str(exc.code), "message": exc.message}))
             await self.close(code=CLOSE_UNKNOWN_AGENT if unknown else CLOSE_UNAUTHORIZED)
-            return
-        self.group = agent_group(self.agent.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        WEBSOCKETS.labels(kind="agent").inc()
-        self.counted = True
-        await self.send_json(await _control(self.agent.pk))
+            raise Refused from exc
+        self.agent_key = str(self.agent.pk)
+        return int(self.agent.tenant_id)
 
-    async def disconnect(self, code: int) -> None:
-        if self.counted:
-            WEBSOCKETS.labels(kind="agent").dec()
-            self.counted = False
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+    async def joined(self, current_seq: int) -> None:
+        await self._send_control()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if self.agent is None:
+    def deliver(self, event: HubEvent) -> None:
+        self.resync()
+
+    def resync(self) -> None:
+        """Read the committed control and send it; changes that arrive meanwhile fold into
+        one read, so the agent always ends on the latest version."""
+        if self.refreshing:
+            self.stale = True
             return
+        self.refreshing = True
+        asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            while True:
+                self.stale = False
+                await self._send_control()
+                if not self.stale:
+                    return
+        finally:
+            self.refreshing = False
+
+    async def _send_control(self) -> None:
+        if self.agent is not None:
+            self.put(json.dumps(await _control(self.agent.pk)))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.agent is None or self.hub is None:
+            return
+        try:
+            content = json.loads(text_data) if text_data is not None else None
+        except ValueError:
+            content = None
         kind = content.get("type") if isinstance(content, dict) else None
-        if kind == "ping":
-            await self.send_json({"type": "pong"})
+        if content is None:
+            self._bad_frame("Frames must be JSON text.")
+        elif kind == "ping":
+            self.put('{"type":"pong"}')
         elif kind == "state" and content.get("state") in REPORTABLE_STATES:
             await _report(self.agent, content["state"])
-            await self.send_json({"type": "ack", "state": content["state"]})
+            self.put(json.dumps({"type": "ack", "state": content["state"]}))
         else:
-            await self._bad_frame("Send {'type': 'state', 'state': <starting|running|paused|stopped|error>} or ping.")
+            self._bad_frame("Send {'type': 'state', 'state': <starting|running|paused|stopped|error>} or ping.")
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        try:
-            await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
-        except ValueError:
-            await self._bad_frame("Frames must be JSON text.")
-
-    async def _bad_frame(self, message: str) -> None:
-        await self.send_json({"type": "error", "code": str(ErrorCode.WS_BAD_FRAME), "message": message})
-
-    async def control_changed(self, event: dict[str, Any]) -> None:
-        if self.agent is not None:
-            await self.send_json(await _control(self.agent.pk))
+    def _bad_frame(self, message: str) -> None:
+        self.put(json.dumps({"type": "error", "code": str(ErrorCode.WS_BAD_FRAME), "message": message}))

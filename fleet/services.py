@@ -22,11 +22,11 @@ from django.utils import timezone
 
 from costs.models import UsageRecord
 from events.models import Event, Severity
-from fleet import push, rollups
+from fleet import rollups
 from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
 from fleet.quotas import quota_usage
 from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
-from l10console import runner, tenant_cache
+from l10console import hub, runner, tenant_cache
 from l10console.errors import ErrorCode, InterfaceError
 from l10console.lib.timeutil import floor_minute
 from l10console.lib.tokens import hash_token, looks_like_token, new_token
@@ -146,6 +146,11 @@ def agent_register(*, tenant: Tenant, data: RegisterIn) -> tuple[Agent, bool]:
     )
     if created:
         tenant_cache.invalidate(tenant.pk)
+        hub.publish(
+            tenant.pk,
+            "agent.registered",
+            {"agent_id": agent.pk, "external_id": agent.external_id, "name": agent.name, "labels": agent.labels},
+        )
         return agent, True
     changed: list[str] = []
     if data.name is not None and data.name != agent.name:
@@ -185,7 +190,47 @@ def agent_heartbeat(*, tenant: Tenant, external_id: str, data: HeartbeatIn) -> A
         agent, previous_state = _heartbeat_portable(tenant, external_id, data, now)
     if previous_state != data.state:
         tenant_cache.invalidate(tenant.pk)
+        _publish_state_changed(agent, previous_state, now)
+    hub.publish(tenant.pk, "agent.heartbeat", _heartbeat_event(agent, data, now))
     return agent
+
+
+def _heartbeat_event(agent: Agent, data: HeartbeatIn, now: datetime) -> dict[str, Any]:
+    event: dict[str, Any] = {"agent_id": agent.pk, "external_id": agent.external_id, "state": data.state}
+    if data.metrics is not None:
+        event["metrics"] = data.metrics.model_dump()
+    event["timestamp"] = data.at or now
+    return event
+
+
+def _publish_state_changed(agent: Agent, previous_state: str, now: datetime) -> None:
+    hub.publish(
+        agent.tenant_id,
+        "agent.state.changed",
+        {
+            "agent_id": agent.pk,
+            "external_id": agent.external_id,
+            "state": agent.observed_state,
+            "previous_state": previous_state,
+            "desired_state": agent.desired_state,
+            "timestamp": now,
+        },
+    )
+
+
+def _publish_control(agent: Agent, action: str, **details: Any) -> None:
+    hub.publish(
+        agent.tenant_id,
+        "control.action",
+        {
+            "agent_id": agent.pk,
+            "external_id": agent.external_id,
+            "action": action,
+            "desired_state": agent.desired_state,
+            "version": agent.version,
+            **details,
+        },
+    )
 
 
 # The agent's columns a heartbeat sets besides its observed state: always, and with metrics.
@@ -304,13 +349,20 @@ def agent_desired_state_set(*, agent_id: UUID, state: DesiredState, actor: User 
     """
     agent = Agent.objects.select_for_update().get(pk=agent_id)
     if agent.desired_state != state:
+        previous = agent.desired_state
         agent.desired_state = state
         agent.desired_changed_at = timezone.now()
         agent.desired_changed_by = actor
         agent.version += 1
         agent.save(update_fields=["desired_state", "desired_changed_at", "desired_changed_by", "version", "updated_at"])
-        push.control_changed(agent.pk)
         tenant_cache.invalidate(agent.tenant_id)
+        _publish_control(
+            agent,
+            "desired_state",
+            previous_desired_state=previous,
+            actor=actor.get_username() if actor else "system",
+            timestamp=agent.desired_changed_at,
+        )
     return agent
 
 
@@ -322,8 +374,8 @@ def agent_quotas_set(*, agent_id: UUID, quotas: dict[str, dict[str, int]]) -> Ag
         agent.quotas = quotas
         agent.version += 1
         agent.save(update_fields=["quotas", "version", "updated_at"])
-        push.control_changed(agent.pk)
         tenant_cache.invalidate(agent.tenant_id)
+        _publish_control(agent, "quotas", quotas=quotas)
     return agent
 
 
@@ -331,12 +383,15 @@ def agent_state_report(*, agent: Agent, state: str) -> None:
     """An observed state reported over the agent socket: also a sign of life."""
     now = timezone.now()
     fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
-    if agent.observed_state != state:
+    previous_state = agent.observed_state
+    if previous_state != state:
         fields.update(observed_state=state, observed_changed_at=now)
         tenant_cache.invalidate(agent.tenant_id)
     Agent.objects.filter(pk=agent.pk).update(**fields)
     for name, value in fields.items():
         setattr(agent, name, value)
+    if previous_state != state:
+        _publish_state_changed(agent, previous_state, now)
 
 
 def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
@@ -353,13 +408,13 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
             Agent.objects.select_for_update(skip_locked=True)
             .filter(last_heartbeat_at__lt=cutoff)
             .exclude(observed_state__in=quiet)
-            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at")
+            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at", "external_id", "desired_state")
         )
         never_seen = list(
             Agent.objects.select_for_update(skip_locked=True)
             .filter(last_heartbeat_at__isnull=True, registered_at__lt=cutoff)
             .exclude(observed_state__in=quiet)
-            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at")
+            .values_list("pk", "tenant_id", "observed_state", "last_heartbeat_at", "external_id", "desired_state")
         )
         rows = silent + never_seen
         if not rows:
@@ -378,10 +433,26 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
                 data={"previous_state": previous, "last_heartbeat_at": last.isoformat() if last else None},
                 occurred_at=now,
             )
-            for pk, tenant_id, previous, last in rows
+            for pk, tenant_id, previous, last, _, _ in rows
         )
         for tenant_id in {row[1] for row in rows}:
             tenant_cache.invalidate(tenant_id)
+            hub.publish_many(
+                tenant_id,
+                "agent.state.changed",
+                (
+                    {
+                        "agent_id": pk,
+                        "external_id": external_id,
+                        "state": ObservedState.UNRESPONSIVE,
+                        "previous_state": previous,
+                        "desired_state": desired,
+                        "timestamp": now,
+                    }
+                    for pk, tenant, previous, _, external_id, desired in rows
+                    if tenant == tenant_id
+                ),
+            )
     log.info("marked %d agent(s) unresponsive", len(ids))
     return ids
 
@@ -531,7 +602,25 @@ def events_record(*, tenant: Tenant, events: Sequence[EventIn]) -> tuple[int, in
         )
         for e in events
     ]
-    return _insert_deduplicated(Event, tenant, rows)
+    stored, duplicates = _insert_deduplicated(Event, tenant, rows)
+    inserted = {id(row) for row in stored}
+    hub.publish_many(
+        tenant.pk,
+        "task.completed",
+        (
+            {
+                "agent_id": row.agent_id,
+                "external_id": event.external_id,
+                "event_id": row.uid,
+                "severity": row.severity,
+                "data": row.data,
+                "timestamp": row.occurred_at,
+            }
+            for row, event in zip(rows, events, strict=True)
+            if row.type == "task.completed" and id(row) in inserted
+        ),
+    )
+    return len(stored), duplicates
 
 
 @transaction.atomic
@@ -556,11 +645,15 @@ def usage_record(*, tenant: Tenant, records: Sequence[UsageIn]) -> tuple[int, in
                 flag_reason="reported after an emergency stop" if stopped else "",
             )
         )
-    return _insert_deduplicated(UsageRecord, tenant, rows)
+    stored, duplicates = _insert_deduplicated(UsageRecord, tenant, rows)
+    return len(stored), duplicates
 
 
-def _insert_deduplicated(model: type[Event] | type[UsageRecord], tenant: Tenant, rows: list[Any]) -> tuple[int, int]:
-    """Insert rows, skipping those whose sender-given ``uid`` is already stored."""
+def _insert_deduplicated(
+    model: type[Event] | type[UsageRecord], tenant: Tenant, rows: list[Any]
+) -> tuple[list[Any], int]:
+    """Insert rows, skipping those whose sender-given ``uid`` is already stored; returns
+    (the rows inserted, the number skipped)."""
     uids = {row.uid for row in rows if row.uid is not None}
     seen: set[UUID] = set()
     if uids:
@@ -576,4 +669,4 @@ def _insert_deduplicated(model: type[Event] | type[UsageRecord], tenant: Tenant,
         fresh.append(row)
     # ignore_conflicts: a concurrent retry of the same batch must not fail the request.
     model.objects.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
-    return len(fresh), duplicates
+    return fresh, duplicates

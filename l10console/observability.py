@@ -174,33 +174,17 @@ def _check_cache() -> dict[str, Any]:
     return {}
 
 
-def _redis_client(host: object) -> redis.Redis:
-    """A client for one entry of channels-redis's ``hosts`` (a URL, a dict or a pair)."""
-    options: dict[str, Any] = {"socket_connect_timeout": HUB_TIMEOUT, "socket_timeout": HUB_TIMEOUT}
-    if isinstance(host, dict) and "address" in host:
-        host = host["address"]
-    if isinstance(host, str):
-        return redis.Redis.from_url(host, **options)
-    if isinstance(host, dict):
-        fields = ("host", "port", "db", "username", "password", "ssl")
-        options.update({k: v for k, v in host.items() if k in fields})
-    elif isinstance(host, list | tuple) and len(host) == 2:
-        options.update(host=str(host[0]), port=int(host[1]))
-    else:
-        raise RuntimeError(f"unrecognised channel layer host of type {type(host).__name__}")
-    return redis.Redis(**options)
-
-
 def _check_hub() -> dict[str, Any]:
-    layer = settings.CHANNEL_LAYERS.get("default", {})
-    if "channels_redis" not in layer.get("BACKEND", ""):
-        return {"backend": "in-memory"}  # inside this process: up as long as it answers
-    for host in layer.get("CONFIG", {}).get("hosts") or [("localhost", 6379)]:
-        client = _redis_client(host)
-        try:
-            client.ping()
-        finally:
-            client.close()
+    """The hub's transport: Redis pub/sub in production, this process in the embedded default."""
+    if not settings.L10.uses_redis:
+        return {"backend": "in-process"}  # inside this process: up as long as it answers
+    client = redis.Redis.from_url(
+        settings.L10.redis_url, socket_connect_timeout=HUB_TIMEOUT, socket_timeout=HUB_TIMEOUT
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
     return {"backend": "redis"}
 
 

@@ -1,14 +1,26 @@
-"""WebSocket routes. The agent socket authenticates by token and needs no Origin; browser
-sockets (live pages) are session-authenticated behind the origin check."""
+"""WebSocket routes.
+
+- ``/ws/agent``: agents, authenticated by a tenant API token; no ``Origin`` needed.
+- ``/ws/events``: the seed's event protocol, for programs (API token, ``Origin``
+  optional) and pages (session, ``Origin`` required and checked).
+- ``/ws/live/<slug>/``: the console's pages, session-authenticated behind the origin check.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from channels.auth import AuthMiddlewareStack
+from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from dashboard.live import LiveConsumer
 from fleet.consumers import AgentConsumer
+from l10console.consumers import EventsConsumer
+from l10console.sockets import OptionalOriginValidator
 
 websocket_urlpatterns: list[Any] = [
     path("ws/agent", AgentConsumer.as_asgi()),
+    path("ws/events", OptionalOriginValidator(AuthMiddlewareStack(EventsConsumer.as_asgi()))),
+    path("ws/live/<slug:slug>/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
 ]

@@ -151,16 +151,9 @@ def _caches() -> dict[str, Any]:
 CACHES = _caches()
 
 
-def _channel_layers() -> dict[str, Any]:
-    if L10.uses_redis:
-        # redis-py 8 defaults to a 5 s socket timeout and 100 connections per pool, both
-        # fatal to an idle channel layer (NOTES.md): override them.
-        host = {"address": L10.redis_url, "socket_timeout": None, "max_connections": 2000}
-        return {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}}
-    return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-CHANNEL_LAYERS = _channel_layers()
+# No channel layer: sockets are fed by each process's hub (l10console.hub), which holds
+# one Redis subscription per tenant instead of one per socket (NOTES.md, "Fan-out").
+CHANNEL_LAYERS: dict[str, Any] = {}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -18,6 +18,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("t/<slug:slug>/", include(tenant_patterns)),
+    path("ws/live/<slug:slug>/", views.websocket_only, name="live"),
+    path("ws/events", views.websocket_only, name="events"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     re_path(r"^api/", views.api_not_found, name="api_not_found"),

@@ -39,3 +39,10 @@ def api_not_found(request: HttpRequest) -> JsonResponse:
     """Unknown API paths answer in the API's error shape, not with an HTML page."""
     error = InterfaceError(ErrorCode.NOT_FOUND, f"No API route {request.method} {request.path}.")
     return JsonResponse(error.as_dict(), status=error.http_status)
+
+
+def websocket_only(request: HttpRequest, **kwargs: object) -> HttpResponse:
+    """A socket's address opened over plain HTTP (it is reversed by name for the pages)."""
+    return HttpResponse(
+        "This address is a WebSocket.", status=426, content_type="text/plain", headers={"Upgrade": "websocket"}
+    )

@@ -35,6 +35,10 @@ PUBLIC = {
     "readyz": 200,
     "metrics": 200,
     "api_not_found": 404,
+    # The sockets' addresses over plain HTTP; the sockets' own access is tested frame by
+    # frame in tests/realtime/.
+    "live": 426,
+    "events": 426,
 }
 # Tenant routes: name → (method, least role).
 TENANT = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -115,13 +116,8 @@ def test_readyz_answers_503_within_the_bound_when_the_cache_is_dead(private_redi
 
 @pytest.mark.redis
 def test_readyz_answers_503_when_the_hub_redis_is_dead(private_redis, client):
-    layers = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": private_redis.url}]},
-        }
-    }
-    with override_settings(CHANNEL_LAYERS=layers):
+    hub_on_private = L10Settings(environ={**os.environ, "L10_REDIS_PORT": str(private_redis.port), "L10_REDIS_DB": "0"})
+    with override_settings(L10=hub_on_private):
         assert client.get("/readyz").json()["checks"]["hub"] == {
             "ok": True,
             "ms": pytest.approx(0, abs=1000),

@@ -1,0 +1,246 @@
+"""Live pages: ``/ws/live/<slug>/?view=overview|agents|agent&agent=<id>&since=<seq>``.
+
+Every page of the console opens one socket. The server sends back the same partials the
+views render, and the page swaps each element with the same id:
+
+- the overview: the tiles (``#overview-tiles``), after any change of state or control;
+- the agent list: the row of every changed agent the page shows (``#agent-<id>``); the page
+  says which with ``{"type": "watch", "agents": [ids]}`` after each load or swap;
+- an agent's detail: its summary (``#agent-summary``).
+
+Rendering is shared: one ``LiveTenant`` per hub and tenant collects what changed for a
+short moment (``FLUSH_DELAY``), renders each needed fragment once in a worker thread and
+hands it to every socket that shows it. A page that connects with the sequence number it
+was rendered at, or that reconnects, gets ``{"type": "resync"}`` when events happened
+meanwhile, and reloads its live parts over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from dashboard import selectors
+from fleet.models import Agent
+from l10console.errors import ErrorCode, InterfaceError
+from l10console.hub import Hub, HubEvent
+from l10console.sockets import HubSocket, query_param
+from l10console.tenancy.models import Membership, Tenant
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("overview", "agents", "agent")
+FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
+MAX_WATCHED = 200
+# Heartbeats change an agent's figures, not the counts on the overview's tiles.
+TILE_TOPICS = frozenset(
+    {"agent.state.changed", "agent.registered", "control.action", "alert.triggered", "alert.resolved"}
+)
+
+
+@dataclass
+class Rendered:
+    rows: dict[str, str] = field(default_factory=dict)
+    summaries: dict[str, str] = field(default_factory=dict)
+    tiles: str = ""
+
+
+def _viewing_membership(tenant: Tenant) -> Membership:
+    # The fragments depend on the tenant, not on who reads them (as the cached parts).
+    return Membership(tenant=tenant, role="viewer")
+
+
+@database_sync_to_async
+def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: bool) -> Rendered:
+    from dashboard.views import overview_tiles
+
+    tenant = Tenant.objects.get(pk=tenant_id)
+    current = _viewing_membership(tenant)
+    out = Rendered()
+    if rows:
+        agents_url = reverse("dashboard:agents", args=[tenant.slug])
+        for agent in selectors.agents_by_ids(tenant_id, rows):
+            out.rows[str(agent.pk)] = render_to_string(
+                "dashboard/_agent_row.html", {"agent": agent, "agents_url": agents_url}
+            )
+    for agent in Agent.objects.filter(tenant_id=tenant_id, pk__in=summaries).select_related("desired_changed_by"):
+        detail = selectors.agent_detail(agent)
+        out.summaries[str(agent.pk)] = render_to_string(
+            "dashboard/_agent_summary.html", {"detail": detail, "agent": agent, "current": current}
+        )
+    if tiles:
+        out.tiles = overview_tiles(current)
+    return out
+
+
+class LiveTenant:
+    """What changed in one tenant since the last render, for this process's live pages."""
+
+    def __init__(self, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+        self.sockets: set[LiveConsumer] = set()
+        self.seq = 0
+        self.dirty: set[str] = set()
+        self.tiles_dirty = False
+        self.scheduled = False
+        self.rendering = False
+
+    def mark(self, event: HubEvent) -> None:
+        if event.seq <= self.seq:
+            return  # another of this tenant's pages already handed it over
+        self.seq = event.seq
+        agent_id = event.data.get("agent_id")
+        if agent_id:
+            self.dirty.add(str(agent_id))
+        if event.topic in TILE_TOPICS:
+            self.tiles_dirty = True
+        self.schedule()
+
+    def schedule(self) -> None:
+        if not self.scheduled and not self.rendering:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self._start)
+
+    def _start(self) -> None:
+        self.scheduled = False
+        asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> None:
+        dirty, self.dirty = self.dirty, set()
+        tiles_dirty, self.tiles_dirty = self.tiles_dirty, False
+        seq = self.seq
+        rows = {a for s in self.sockets if s.view == "agents" for a in s.watching} & dirty
+        summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & dirty
+        tiles = tiles_dirty and any(s.view == "overview" for s in self.sockets)
+        if rows or summaries or tiles:
+            self.rendering = True
+            try:
+                rendered = await render_parts(self.tenant_id, rows, summaries, tiles)
+            except Exception:
+                log.exception("could not render live parts of tenant %s; pages resync", self.tenant_id)
+                for socket in list(self.sockets):
+                    socket.resync()
+                return
+            finally:
+                self.rendering = False
+            for socket in list(self.sockets):
+                socket.send_parts(rendered, seq)
+        if self.dirty or self.tiles_dirty:
+            self.schedule()
+
+
+_tenants: dict[tuple[int, int], LiveTenant] = {}
+
+
+def live_tenant(hub: Hub, tenant_id: int) -> LiveTenant:
+    key = (id(hub), tenant_id)
+    found = _tenants.get(key)
+    if found is None:
+        found = _tenants[key] = LiveTenant(tenant_id)
+    return found
+
+
+@database_sync_to_async
+def _authorize(user: Any, slug: str, view: str, agent_ref: str) -> tuple[int, str | None]:
+    if not user.is_authenticated:
+        raise InterfaceError(ErrorCode.WS_UNAUTHORIZED, "Log in to receive live updates.")
+    membership = Membership.objects.select_related("tenant").filter(user_id=user.pk, tenant__slug=slug).first()
+    if membership is None:
+        raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN)
+    if view not in VIEWS:
+        raise InterfaceError(ErrorCode.WS_BAD_FRAME, f"view must be one of {', '.join(VIEWS)}.")
+    if view != "agent":
+        return membership.tenant_id, None
+    try:
+        agent_id = UUID(agent_ref)
+    except ValueError:
+        raise InterfaceError(ErrorCode.WS_BAD_FRAME, "agent must be an agent's id.") from None
+    if not Agent.objects.filter(tenant_id=membership.tenant_id, pk=agent_id).exists():
+        raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN, "No such agent in this tenant.")
+    return membership.tenant_id, str(agent_id)
+
+
+class LiveConsumer(HubSocket):
+    kind = "live"
+    view = "overview"
+    agent_id: str | None = None
+    watching: frozenset[str] = frozenset()
+    live: LiveTenant | None = None
+
+    async def open(self) -> int:
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        self.view = query_param(self.scope, "view") or "overview"
+        user = self.scope.get("user") or AnonymousUser()
+        tenant_id, self.agent_id = await _authorize(user, slug, self.view, query_param(self.scope, "agent"))
+        return tenant_id
+
+    async def joined(self, current_seq: int) -> None:
+        if self.hub is None or self.tenant_id is None:
+            return
+        self.live = live_tenant(self.hub, self.tenant_id)
+        self.live.sockets.add(self)
+        since = query_param(self.scope, "since")
+        missed = self.hub.since(self.tenant_id, int(since)) if since.isdigit() else None
+        # Without a number the page cannot tell what it has: it reloads its parts.
+        if missed != []:
+            self.put(json.dumps({"type": "resync", "seq": current_seq}))
+        else:
+            self.put(json.dumps({"type": "hello", "seq": current_seq}))
+
+    async def disconnect(self, code: int) -> None:
+        if self.live is not None:
+            self.live.sockets.discard(self)
+            if not self.live.sockets and self.hub is not None:
+                _tenants.pop((id(self.hub), self.live.tenant_id), None)
+            self.live = None
+        await super().disconnect(code)
+
+    def deliver(self, event: HubEvent) -> None:
+        if self.live is not None:
+            self.live.mark(event)
+
+    def send_parts(self, rendered: Rendered, seq: int) -> None:
+        html = ""
+        if self.view == "overview":
+            html = rendered.tiles
+        elif self.view == "agents":
+            html = "".join(rendered.rows[a] for a in self.watching if a in rendered.rows)
+        elif self.agent_id is not None:
+            html = rendered.summaries.get(self.agent_id, "")
+        if html:
+            self.put(json.dumps({"type": "fragments", "seq": seq, "html": html}))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.hub is None:
+            return
+        try:
+            frame = json.loads(text_data or "")
+        except ValueError:
+            frame = None
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "pong":
+            self.pong()
+        elif kind == "watch" and isinstance(frame, dict):
+            self.watch(frame.get("agents"))
+        else:
+            self.bad("Send watch or pong frames.")
+
+    def watch(self, agents: Any) -> None:
+        if not isinstance(agents, list) or len(agents) > MAX_WATCHED:
+            return self.bad(f'"agents" must be a list of at most {MAX_WATCHED} agent ids.')
+        try:
+            self.watching = frozenset(str(UUID(str(a))) for a in agents)
+        except ValueError:
+            return self.bad('"agents" must hold agent ids.')
+
+    def bad(self, message: str) -> None:
+        self.put(json.dumps(self.error_frame(InterfaceError(ErrorCode.WS_BAD_FRAME, message))))

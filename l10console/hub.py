@@ -1,0 +1,413 @@
+"""Publishing changes and fanning them out to this process's sockets.
+
+``publish(tenant_id, topic, data)`` is called by services, views and tasks; the event goes
+out after the current transaction commits. Every ASGI process runs one ``Hub`` per event
+loop: it holds one subscription per tenant that has a socket here and hands each event to
+that tenant's listeners (sockets), which queue the already-encoded frame. So a change costs
+one ``PUBLISH``, however many sockets watch, and one slow socket never holds up the rest.
+
+Two transports, chosen in settings, the same code path otherwise:
+
+- **Redis** (production): one Lua call ``INCR`` s the tenant's sequence number and
+  ``PUBLISH`` es ``"<seq> <payload>"`` on the tenant's channel, atomically, so sequence
+  numbers arrive in order. Hubs read with ``redis.asyncio`` ``SUBSCRIBE``.
+- **Local** (the embedded default): a counter per tenant in this process, delivered to
+  every hub of this process with ``call_soon_threadsafe``.
+
+Every event carries its sequence number. A hub keeps the last events per tenant, so a
+socket that reconnects with the number it saw last gets what it missed, or is told to
+read afresh (``resync``) when the hub cannot vouch for the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any, Protocol
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+TOPICS = frozenset(
+    {
+        "agent.state.changed",
+        "agent.heartbeat",
+        "agent.registered",
+        "task.completed",
+        "alert.triggered",
+        "alert.resolved",
+        "control.action",
+    }
+)
+CHANNEL_PREFIX = "l10:hub:t:"
+SEQ_PREFIX = "l10:hub:seq:"
+# Events kept per tenant for sockets that come back: about a minute of a busy tenant's
+# state changes; older gaps are answered with "resync".
+RECENT = 512
+# One atomic step: the next sequence number and the publish that carries it.
+PUBLISH_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
+return seq
+"""
+
+
+def channel(tenant_id: int) -> str:
+    return f"{CHANNEL_PREFIX}{tenant_id}"
+
+
+def seq_key(tenant_id: int) -> str:
+    return f"{SEQ_PREFIX}{tenant_id}"
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    raise TypeError(f"cannot publish a {type(value).__name__}")
+
+
+def encode(topic: str, data: Mapping[str, Any]) -> str:
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}; topics are {sorted(TOPICS)}")
+    return json.dumps({"topic": topic, "data": data}, default=_json_default, separators=(",", ":"))
+
+
+# --- publishing (any thread, sync) ------------------------------------------------------
+
+
+def publish(tenant_id: int, topic: str, data: Mapping[str, Any]) -> None:
+    """Publish after the current transaction commits (at once outside one). Never raises
+    for a transport failure: the change is committed; a lost event is logged, and sockets
+    learn of a gap from the sequence numbers."""
+    payload = encode(topic, data)
+    transaction.on_commit(lambda: send_payloads(tenant_id, [payload]))
+
+
+def publish_many(tenant_id: int, topic: str, items: Iterable[Mapping[str, Any]]) -> None:
+    payloads = [encode(topic, data) for data in items]
+    if payloads:
+        transaction.on_commit(lambda: send_payloads(tenant_id, payloads))
+
+
+def send_payloads(tenant_id: int, payloads: list[str]) -> list[int]:
+    """Send encoded events now; returns their sequence numbers (empty when it failed)."""
+    try:
+        if settings.L10.uses_redis:
+            return _redis_send(tenant_id, payloads)
+        return _local_send(tenant_id, payloads)
+    except Exception as exc:  # the change is committed; losing its notice must not undo that
+        log.warning("could not publish %d event(s) of tenant %s: %s", len(payloads), tenant_id, exc)
+        return []
+
+
+@cache
+def _sync_redis(url: str) -> Any:
+    import redis
+
+    # Short timeouts: publishing sits on a request's path and must fail fast.
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=30)
+
+
+@cache
+def _publish_script(url: str) -> Any:
+    return _sync_redis(url).register_script(PUBLISH_LUA)
+
+
+def _redis_send(tenant_id: int, payloads: list[str]) -> list[int]:
+    url = settings.L10.redis_url
+    script = _publish_script(url)
+    keys = [seq_key(tenant_id), channel(tenant_id)]
+    if len(payloads) == 1:
+        return [int(script(keys=keys, args=payloads))]
+    pipe = _sync_redis(url).pipeline(transaction=False)
+    for payload in payloads:
+        script(keys=keys, args=[payload], client=pipe)
+    return [int(n) for n in pipe.execute()]
+
+
+_local_lock = threading.Lock()
+_local_seq: dict[int, int] = {}
+_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+def _local_send(tenant_id: int, payloads: list[str]) -> list[int]:
+    with _local_lock:
+        first = _local_seq.get(tenant_id, 0) + 1
+        numbered = list(enumerate(payloads, start=first))
+        _local_seq[tenant_id] = first + len(payloads) - 1
+        hubs = list(_hubs)
+    for hub in hubs:
+        for seq, payload in numbered:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                hub.loop.call_soon_threadsafe(hub.dispatch, tenant_id, seq, payload)
+    return [seq for seq, _ in numbered]
+
+
+def _local_current(tenant_id: int) -> int:
+    with _local_lock:
+        return _local_seq.get(tenant_id, 0)
+
+
+def current_seq(tenant_id: int) -> int | None:
+    """The tenant's latest sequence number (sync, for pages); None when it cannot be read."""
+    try:
+        if settings.L10.uses_redis:
+            value = _sync_redis(settings.L10.redis_url).get(seq_key(tenant_id))
+            return int(value) if value is not None else 0
+        return _local_current(tenant_id)
+    except Exception as exc:
+        log.warning("could not read the event sequence of tenant %s: %s", tenant_id, exc)
+        return None
+
+
+# --- the hub (one per event loop, async) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    tenant_id: int
+    seq: int
+    topic: str
+    data: dict[str, Any]
+    frame: str  # the seed's event frame, encoded once for every socket
+
+
+class Listener(Protocol):
+    def deliver(self, event: HubEvent) -> None:
+        """Take one event; must not block (queue it)."""
+
+    def resync(self) -> None:
+        """The hub may have missed events (its transport reconnected)."""
+
+
+class Hub:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.listeners: dict[int, set[Listener]] = {}
+        self.agent_listeners: dict[str, set[Listener]] = {}
+        self.members: dict[int, int] = {}  # listeners of both kinds per tenant
+        self.recent: dict[int, deque[HubEvent]] = {}
+        # Per tenant: the sequence number when this hub started watching it, and the last seen.
+        self.watched_from: dict[int, int] = {}
+        self.last_seq: dict[int, int] = {}
+        self.sockets: set[Any] = set()  # client sockets, for the connection cap and pings
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._subscribe_lock = asyncio.Lock()
+        self.connected = asyncio.Event()
+        self.delivered = 0
+
+    # lifecycle
+
+    @classmethod
+    def current(cls) -> Hub:
+        """The hub of the running event loop, started on first use."""
+        loop = asyncio.get_running_loop()
+        hub = _by_loop.get(loop)
+        if hub is None:
+            hub = _by_loop[loop] = cls(loop)
+            hub.start()
+        return hub
+
+    def start(self) -> None:
+        _hubs.add(self)
+        if settings.L10.uses_redis:
+            self._reader = self.loop.create_task(self._read_redis(), name="l10-hub-reader")
+        else:
+            self.connected.set()
+        self._ticker = self.loop.create_task(self._tick(), name="l10-hub-pings")
+
+    async def close(self) -> None:
+        _hubs.discard(self)
+        _by_loop.pop(self.loop, None)
+        for task in (self._reader, self._ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._redis is not None:
+            with contextlib.suppress(Exception):
+                await self._redis.aclose()
+
+    # listeners
+
+    async def join(self, tenant_id: int, listener: Listener, *, agent_id: str | None = None) -> int:
+        """Register a listener for every event of the tenant, or, with ``agent_id``, for
+        that agent's ``control.action`` events only (an agent's own socket). Returns the
+        tenant's current sequence number."""
+        first = self.members.get(tenant_id, 0) == 0
+        self.members[tenant_id] = self.members.get(tenant_id, 0) + 1
+        if agent_id is None:
+            self.listeners.setdefault(tenant_id, set()).add(listener)
+        else:
+            self.agent_listeners.setdefault(agent_id, set()).add(listener)
+        if first:
+            try:
+                await self._watch(tenant_id)
+            except BaseException:
+                self.leave(tenant_id, listener, agent_id=agent_id)
+                raise
+        return self.last_seq.get(tenant_id, 0)
+
+    def leave(self, tenant_id: int, listener: Listener, *, agent_id: str | None = None) -> None:
+        if agent_id is None:
+            group = self.listeners.get(tenant_id, set())
+            group.discard(listener)
+            if not group:
+                self.listeners.pop(tenant_id, None)
+        else:
+            group = self.agent_listeners.get(agent_id, set())
+            group.discard(listener)
+            if not group:
+                self.agent_listeners.pop(agent_id, None)
+        left = self.members.get(tenant_id, 0) - 1
+        if left > 0:
+            self.members[tenant_id] = left
+            return
+        self.members.pop(tenant_id, None)
+        self.recent.pop(tenant_id, None)
+        self.watched_from.pop(tenant_id, None)
+        self.last_seq.pop(tenant_id, None)
+        if self._pubsub is not None:
+            self.loop.create_task(self._unsubscribe(tenant_id))
+
+    async def _watch(self, tenant_id: int) -> None:
+        if settings.L10.uses_redis:
+            await asyncio.wait_for(self.connected.wait(), timeout=5)
+            async with self._subscribe_lock:
+                await self._pubsub.subscribe(channel(tenant_id))
+            # Read after subscribing: anything later arrives on the channel.
+            value = await self._redis.get(seq_key(tenant_id))
+            current = int(value) if value is not None else 0
+        else:
+            current = _local_current(tenant_id)
+        self.watched_from.setdefault(tenant_id, current)
+        self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), current)
+
+    async def _unsubscribe(self, tenant_id: int) -> None:
+        if tenant_id in self.members:
+            return  # someone joined again meanwhile
+        with contextlib.suppress(Exception):
+            async with self._subscribe_lock:
+                await self._pubsub.unsubscribe(channel(tenant_id))
+
+    def since(self, tenant_id: int, seq: int) -> list[HubEvent] | None:
+        """Events after ``seq`` for a socket coming back, or None when the hub cannot tell
+        what it missed (it started watching later, or the gap left its memory)."""
+        last = self.last_seq.get(tenant_id, 0)
+        if seq == last:
+            return []
+        if seq > last or seq < self.watched_from.get(tenant_id, last):
+            return None
+        kept = [event for event in self.recent.get(tenant_id, ()) if event.seq > seq]
+        if not kept or kept[0].seq != seq + 1:
+            return None
+        return kept
+
+    # delivery
+
+    def dispatch(self, tenant_id: int, seq: int, payload: str) -> None:
+        if tenant_id not in self.members:
+            return
+        if seq <= self.watched_from.get(tenant_id, 0):
+            return  # published before this hub read the sequence: a joining socket resyncs for it
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            log.warning("dropped a malformed event on tenant %s's channel", tenant_id)
+            return
+        frame = f'{{"type":"event","seq":{seq},{payload[1:]}'
+        event = HubEvent(tenant_id, seq, body["topic"], body["data"], frame)
+        recent = self.recent.setdefault(tenant_id, deque(maxlen=RECENT))
+        recent.append(event)
+        self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), seq)
+        targets = list(self.listeners.get(tenant_id, ()))
+        if event.topic == "control.action":
+            targets += self.agent_listeners.get(str(event.data.get("agent_id")), ())
+        for listener in targets:
+            try:
+                listener.deliver(event)
+            except Exception:  # one broken socket must not stop the others
+                log.exception("a listener failed on event %s of tenant %s", seq, tenant_id)
+        self.delivered += 1
+
+    async def _read_redis(self) -> None:
+        """Read the subscribed channels; on a lost connection, reconnect with back-off,
+        subscribe again and tell every listener it may have missed events."""
+        import redis.asyncio as aioredis
+
+        delay = 0.1
+        while True:
+            try:
+                # socket_timeout None: an idle subscription must not time out (NOTES.md).
+                self._redis = aioredis.Redis.from_url(
+                    settings.L10.redis_url, socket_timeout=None, socket_connect_timeout=2, health_check_interval=0
+                )
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                # Always subscribed to something, so reading never returns at once.
+                await self._pubsub.subscribe("l10:hub:keepalive", *(channel(t) for t in self.members))
+                reconnected = delay > 0.1
+                delay = 0.1
+                self.connected.set()
+                if reconnected:
+                    await self._after_reconnect()
+                while True:
+                    message = await self._pubsub.get_message(timeout=None)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    name = message["channel"].decode()
+                    raw = message["data"].decode()
+                    number, _, payload = raw.partition(" ")
+                    self.dispatch(int(name[len(CHANNEL_PREFIX) :]), int(number), payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("hub lost Redis (%s); reconnecting in %.1f s", exc, delay)
+                with contextlib.suppress(Exception):
+                    await self._redis.aclose()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _after_reconnect(self) -> None:
+        for tenant_id in list(self.members):
+            self.recent.pop(tenant_id, None)
+            value = await self._redis.get(seq_key(tenant_id))
+            current = int(value) if value is not None else 0
+            self.watched_from[tenant_id] = current
+            self.last_seq[tenant_id] = current
+            for listener in list(self.listeners.get(tenant_id, ())):
+                listener.resync()
+        for group in list(self.agent_listeners.values()):
+            for listener in list(group):
+                listener.resync()
+
+    async def _tick(self) -> None:
+        """One timer for every client socket's pings, instead of one per socket."""
+        while True:
+            await asyncio.sleep(settings.L10.ws_heartbeat_interval)
+            for socket in list(self.sockets):
+                try:
+                    socket.tick()
+                except Exception:
+                    log.exception("a socket failed its ping tick")
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

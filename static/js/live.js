@@ -1,0 +1,104 @@
+// Live pages: one socket per page; the server sends the partials the views render and
+// this swaps each element with the same id. Without it the pages still work (reload).
+(function () {
+  "use strict";
+
+  const body = document.body;
+  const address = body.dataset.liveUrl;
+  if (!address || !("WebSocket" in window)) return;
+
+  const status = document.getElementById("live-status");
+  let seq = body.dataset.liveSeq === "" ? null : Number(body.dataset.liveSeq);
+  let socket = null;
+  let delay = 500;
+  const MAX_DELAY = 15000;
+
+  function say(text) {
+    if (!status) return;
+    status.textContent = text || "";
+    status.hidden = !text;
+    body.classList.toggle("live-paused", Boolean(text));
+  }
+
+  function watched() {
+    return Array.from(document.querySelectorAll("[data-live-agent]"), function (row) {
+      return row.dataset.liveAgent;
+    });
+  }
+
+  function sendWatch() {
+    if (socket && socket.readyState === WebSocket.OPEN && document.querySelector("#agent-rows")) {
+      socket.send(JSON.stringify({ type: "watch", agents: watched() }));
+    }
+  }
+
+  // Swap every top-level element of the fragment into the element with its id,
+  // keeping what the person was doing there (a ticked box).
+  function apply(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    Array.from(template.content.children).forEach(function (fresh) {
+      const old = fresh.id && document.getElementById(fresh.id);
+      if (!old) return;
+      old.querySelectorAll("input[type=checkbox][name]").forEach(function (box) {
+        const twin = fresh.querySelector('input[type=checkbox][name="' + box.name + '"][value="' + box.value + '"]');
+        if (twin) twin.checked = box.checked;
+      });
+      old.replaceWith(fresh);
+      if (window.htmx) window.htmx.process(fresh);
+    });
+    document.dispatchEvent(new CustomEvent("l10:live-swapped"));
+  }
+
+  // Reload every live part over HTTP: events were missed.
+  function refresh() {
+    document.querySelectorAll("[data-live-part]").forEach(function (part) {
+      if (window.htmx) window.htmx.trigger(part, "l10:refresh");
+    });
+  }
+
+  function connect() {
+    const url = new URL(address, window.location.href);
+    url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+    if (seq !== null) url.searchParams.set("since", String(seq));
+    socket = new WebSocket(url);
+    socket.onopen = function () {
+      delay = 500;
+      sendWatch();
+    };
+    socket.onmessage = function (message) {
+      let frame;
+      try { frame = JSON.parse(message.data); } catch (e) { return; }
+      if (frame.type === "ping") {
+        socket.send('{"type":"pong"}');
+      } else if (frame.type === "hello") {
+        seq = frame.seq;
+        say("");
+      } else if (frame.type === "resync") {
+        seq = frame.seq;
+        say("");
+        refresh();
+      } else if (frame.type === "fragments") {
+        seq = frame.seq;
+        apply(frame.html);
+      } else if (frame.type === "error" && window.console) {
+        window.console.warn("live updates:", frame.code, frame.message);
+      }
+    };
+    socket.onclose = function (event) {
+      socket = null;
+      if (event.code === 4401 || event.code === 4403) {
+        say("Live updates stopped: " + (event.code === 4401 ? "sign in again." : "no access to this tenant."));
+        return;
+      }
+      say("Live updates paused — reconnecting…");
+      const wait = delay + Math.random() * delay * 0.3;
+      delay = Math.min(delay * 2, MAX_DELAY);
+      window.setTimeout(connect, wait);
+    };
+  }
+
+  // After htmx swaps the rows (a filter, a page, a refresh), tell the server what is shown.
+  document.addEventListener("htmx:afterSwap", sendWatch);
+  connect();
+})();
