@@ -58,7 +58,7 @@ def authorize(scope: dict[str, Any], tenant_ref: str) -> int:
     # site cannot open a socket with the user's session.
     if not scope.get("l10_origin") or not user.is_authenticated:
         raise InterfaceError(ErrorCode.WS_UNAUTHORIZED, "Log in, or send Authorization: Bearer <API token>.")
-    if tenant is None or not Membership.objects.filter(user_id=int(user.pk), tenant=tenant).exists():
+    if tenant is None or not Membership.objects.filter(user_id=user.pk or 0, tenant=tenant).exists():
         raise _forbidden()
     return int(tenant.pk)
 
