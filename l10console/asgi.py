@@ -29,6 +29,7 @@ django_http = WSGIMiddleware(
 # Imports that touch models come after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from l10console import hub  # noqa: E402
 from l10console.errors import ErrorCode, InterfaceError  # noqa: E402
 from l10console.lib.asgi import BodyLimit, Lifespan  # noqa: E402
 from l10console.routing import websocket_urlpatterns  # noqa: E402
@@ -49,8 +50,9 @@ def _startup() -> None:
         embedded.start_periodic()
 
 
-def _shutdown() -> None:
+async def _shutdown() -> None:
     embedded.stop_periodic()
+    await hub.close_current()
 
 
 _too_large = InterfaceError(

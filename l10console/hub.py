@@ -411,3 +411,10 @@ class Hub:
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+async def close_current() -> None:
+    """Close the running loop's hub, if it has one (at server shutdown)."""
+    found = _by_loop.get(asyncio.get_running_loop())
+    if found is not None:
+        await found.close()

@@ -15,6 +15,7 @@ from dashboard.facade import (
 )
 from l10console.config import L10Settings
 from l10console.errors import ErrorCode, InterfaceError
+from l10console.gateway import WebSocketGateway
 
 __all__ = [
     "AgentDetail",
@@ -27,4 +28,5 @@ __all__ = [
     "L10Settings",
     "MetricsEngine",
     "StateManager",
+    "WebSocketGateway",
 ]

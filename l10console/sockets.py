@@ -147,14 +147,18 @@ class HubSocket(AsyncWebsocketConsumer):
         """Called once registered with the hub."""
 
     async def disconnect(self, code: int) -> None:
+        self._detach()
+        sender = getattr(self, "_sender", None)
+        if sender is not None:
+            sender.cancel()
+
+    def _detach(self) -> None:
+        """Stop receiving events (at disconnect, or at once when dropped for being slow)."""
         if self.hub is not None and self.tenant_id is not None:
             self.hub.leave(self.tenant_id, self, agent_id=self.agent_key)
             self.hub.sockets.discard(self)
             WEBSOCKETS.labels(kind=self.kind).dec()
             self.hub = None
-        sender = getattr(self, "_sender", None)
-        if sender is not None:
-            sender.cancel()
 
     async def refuse(self, exc: InterfaceError, code: int) -> None:
         await self.send(text_data=json.dumps(self.error_frame(exc)))
@@ -171,9 +175,12 @@ class HubSocket(AsyncWebsocketConsumer):
         if self.closing:
             return
         if len(self.outbox) >= OUTBOX_LIMIT:
+            # Detach now: the close below waits for the client to read (the server's
+            # flow control) or for the server's keepalive to give up on it.
             self.closing = True
             self.outbox.clear()
-            log.info("closing a %s socket that fell %d frames behind", self.kind, OUTBOX_LIMIT)
+            self._detach()
+            log.info("dropping a %s socket that fell %d frames behind", self.kind, OUTBOX_LIMIT)
             asyncio.get_running_loop().create_task(self.close(code=CLOSE_TOO_SLOW))
             return
         self.outbox.append(text)

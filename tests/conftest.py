@@ -265,6 +265,54 @@ def asgi_server_control(transactional_db: None) -> Iterator[UvicornThread]:
     server.stop()
 
 
+# --- the console in processes of its own ----------------------------------------------
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment for a console process (server, worker) on the test database and Redis."""
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env.update(
+        {
+            "L10_POSTGRES_DB": connection.settings_dict["NAME"],  # the test database
+            "L10_SECRET_KEY": django_settings.SECRET_KEY,
+            "DJANGO_SETTINGS_MODULE": "l10console.settings",
+            **extra,
+        }
+    )
+    return env
+
+
+@contextlib.contextmanager
+def uvicorn_processes(count: int, **extra_env: str) -> Iterator[list[LiveServer]]:
+    """``count`` uvicorn processes serving the console, each with its own hub."""
+    if not (services.HAS_POSTGRES and services.HAS_REDIS):
+        pytest.skip("SKIPPED LOUDLY: console processes need PostgreSQL and Redis")
+    env = process_env(**extra_env)
+    started: list[tuple[subprocess.Popen[bytes], LiveServer]] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            command = [sys.executable, "-m", "uvicorn", "l10console.asgi:application", "--port", str(port)]
+            command += ["--host", "127.0.0.1", "--log-level", "warning", "--ws-per-message-deflate", "false"]
+            process = subprocess.Popen(command, cwd=ROOT, env=env)
+            started.append((process, LiveServer("127.0.0.1", port)))
+        for process, live in started:
+            wait_for(lambda live=live: services.answers(live.host, live.port), timeout=30, what="uvicorn to listen")
+            assert process.poll() is None
+        yield [live for _, live in started]
+    finally:
+        for process, _ in started:
+            process.terminate()
+        for process, _ in started:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 # --- a real Celery worker -------------------------------------------------------------
 
 
@@ -277,19 +325,7 @@ def celery_worker_process(transactional_db: None, tmp_path: Path) -> Iterator[su
     """
     if not (services.HAS_POSTGRES and services.HAS_REDIS):
         pytest.skip("SKIPPED LOUDLY: a Celery worker needs PostgreSQL and Redis")
-    from django.conf import settings as django_settings
-    from django.db import connection
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("L10_", "DJANGO_"))}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("L10_")})
-    env.update(
-        {
-            "L10_POSTGRES_DB": connection.settings_dict["NAME"],  # the test database
-            "L10_SECRET_KEY": django_settings.SECRET_KEY,
-            "DJANGO_SETTINGS_MODULE": "l10console.settings",
-            "L10_AGENT_HEARTBEAT_INTERVAL": "1",
-        }
-    )
+    env = process_env(L10_AGENT_HEARTBEAT_INTERVAL="1")
     ready = tmp_path / "worker-ready"
     command = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "-l", "info", "--pool", "solo"]
     command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h"]

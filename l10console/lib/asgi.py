@@ -91,7 +91,9 @@ def _content_length(scope: Scope) -> int | None:
 class Lifespan:
     """Answer ASGI lifespan events, running ``startup``/``shutdown`` callables."""
 
-    def __init__(self, app: ASGIApp, *, startup: Callable[[], None], shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, startup: Callable[[], None], shutdown: Callable[[], Awaitable[None] | None]
+    ) -> None:
         self.app = app
         self.startup = startup
         self.shutdown = shutdown
@@ -110,6 +112,8 @@ class Lifespan:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.shutdown()
+                pending = self.shutdown()
+                if pending is not None:
+                    await pending
                 await send({"type": "lifespan.shutdown.complete"})
                 return
