@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -300,7 +301,8 @@ def uvicorn_processes(count: int, **extra_env: str) -> Iterator[list[LiveServer]
             process = subprocess.Popen(command, cwd=ROOT, env=env)
             started.append((process, LiveServer("127.0.0.1", port)))
         for process, live in started:
-            wait_for(lambda live=live: services.answers(live.host, live.port), timeout=30, what="uvicorn to listen")
+            host, port = live.host, live.port
+            wait_for(partial(services.answers, host, port), timeout=30, what="uvicorn to listen")
             assert process.poll() is None
         yield [live for _, live in started]
     finally:
