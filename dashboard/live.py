@@ -118,7 +118,7 @@ class LiveTenant:
         dirty, self.dirty = self.dirty, set()
         tiles_dirty, self.tiles_dirty = self.tiles_dirty, False
         seq = self.seq
-        rows = {a for s in self.sockets if s.view == "agents" for a in s.watching} & dirty
+        rows = {a for s in self.sockets if s.view == "agents" for a in s.watching or ()} & dirty
         summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & dirty
         tiles = tiles_dirty and any(s.view == "overview" for s in self.sockets)
         if rows or summaries or tiles:
@@ -173,7 +173,8 @@ class LiveConsumer(HubSocket):
     kind = "live"
     view = "overview"
     agent_id: str | None = None
-    watching: frozenset[str] = frozenset()
+    watching: frozenset[str] | None = None  # the list's rows, once the page has said
+    joined_seq = 0
     live: LiveTenant | None = None
 
     async def open(self) -> int:
@@ -188,6 +189,7 @@ class LiveConsumer(HubSocket):
             return
         self.live = live_tenant(self.hub, self.tenant_id)
         self.live.sockets.add(self)
+        self.joined_seq = max(current_seq, self.live.seq)
         since = query_param(self.scope, "since")
         missed = self.hub.since(self.tenant_id, int(since)) if since.isdigit() else None
         # Without a number the page cannot tell what it has: it reloads its parts.
@@ -213,7 +215,7 @@ class LiveConsumer(HubSocket):
         if self.view == "overview":
             html = rendered.tiles
         elif self.view == "agents":
-            html = "".join(rendered.rows[a] for a in self.watching if a in rendered.rows)
+            html = "".join(rendered.rows[a] for a in self.watching or () if a in rendered.rows)
         elif self.agent_id is not None:
             html = rendered.summaries.get(self.agent_id, "")
         if html:
@@ -238,9 +240,13 @@ class LiveConsumer(HubSocket):
         if not isinstance(agents, list) or len(agents) > MAX_WATCHED:
             return self.bad(f'"agents" must be a list of at most {MAX_WATCHED} agent ids.')
         try:
-            self.watching = frozenset(str(UUID(str(a))) for a in agents)
+            watching = frozenset(str(UUID(str(a))) for a in agents)
         except ValueError:
             return self.bad('"agents" must hold agent ids.')
+        first, self.watching = self.watching is None, watching
+        if first and self.live is not None and self.live.seq > self.joined_seq:
+            # Rows changed between joining and this first word of what is shown.
+            self.put(json.dumps({"type": "resync", "seq": self.live.seq}))
 
     def bad(self, message: str) -> None:
         self.put(json.dumps(self.error_frame(InterfaceError(ErrorCode.WS_BAD_FRAME, message))))

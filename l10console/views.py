@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from l10console import observability
@@ -35,6 +36,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
+@csrf_exempt  # it changes nothing; a POST must get the JSON 404, not the CSRF page
 def api_not_found(request: HttpRequest) -> JsonResponse:
     """Unknown API paths answer in the API's error shape, not with an HTML page."""
     error = InterfaceError(ErrorCode.NOT_FOUND, f"No API route {request.method} {request.path}.")

@@ -346,6 +346,14 @@ def test_an_unknown_api_path_answers_in_the_api_error_shape(client):
     assert response.json()["error"]["code"] == "E10903"
 
 
+def test_a_post_to_an_unknown_api_path_gets_the_json_404_not_the_csrf_page():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/api/v1/agents/worker-1/heartbeat", {}, "application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "E10903"
+
+
 def test_the_heartbeat_answers_usage_in_each_limited_period(token_a, agent_a):
     Agent.objects.filter(pk=agent_a.pk).update(
         quotas={"tokens": {"day": 5000, "hour": 1000}, "api_calls": {"month": 9}}

@@ -1,0 +1,147 @@
+"""The pages' socket, ``/ws/live/<slug>/``: the partials the views render, swapped by id."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from fleet import services as fleet_services
+from fleet.models import DesiredState, ObservedState
+from fleet.schemas import HeartbeatIn
+from l10console import hub
+from tests.conftest import LiveServer, client_for
+from tests.dashboard.conftest import live_agent
+from tests.realtime.conftest import frame
+from tests.realtime.test_events_socket import closed_with
+
+pytestmark = pytest.mark.redis
+
+
+def live_socket(
+    server: LiveServer, user, query: str, *, slug: str = "acme", origin: str | None = "same"
+) -> ClientConnection:
+    headers = {"Cookie": f"sessionid={client_for(user).cookies['sessionid'].value}"} if user else {}
+    return connect(
+        f"{server.ws_url}/ws/live/{slug}/?{query}",
+        additional_headers=headers,
+        origin=server.url if origin == "same" else origin,  # type: ignore[arg-type]
+        open_timeout=10,
+    )
+
+
+def opened(ws: ClientConnection) -> dict:
+    first = frame(ws)
+    assert first["type"] in ("hello", "resync"), first
+    return first
+
+
+@pytest.fixture
+def crawlers(tenant_a):
+    return [live_agent(tenant_a, f"crawler-{n}", cpu=10.0 * n) for n in (1, 2, 3)]
+
+
+def test_the_list_gets_the_row_of_a_shown_agent_that_changed(server, viewer_a, crawlers):
+    shown, hidden = crawlers[0], crawlers[1]
+    with live_socket(server, viewer_a, "view=agents") as ws:
+        opened(ws)
+        ws.send(json.dumps({"type": "watch", "agents": [str(shown.pk)]}))
+        fleet_services.agent_state_report(agent=hidden, state=ObservedState.PAUSED)
+        fleet_services.agent_state_report(agent=shown, state=ObservedState.PAUSED)
+        update = frame(ws)
+    assert update["type"] == "fragments"
+    assert update["html"].startswith(f'<tr id="agent-{shown.pk}"')
+    assert "state-paused" in update["html"]
+    assert f"agent-{hidden.pk}" not in update["html"]
+
+
+def test_a_heartbeat_refreshes_a_shown_row_with_its_figures(server, viewer_a, tenant_a, crawlers):
+    agent = crawlers[0]
+    with live_socket(server, viewer_a, "view=agents") as ws:
+        opened(ws)
+        ws.send(json.dumps({"type": "watch", "agents": [str(agent.pk)]}))
+        heartbeat = HeartbeatIn.model_validate({"state": "running", "metrics": {"cpu_percent": 77.5}})
+        fleet_services.agent_heartbeat(tenant=tenant_a, external_id=agent.external_id, data=heartbeat)
+        update = frame(ws)
+    assert "77.5" in update["html"]
+
+
+def test_the_overview_gets_fresh_tiles_after_a_change_of_state(server, viewer_a, crawlers):
+    with live_socket(server, viewer_a, "view=overview") as ws:
+        opened(ws)
+        fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+        update = frame(ws)
+    assert update["html"].startswith('<div id="overview-tiles"')
+    assert 'data-testid="count-paused">1<' in update["html"]
+    assert 'data-testid="count-running">2<' in update["html"]
+
+
+def test_the_detail_gets_its_own_agents_summary_only(server, viewer_a, crawlers):
+    mine, other = crawlers[0], crawlers[1]
+    with live_socket(server, viewer_a, f"view=agent&agent={mine.pk}") as ws:
+        opened(ws)
+        fleet_services.agent_desired_state_set(agent_id=other.pk, state=DesiredState.PAUSED, actor=None)
+        fleet_services.agent_desired_state_set(agent_id=mine.pk, state=DesiredState.PAUSED, actor=viewer_a)
+        update = frame(ws)
+    assert update["html"].startswith('<section id="agent-summary"')
+    assert 'data-testid="desired-state">Paused<' in update["html"]
+    assert "pausing…" in update["html"]
+    assert "by vera" in update["html"]
+
+
+def test_a_page_rendered_before_missed_events_is_told_to_resync(server, viewer_a, tenant_a, crawlers):
+    rendered_at = hub.current_seq(tenant_a.pk)
+    assert rendered_at is not None
+    with live_socket(server, viewer_a, f"view=overview&since={rendered_at}") as ws:
+        assert frame(ws) == {"type": "hello", "seq": rendered_at}
+    fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+    with live_socket(server, viewer_a, f"view=overview&since={rendered_at}") as ws:
+        assert frame(ws) == {"type": "resync", "seq": rendered_at + 1}
+
+
+def test_an_outsider_is_refused(server, operator_b, crawlers):
+    with live_socket(server, operator_b, "view=overview") as ws:
+        assert frame(ws)["code"] == "E10202"
+        closed_with(ws, 4403)
+
+
+def test_an_agent_of_another_tenant_cannot_be_watched_in_detail(server, viewer_a, agent_b):
+    with live_socket(server, viewer_a, f"view=agent&agent={agent_b.pk}") as ws:
+        assert frame(ws)["code"] == "E10202"
+        closed_with(ws, 4403)
+
+
+def test_watching_another_tenants_agent_shows_nothing_of_it(server, viewer_a, agent_b, crawlers):
+    with live_socket(server, viewer_a, "view=agents") as ws:
+        opened(ws)
+        ws.send(json.dumps({"type": "watch", "agents": [str(agent_b.pk), str(crawlers[0].pk)]}))
+        fleet_services.agent_state_report(agent=agent_b, state=ObservedState.PAUSED)
+        fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+        update = frame(ws)
+    assert str(agent_b.pk) not in update["html"]
+    assert f"agent-{crawlers[0].pk}" in update["html"]
+
+
+def test_an_anonymous_socket_is_refused(server, crawlers):
+    with live_socket(server, None, "view=overview") as ws:
+        assert frame(ws)["code"] == "E10201"
+        closed_with(ws, 4401)
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example"])
+def test_a_page_socket_needs_our_origin(server, viewer_a, origin):
+    with pytest.raises(InvalidStatus) as refused:
+        live_socket(server, viewer_a, "view=overview", origin=origin)
+    assert refused.value.response.status_code == 403
+
+
+def test_a_bad_watch_frame_gets_an_error_and_the_socket_stays_open(server, viewer_a, crawlers):
+    with live_socket(server, viewer_a, "view=agents") as ws:
+        opened(ws)
+        ws.send(json.dumps({"type": "watch", "agents": ["not-an-id"]}))
+        assert frame(ws)["code"] == "E10203"
+        ws.send(json.dumps({"type": "watch", "agents": [str(crawlers[0].pk)]}))
+        fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+        assert frame(ws)["type"] == "fragments"
