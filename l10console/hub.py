@@ -212,6 +212,8 @@ class Hub:
         self._ticker: asyncio.Task[None] | None = None
         self._subscribe_lock = asyncio.Lock()
         self.connected = asyncio.Event()
+        self.ever_connected = False
+        self.unsynced: set[int] = set()  # tenants joined while Redis was away
         self.delivered = 0
 
     # lifecycle
@@ -290,7 +292,13 @@ class Hub:
 
     async def _watch(self, tenant_id: int) -> None:
         if settings.L10.uses_redis:
-            await asyncio.wait_for(self.connected.wait(), timeout=5)
+            if not self.ever_connected:  # a hub just started: its first connection is on its way
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.connected.wait(), timeout=2)
+            if not self.connected.is_set():
+                # Subscribed, and its listeners told to resync, when Redis is back.
+                self.unsynced.add(tenant_id)
+                return
             async with self._subscribe_lock:
                 await self._pubsub.subscribe(channel(tenant_id))
             # Read after subscribing: anything later arrives on the channel.
@@ -363,11 +371,14 @@ class Hub:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 # Always subscribed to something, so reading never returns at once.
                 await self._pubsub.subscribe("l10:hub:keepalive", *(channel(t) for t in self.members))
-                reconnected = delay > 0.1
                 delay = 0.1
+                lost, self.ever_connected = self.ever_connected, True
                 self.connected.set()
-                if reconnected:
-                    await self._after_reconnect()
+                # After a lost connection every listener may have missed events; else only
+                # those that joined while there was none.
+                tenants = set(self.members) if lost else self.unsynced & set(self.members)
+                self.unsynced.clear()
+                await self._after_reconnect(tenants)
                 while True:
                     message = await self._pubsub.get_message(timeout=None)
                     if message is None or message.get("type") != "message":
@@ -386,8 +397,10 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _after_reconnect(self) -> None:
-        for tenant_id in list(self.members):
+    async def _after_reconnect(self, tenants: set[int]) -> None:
+        if not tenants:
+            return
+        for tenant_id in tenants:
             self.recent.pop(tenant_id, None)
             value = await self._redis.get(seq_key(tenant_id))
             current = int(value) if value is not None else 0
@@ -395,6 +408,7 @@ class Hub:
             self.last_seq[tenant_id] = current
             for listener in list(self.listeners.get(tenant_id, ())):
                 listener.resync()
+        # Agents' sockets read their control afresh (cheap, and a change may have been lost).
         for group in list(self.agent_listeners.values()):
             for listener in list(group):
                 listener.resync()
