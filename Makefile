@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types pytest bench venv clean
+.PHONY: run test lint types pytest bench soak venv clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,11 @@ test: lint types pytest
 
 bench: venv
 	$(PY) bench/run.py
+
+# 1,000 idle sockets for SOAK_SECONDS (default 600), pinged and fed events; fails on a
+# disconnect, a lost event or memory drift. Not part of `make test` or `make bench`.
+soak: venv
+	$(PY) bench/soak_sockets.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

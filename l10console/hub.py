@@ -206,6 +206,7 @@ class Hub:
         self.watched_from: dict[int, int] = {}
         self.last_seq: dict[int, int] = {}
         self.sockets: set[Any] = set()  # client sockets, for the connection cap and pings
+        self.opening = 0  # client sockets still authenticating
         self._redis: Any = None
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None

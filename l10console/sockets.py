@@ -104,7 +104,8 @@ class HubSocket(AsyncWebsocketConsumer):
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         hub = Hub.current()
-        if self.counts_toward_cap and len(hub.sockets) >= settings.L10.ws_max_connections:
+        # Sockets still authenticating hold a place too, so a burst cannot overshoot the cap.
+        if self.counts_toward_cap and len(hub.sockets) + hub.opening >= settings.L10.ws_max_connections:
             await self.refuse(
                 InterfaceError(
                     ErrorCode.WS_TOO_MANY_CONNECTIONS,
@@ -114,27 +115,31 @@ class HubSocket(AsyncWebsocketConsumer):
                 CLOSE_TRY_LATER,
             )
             return
+        hub.opening += self.counts_toward_cap
         try:
-            tenant_id = await self.open()
-        except Refused:
-            return
-        except InterfaceError as exc:
-            code = CLOSE_FORBIDDEN if exc.code == ErrorCode.WS_TENANT_FORBIDDEN else CLOSE_UNAUTHORIZED
-            await self.refuse(exc, code)
-            return
-        self.tenant_id = tenant_id
-        try:
-            current = await hub.join(tenant_id, self, agent_id=self.agent_key)
-        except Exception as exc:  # the hub's transport is down: say so rather than hang
-            log.warning("refused a %s socket: the hub cannot watch tenant %s: %r", self.kind, tenant_id, exc)
-            unavailable = InterfaceError(
-                ErrorCode.SERVICE_UNAVAILABLE, "Live updates are unavailable right now; reconnect shortly."
-            )
-            await self.refuse(unavailable, CLOSE_TRY_LATER)
-            return
-        self.hub = hub
-        if self.counts_toward_cap:
-            hub.sockets.add(self)
+            try:
+                tenant_id = await self.open()
+            except Refused:
+                return
+            except InterfaceError as exc:
+                code = CLOSE_FORBIDDEN if exc.code == ErrorCode.WS_TENANT_FORBIDDEN else CLOSE_UNAUTHORIZED
+                await self.refuse(exc, code)
+                return
+            self.tenant_id = tenant_id
+            try:
+                current = await hub.join(tenant_id, self, agent_id=self.agent_key)
+            except Exception as exc:  # the hub's transport failed: say so rather than hang
+                log.warning("refused a %s socket: the hub cannot watch tenant %s: %r", self.kind, tenant_id, exc)
+                unavailable = InterfaceError(
+                    ErrorCode.SERVICE_UNAVAILABLE, "Live updates are unavailable right now; reconnect shortly."
+                )
+                await self.refuse(unavailable, CLOSE_TRY_LATER)
+                return
+            self.hub = hub
+            if self.counts_toward_cap:
+                hub.sockets.add(self)
+        finally:
+            hub.opening -= self.counts_toward_cap
         self._sender = asyncio.get_running_loop().create_task(self._drain())
         WEBSOCKETS.labels(kind=self.kind).inc()
         await self.joined(current)
