@@ -105,6 +105,8 @@ class AgentConsumer(HubSocket):
                 await self._send_control()
                 if not self.stale:
                     return
+        except Exception:  # its next heartbeat answer still carries the control
+            log.warning("could not send agent %s its control", self.agent_key, exc_info=True)
         finally:
             self.refreshing = False
 
