@@ -28,11 +28,13 @@ from l10console.observability import WEBSOCKETS
 log = logging.getLogger(__name__)
 
 # Close codes (4000–4999 are the application's own).
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_MISSED_PINGS = 4408
 CLOSE_TOO_SLOW = 4409
 CLOSE_TRY_LATER = 1013  # the standard "try again later": the process is at its cap
+REFUSAL_CLOSE = {ErrorCode.WS_TENANT_FORBIDDEN: CLOSE_FORBIDDEN, ErrorCode.WS_BAD_FRAME: CLOSE_BAD_REQUEST}
 OUTBOX_LIMIT = 256
 MISSED_PINGS_ALLOWED = 2
 PING = '{"type":"ping"}'
@@ -122,8 +124,7 @@ class HubSocket(AsyncWebsocketConsumer):
             except Refused:
                 return
             except InterfaceError as exc:
-                code = CLOSE_FORBIDDEN if exc.code == ErrorCode.WS_TENANT_FORBIDDEN else CLOSE_UNAUTHORIZED
-                await self.refuse(exc, code)
+                await self.refuse(exc, REFUSAL_CLOSE.get(exc.code, CLOSE_UNAUTHORIZED))
                 return
             self.tenant_id = tenant_id
             try:

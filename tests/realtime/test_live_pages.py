@@ -137,6 +137,13 @@ def test_a_page_socket_needs_our_origin(server, viewer_a, origin):
     assert refused.value.response.status_code == 403
 
 
+@pytest.mark.parametrize("query", ["view=charts", "view=agent&agent=not-an-id"])
+def test_a_socket_for_no_known_view_is_refused_as_a_bad_request(server, viewer_a, crawlers, query):
+    with live_socket(server, viewer_a, query) as ws:
+        assert frame(ws)["code"] == "E10203"
+        closed_with(ws, 4400)
+
+
 def test_a_bad_watch_frame_gets_an_error_and_the_socket_stays_open(server, viewer_a, crawlers):
     with live_socket(server, viewer_a, "view=agents") as ws:
         opened(ws)
