@@ -165,8 +165,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def server() -> Iterator[Server]:
-    """uvicorn on 127.0.0.1, pinned to ``SERVER_CORE``; stopped (SIGTERM, then SIGKILL) on exit."""
+def server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """uvicorn on 127.0.0.1, pinned to ``SERVER_CORE``; stopped (SIGTERM, then SIGKILL) on
+    exit. ``extra_env`` adds to (or overrides) ``server_env()``."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     command = [
@@ -188,7 +189,9 @@ def server() -> Iterator[Server]:
     ]
     with tempfile.TemporaryFile(mode="w+", prefix="l10bench-server-") as log:
         # taskset execs uvicorn, so the child's pid is the server's.
-        process = subprocess.Popen(command, cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**server_env(), **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             _wait_healthy(process, base_url, log)
             progress(f"server pid {process.pid} on core(s) {describe_affinity(process.pid)} at {base_url}")

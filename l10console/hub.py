@@ -52,7 +52,6 @@ TOPICS = frozenset(
         "control.action",
     }
 )
-CHANNEL_PREFIX = "l10:hub:t:"
 SEQ_PREFIX = "l10:hub:seq:"
 # Events kept per tenant for sockets that come back: about a minute of a busy tenant's
 # state changes; older gaps are answered with "resync".
@@ -66,7 +65,9 @@ return seq
 
 
 def channel(tenant_id: int) -> str:
-    return f"{CHANNEL_PREFIX}{tenant_id}"
+    # Pub/sub channels are shared by all of a server's databases: name the database, or two
+    # deployments (or a deployment and its tests) on one Redis would hear each other.
+    return f"l10:hub:{settings.L10.redis_db}:t:{tenant_id}"
 
 
 def seq_key(tenant_id: int) -> str:
@@ -371,7 +372,8 @@ class Hub:
                 )
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 # Always subscribed to something, so reading never returns at once.
-                await self._pubsub.subscribe("l10:hub:keepalive", *(channel(t) for t in self.members))
+                keepalive = f"l10:hub:{settings.L10.redis_db}:keepalive"
+                await self._pubsub.subscribe(keepalive, *(channel(t) for t in self.members))
                 delay = 0.1
                 lost, self.ever_connected = self.ever_connected, True
                 self.connected.set()
@@ -387,7 +389,7 @@ class Hub:
                     name = message["channel"].decode()
                     raw = message["data"].decode()
                     number, _, payload = raw.partition(" ")
-                    self.dispatch(int(name[len(CHANNEL_PREFIX) :]), int(number), payload)
+                    self.dispatch(int(name.rsplit(":", 1)[1]), int(number), payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -415,10 +417,18 @@ class Hub:
                 listener.resync()
 
     async def _tick(self) -> None:
-        """One timer for every client socket's pings, instead of one per socket."""
+        """One timer for every client socket's pings, instead of one per socket. Each
+        second pings the sockets whose slot comes up, so the pings (and the pongs coming
+        back) of a thousand sockets are spread over the interval, not sent in one burst
+        that events would queue behind."""
+        second = 0
         while True:
-            await asyncio.sleep(settings.L10.ws_heartbeat_interval)
+            await asyncio.sleep(1)
+            second += 1
+            interval = settings.L10.ws_heartbeat_interval
             for socket in list(self.sockets):
+                if socket.ping_slot % interval != second % interval:
+                    continue
                 try:
                     socket.tick()
                 except Exception:

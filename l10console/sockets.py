@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections import deque
 from typing import Any
 from urllib.parse import urlparse
@@ -97,6 +98,7 @@ class HubSocket(AsyncWebsocketConsumer):
     outbox: deque[str]
     missed_pings = 0
     closing = False
+    ping_slot = 0  # which second of the ping interval this socket is pinged in
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -104,6 +106,7 @@ class HubSocket(AsyncWebsocketConsumer):
         await self.accept()
         self.outbox = deque()
         self._wake = asyncio.Event()
+        self.ping_slot = secrets.randbelow(1 << 30)
         self._sender: asyncio.Task[None] | None = None
         hub = Hub.current()
         # Sockets still authenticating hold a place too, so a burst cannot overshoot the cap.

@@ -259,6 +259,16 @@ def test_no_event_crosses_tenants(server, tenant_a, tenant_b, token_a, token_b):
         assert frame(b)["data"]["agent_id"] == "globex-agent"
 
 
+def test_a_deployment_on_another_redis_database_is_not_heard(server, tenant_a, token_a):
+    """Pub/sub ignores database numbers; the hub's channels name theirs."""
+    with events_socket(server, "acme", token=token_a) as ws:
+        subscribe(ws, "task.completed")
+        with override_settings(L10=settings_with(L10_REDIS_DB="13")):
+            assert hub.send_payloads(tenant_a.pk, [hub.encode("task.completed", {"from": "db 13"})])
+        hub.publish(tenant_a.pk, "task.completed", {"from": "ours"})
+        assert frame(ws)["data"] == {"from": "ours"}
+
+
 def test_a_client_that_stops_reading_does_not_delay_the_others(server, tenant_a, token_a):
     """One socket stops reading; large events still reach the other at once, and the
     stalled one is dropped when it falls OUTBOX_LIMIT frames behind."""
