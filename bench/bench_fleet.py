@@ -3,8 +3,8 @@
 The issue's figure: with 1,000 simulated agents connected (control sockets open and
 heartbeating) on this machine, heartbeat p99 stays under 50 ms.
 
-- The console: uvicorn on core 1 with PostgreSQL and Redis (the channel layer is
-  channels-redis ``RedisPubSubChannelLayer``), as ``bench/common.py`` starts it.
+- The console: uvicorn on core 1 with PostgreSQL and Redis (the agents' sockets are fed
+  by the process's hub, one Redis subscription per tenant), as ``bench/common.py`` starts it.
 - The fleet: ``PROCESSES`` load-generator processes (this module with ``--fleet``), all
   pinned to core 0, together running 1,000 ``l10_agent.Agent`` (``socket=True``, the
   default 10 s heartbeat interval, so about 100 heartbeats/s), spread over ``TENANTS``
@@ -529,9 +529,10 @@ def _fleet_db() -> dict[str, float]:
 
 
 def _redis_groups() -> int:
+    """Hub channels subscribed in Redis: one per tenant with a socket, per server process."""
     client = redis.Redis(host=common.HOST, port=common.REDIS_PORT, db=common.REDIS_DB)
     try:
-        return len(client.pubsub_channels("asgi__group__agent.*"))
+        return len(client.pubsub_channels(f"l10:hub:{common.REDIS_DB}:t:*"))
     finally:
         client.close()
 
@@ -734,7 +735,7 @@ def run() -> list[Row]:
             floor=rss_idle,
             note=f"VmRSS of the uvicorn process; floor: the same process before the fleet; "
             f"{sockets} established TCP connections on the server's port; "
-            f"{groups} agent groups subscribed in Redis (RedisPubSubChannelLayer)",
+            f"{groups} hub channels subscribed in Redis (one per tenant, not per socket)",
         ),
         _trial_row(f"started over {START_SPREAD_SECONDS:.0f} s", spread_trial),
         _trial_row("started at once", burst_trial),
