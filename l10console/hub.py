@@ -53,6 +53,7 @@ TOPICS = frozenset(
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"
+CONTROL_PREFIX = '{"topic":"control.action",'
 # Events kept per tenant for sockets that come back: about a minute of a busy tenant's
 # state changes; older gaps are answered with "resync".
 RECENT = 512
@@ -338,6 +339,11 @@ class Hub:
             return
         if seq <= self.watched_from.get(tenant_id, 0):
             return  # published before this hub read the sequence: a joining socket resyncs for it
+        if tenant_id not in self.listeners and not payload.startswith(CONTROL_PREFIX):
+            # Only agents' sockets here, and they take control.action alone (a fleet's
+            # heartbeats would otherwise be decoded a hundred times a second for nobody).
+            self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), seq)
+            return
         try:
             body = json.loads(payload)
         except ValueError:
