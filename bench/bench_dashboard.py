@@ -38,14 +38,13 @@ and how much of that was the server, so a run disturbed by other processes shows
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,18 +110,6 @@ SELECTORS = common.ROOT / "dashboard" / "selectors.py"
 
 
 # --- its own stores --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _own_stores() -> Iterator[None]:
-    """Point ``common``'s helpers (database, Redis db, the server's environment) at this
-    benchmark's own stores for the duration, so it never drops another run's database."""
-    saved = common.DB_NAME, common.REDIS_DB
-    common.DB_NAME, common.REDIS_DB = DB_NAME, REDIS_DB
-    try:
-        yield
-    finally:
-        common.DB_NAME, common.REDIS_DB = saved
 
 
 def _pg(*, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -660,7 +647,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def run() -> list[Row]:
     load = _loadavg()
-    with _own_stores():
+    with common.own_stores(DB_NAME, REDIS_DB):
         common.flush_redis()
         common.recreate_database()
         s = seed()

@@ -115,6 +115,19 @@ def pin_client() -> str:
     return f"load generator on core {CLIENT_CORE}, server on core {SERVER_CORE}"
 
 
+@contextlib.contextmanager
+def own_stores(db_name: str, redis_db: int) -> Iterator[None]:
+    """Point the helpers here (database, Redis db, the server's environment) at a run's own
+    stores for the duration, so it never drops another run's database."""
+    global DB_NAME, REDIS_DB
+    saved = DB_NAME, REDIS_DB
+    DB_NAME, REDIS_DB = db_name, redis_db
+    try:
+        yield
+    finally:
+        DB_NAME, REDIS_DB = saved
+
+
 def server_env() -> dict[str, str]:
     """The environment of every Django process the benchmarks start."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("L10_")}

@@ -57,6 +57,15 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def print_rows(rows: list[Row]) -> None:
+    """The table, then each row's note."""
+    print(table(rows))
+    print()
+    for row in rows:
+        if row.note:
+            print(f"  {row.figure}: {row.note}")
+
+
 def main(argv: list[str]) -> int:
     pinning = common.pin_client()
     modules = discover(argv)
@@ -80,11 +89,7 @@ def main(argv: list[str]) -> int:
     print("ratio = times the floor's cost (latency: value/floor; throughput: floor/value)")
     print()
     if rows:
-        print(table(rows))
-        print()
-        for row in rows:
-            if row.note:
-                print(f"  {row.figure}: {row.note}")
+        print_rows(rows)
     missed = [r.figure for r in rows if r.passed is False]
     print()
     if missed:

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import os
 import platform
 import secrets
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +54,7 @@ from bench.bench_fanout import (  # noqa: E402
     ws_url,
 )
 from bench.common import Row  # noqa: E402
-from bench.run import table  # noqa: E402
+from bench.run import print_rows  # noqa: E402
 
 SOCKETS = 1000
 DEFAULT_SECONDS = 600
@@ -71,18 +69,6 @@ SERVER_MAX_CONNECTIONS = 5000
 TENANT_SLUG = "soak"
 DB_NAME = "l10bench_soak"
 REDIS_DB = 12  # benchmarks use 14 (and the dashboard's 13), the test suite 15
-
-
-@contextlib.contextmanager
-def own_stores() -> Iterator[None]:
-    """Point ``common``'s helpers (database, Redis db, the server's environment) at the
-    soak's own stores, so it never drops a benchmark's database."""
-    saved = common.DB_NAME, common.REDIS_DB
-    common.DB_NAME, common.REDIS_DB = DB_NAME, REDIS_DB
-    try:
-        yield
-    finally:
-        common.DB_NAME, common.REDIS_DB = saved
 
 
 def soak_seconds(argv: list[str]) -> float:
@@ -301,7 +287,7 @@ def main(argv: list[str]) -> int:
     seconds = soak_seconds(argv)
     pinning = common.pin_client()
     started = time.monotonic()
-    with own_stores():
+    with common.own_stores(DB_NAME, REDIS_DB):
         common.flush_redis()
         common.recreate_database()
         seed = common.seed_tenant(TENANT_SLUG)
@@ -318,11 +304,7 @@ def main(argv: list[str]) -> int:
     print(f"L10 soak: CPython {platform.python_version()}, {common.server_version()}")
     print(f"{pinning}; everything on {common.HOST}; {time.monotonic() - started:.0f} s in all")
     print()
-    print(table(result))
-    print()
-    for row in result:
-        if row.note:
-            print(f"  {row.figure}: {row.note}")
+    print_rows(result)
     failed = [r.figure for r in result if r.passed is False]
     print()
     if failed:
