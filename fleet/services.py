@@ -341,13 +341,27 @@ def _heartbeat_postgres(tenant: Tenant, external_id: str, data: HeartbeatIn, now
     return agent, previous_state
 
 
+class StaleVersion(Exception):
+    """The agent's version moved on since the caller read it (fencing)."""
+
+
+def _locked(agent_id: UUID, expected_version: int | None) -> Agent:
+    agent = Agent.objects.select_for_update().get(pk=agent_id)
+    if expected_version is not None and agent.version != expected_version:
+        raise StaleVersion(f"agent {agent_id} is at version {agent.version}, not {expected_version}")
+    return agent
+
+
 @transaction.atomic
-def agent_desired_state_set(*, agent_id: UUID, state: DesiredState, actor: User | None) -> Agent:
+def agent_desired_state_set(
+    *, agent_id: UUID, state: DesiredState, actor: User | None, expected_version: int | None = None
+) -> Agent:
     """Set what the agent must do, bump its version and push it to the agent after commit.
 
-    The bare mechanism: the control service adds locks, idempotency, rules and audit.
+    The bare mechanism: the control service adds locks, idempotency, rules and audit. With
+    ``expected_version``, a row that moved on since is left alone (``StaleVersion``).
     """
-    agent = Agent.objects.select_for_update().get(pk=agent_id)
+    agent = _locked(agent_id, expected_version)
     if agent.desired_state != state:
         previous = agent.desired_state
         agent.desired_state = state
@@ -367,9 +381,11 @@ def agent_desired_state_set(*, agent_id: UUID, state: DesiredState, actor: User 
 
 
 @transaction.atomic
-def agent_quotas_set(*, agent_id: UUID, quotas: dict[str, dict[str, int]]) -> Agent:
+def agent_quotas_set(
+    *, agent_id: UUID, quotas: dict[str, dict[str, int]], expected_version: int | None = None
+) -> Agent:
     """Replace the agent's quota limits, bump its version and push them after commit."""
-    agent = Agent.objects.select_for_update().get(pk=agent_id)
+    agent = _locked(agent_id, expected_version)
     if agent.quotas != quotas:
         agent.quotas = quotas
         agent.version += 1

@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     CONTROL_IDEMPOTENCY_MISMATCH = "E10304"
     CONTROL_IN_FLIGHT = "E10305"
     CONTROL_UNAVAILABLE = "E10306"
+    CONTROL_REASON_REQUIRED = "E10307"
+    CONTROL_BAD_KEY = "E10308"
+    CONTROL_STALE = "E10309"
     # E104xx events
     EVENT_INVALID_QUERY = "E10401"
     # E105xx audit
@@ -123,6 +126,15 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.CONTROL_UNAVAILABLE: ErrorSpec(
         503, True, "Control operations are temporarily unavailable.", "Retry shortly; nothing was changed."
+    ),
+    ErrorCode.CONTROL_REASON_REQUIRED: ErrorSpec(
+        422, False, "This operation needs a reason.", "Say why, in a few words; it goes into the audit trail."
+    ),
+    ErrorCode.CONTROL_BAD_KEY: ErrorSpec(
+        400, False, "The idempotency key is not valid.", "Use 1 to 255 letters, digits, '.', '_', ':' or '-'."
+    ),
+    ErrorCode.CONTROL_STALE: ErrorSpec(
+        409, True, "The agent changed while this operation waited; nothing was written.", "Check its state and retry."
     ),
     ErrorCode.EVENT_INVALID_QUERY: ErrorSpec(400, False, "The event query is not valid.", "Check the filters."),
     ErrorCode.AUDIT_INVALID_QUERY: ErrorSpec(400, False, "The audit query is not valid.", "Check the filters."),

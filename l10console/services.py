@@ -4,6 +4,8 @@ The services themselves live in each app's ``services.py``/``selectors.py``; thi
 exposes them under the seed's names.
 """
 
+from control.facade import ControlService
+from control.services import ControlResult, ControlStatus
 from dashboard.facade import (
     AgentDetail,
     AsyncCache,
@@ -20,6 +22,9 @@ from l10console.gateway import WebSocketGateway
 __all__ = [
     "AgentDetail",
     "AsyncCache",
+    "ControlResult",
+    "ControlService",
+    "ControlStatus",
     "DashboardOverview",
     "DashboardService",
     "ErrorCode",

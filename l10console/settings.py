@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "events",
     "costs",
     "dashboard",
+    "control",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -215,6 +217,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "fleet-rollup-metrics": {"task": "fleet.tasks.rollup_metrics", "schedule": timedelta(minutes=1)},
     "fleet-purge-metrics": {"task": "fleet.tasks.purge_metrics", "schedule": timedelta(hours=1)},
+    "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
 }
 
 LOGGING = {

@@ -1,0 +1,51 @@
+"""The audit trail: who did what, when, from where, and how it ended. Append-only: on
+PostgreSQL a trigger refuses every UPDATE and DELETE of a row."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from l10console.tenancy.models import Tenant
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "Succeeded"
+    NOOP = "noop", "Nothing to do"
+    DENIED = "denied", "Refused"
+    FAILED = "failed", "Failed"
+
+
+class AuditEntry(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_entries")
+    occurred_at = models.DateTimeField()
+    # The actor: a user, or "system" (an expiry, a periodic task); the label survives the user.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    action = models.CharField(max_length=64)
+    resource_type = models.CharField(max_length=32)
+    resource_id = models.CharField(max_length=64)
+    reason = models.CharField(max_length=500, blank=True)
+    # What changed: {"desired_state": {"from": "running", "to": "paused"}}.
+    delta = models.JSONField(default=dict, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error_code = models.CharField(max_length=8, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    batch_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            # The audit page: a tenant's latest entries; one resource's history; a batch.
+            models.Index(fields=["tenant", "-occurred_at"], name="audit_tenant_time"),
+            models.Index(fields=["tenant", "resource_type", "resource_id"], name="audit_tenant_resource"),
+            models.Index(fields=["batch_id"], name="audit_batch"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.resource_type}:{self.resource_id} ({self.outcome})"

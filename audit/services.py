@@ -1,0 +1,65 @@
+"""Writing the audit trail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from audit.models import AuditEntry, Outcome
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and from where: a user (from a page or with a personal token) or the system."""
+
+    user: User | None
+    ip: str | None = None
+    user_agent: str = ""
+    request_id: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.user.get_username() if self.user is not None else "system"
+
+
+SYSTEM = Actor(user=None)
+
+
+@dataclass(frozen=True)
+class Entry:
+    action: str
+    resource_type: str
+    resource_id: str
+    outcome: Outcome
+    reason: str = ""
+    delta: dict[str, Any] = field(default_factory=dict)
+    error_code: str = ""
+    idempotency_key: str = ""
+    batch_id: UUID | None = None
+
+
+def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | None = None) -> AuditEntry:
+    """One row, in the caller's transaction (a change and its audit commit together)."""
+    return AuditEntry.objects.create(
+        tenant_id=tenant_id,
+        occurred_at=at or timezone.now(),
+        actor=actor.user,
+        actor_label=actor.label,
+        ip=actor.ip,
+        user_agent=actor.user_agent[:300],
+        action=entry.action,
+        resource_type=entry.resource_type,
+        resource_id=entry.resource_id[:64],
+        reason=entry.reason[:500],
+        delta=entry.delta,
+        outcome=entry.outcome,
+        error_code=entry.error_code,
+        idempotency_key=entry.idempotency_key[:255],
+        request_id=actor.request_id[:64],
+        batch_id=entry.batch_id,
+    )

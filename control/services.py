@@ -1,0 +1,351 @@
+"""Control operations: pause, resume, emergency stop, restart, quota.
+
+One operation, step by step (DESIGN.md, "Control operation, step by step"):
+
+1. Authorize: the actor's role in the agent's tenant allows the action.
+2. Validate the request (a reason for a stop, a sane quota) and the idempotency key.
+3. Idempotency: a key already answered replays its stored answer; the same key with
+   another request is 422.
+4. Lock the agent in Redis (``control.locks``): held by another operation → 409 at once.
+5. One transaction: claim the key, lock the agent's row and check its version has not
+   moved since step 4 (fencing: a lock that expired cannot overwrite a newer change),
+   apply the state machine, write the change with a version bump, write the audit row,
+   store the answer.
+6. After commit (in ``fleet.services``): publish ``control.action`` (which tells the
+   agent's socket at once) and invalidate the tenant's cached pages.
+
+A refused or failed attempt changes nothing and leaves one audit row of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.models import Outcome
+from audit.services import Actor, Entry, audit_record
+from control import locks
+from control.models import IdempotencyRecord
+from fleet import services as fleet_services
+from fleet.models import Agent, DesiredState, QuotaPeriod, QuotaType
+from l10console.errors import ErrorCode, InterfaceError
+from l10console.tenancy.models import Membership, Role, Tenant
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
+MAX_REASON = 500
+MAX_QUOTA = 10**12
+
+
+class Action(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    RESTART = "restart"
+    QUOTA = "quota"
+
+
+NEEDS = {
+    Action.PAUSE: Role.OPERATOR,
+    Action.RESUME: Role.OPERATOR,
+    Action.STOP: Role.ADMIN,
+    Action.RESTART: Role.ADMIN,
+    Action.QUOTA: Role.ADMIN,
+}
+
+
+class ControlStatus(StrEnum):
+    SUCCESS = "success"  # committed and sent to the agent; its confirmation comes separately
+    NOOP = "noop"  # nothing to change (pausing a paused agent)
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    action: Action
+    agent: str  # the agent's id, or its external id in the tenant
+    reason: str = ""
+    quota_type: str | None = None
+    period: str = QuotaPeriod.DAY
+    new_limit: Any = None
+    idempotency_key: str | None = None
+    batch_id: UUID | None = None
+
+    def fingerprint(self, agent_id: UUID) -> str:
+        body = {
+            "action": str(self.action),
+            "agent": str(agent_id),
+            "reason": self.reason,
+            "quota_type": self.quota_type,
+            "period": self.period,
+            "new_limit": self.new_limit,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    status: ControlStatus
+    action: str
+    agent_id: str
+    previous_state: str
+    new_state: str
+    version: int
+    message: str
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body.pop("replayed")
+        return body
+
+
+class _Claimed(Exception):
+    """The idempotency key was claimed by another request meanwhile; read its answer."""
+
+
+def _caller(actor: Actor) -> str:
+    return f"user:{actor.user.pk}" if actor.user is not None else "system"
+
+
+def _authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
+    if actor.user is None:
+        return  # the system: expiries and undo run on behalf of the console
+    membership = Membership.objects.filter(user=actor.user, tenant=tenant).first()
+    if membership is None:
+        raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"You are not a member of tenant {tenant.slug!r}.")
+    if not membership.allows(NEEDS[action]):
+        raise InterfaceError(
+            ErrorCode.PERMISSION_DENIED, f"To {action} an agent needs the {NEEDS[action].label.lower()} role."
+        )
+
+
+def _agent(tenant: Tenant, ref: str) -> Agent:
+    agents = Agent.objects.filter(tenant=tenant)
+    try:
+        found = agents.filter(pk=UUID(str(ref))).first()
+    except ValueError:
+        found = agents.filter(external_id=str(ref)[:200]).first()
+    if found is None:
+        raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {str(ref)[:80]!r} in this tenant.")
+    return found
+
+
+def _validate(request: ControlRequest) -> None:
+    if len(request.reason) > MAX_REASON:
+        raise InterfaceError(ErrorCode.INGEST_INVALID, f"The reason may be at most {MAX_REASON} characters.")
+    if request.action == Action.STOP and not request.reason.strip():
+        raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
+    if request.idempotency_key is not None and not KEY_PATTERN.match(request.idempotency_key):
+        raise InterfaceError(ErrorCode.CONTROL_BAD_KEY)
+    if request.action == Action.QUOTA:
+        if request.quota_type not in QuotaType.values:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_QUOTA,
+                f"quota_type must be one of {', '.join(QuotaType.values)}, not {request.quota_type!r}.",
+            )
+        if request.period not in QuotaPeriod.values:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_QUOTA,
+                f"period must be one of {', '.join(QuotaPeriod.values)}, not {request.period!r}.",
+            )
+        limit = request.new_limit
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_QUOTA:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_QUOTA, f"new_limit must be a whole number from 0 to {MAX_QUOTA:,}."
+            )
+
+
+def _transition(agent: Agent, action: Action) -> tuple[str | None, str]:
+    """(the new desired state, or None for nothing to do; what to tell the person)."""
+    state = agent.desired_state
+    stopped = state == DesiredState.STOPPED
+    if action == Action.PAUSE:
+        if stopped:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_TRANSITION, "The agent is stopped; an admin must restart it first."
+            )
+        if state == DesiredState.PAUSED:
+            return None, "The agent is already paused."
+        return DesiredState.PAUSED, "Pause sent to the agent."
+    if action == Action.RESUME:
+        if stopped:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_TRANSITION,
+                "The agent was stopped; resuming cannot bring it back. An admin must restart it.",
+            )
+        if state == DesiredState.RUNNING:
+            return None, "The agent is already running."
+        return DesiredState.RUNNING, "Resume sent to the agent."
+    if action == Action.STOP:
+        if stopped:
+            return None, "The agent is already stopped."
+        return DesiredState.STOPPED, "Emergency stop sent to the agent."
+    if action == Action.RESTART:
+        if not stopped:
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_TRANSITION, "Only a stopped agent is restarted; pause or resume this one."
+            )
+        return DesiredState.RUNNING, "Restart sent to the agent."
+    raise AssertionError(action)
+
+
+def _entry(request: ControlRequest, agent_ref: str, outcome: Outcome, **extra: Any) -> Entry:
+    return Entry(
+        action=f"agent.{request.action}",
+        resource_type="agent",
+        resource_id=agent_ref,
+        outcome=outcome,
+        reason=request.reason,
+        idempotency_key=request.idempotency_key or "",
+        batch_id=request.batch_id,
+        **extra,
+    )
+
+
+def control_execute(*, tenant: Tenant, actor: Actor, request: ControlRequest) -> ControlResult:
+    """Run one control operation; ``InterfaceError`` (E10xxx) when refused, with nothing
+    changed and one audit row saying why."""
+    agent_ref = str(request.agent)[:64]
+    try:
+        return _execute(tenant, actor, request, agent_ref)
+    except InterfaceError as exc:
+        outcome = Outcome.FAILED if exc.http_status >= 500 else Outcome.DENIED
+        # Its own transaction: the refusal is recorded even though nothing else is.
+        audit_record(
+            tenant_id=tenant.pk,
+            actor=actor,
+            entry=_entry(request, agent_ref, outcome, error_code=str(exc.code)),
+        )
+        raise
+
+
+def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent) -> ControlResult | None:
+    if request.idempotency_key is None:
+        return None
+    record = IdempotencyRecord.objects.filter(
+        tenant=tenant, caller=_caller(actor), key=request.idempotency_key, expires_at__gt=timezone.now()
+    ).first()
+    if record is None:
+        return None
+    if record.fingerprint != request.fingerprint(agent.pk):
+        raise InterfaceError(ErrorCode.CONTROL_IDEMPOTENCY_MISMATCH)
+    if record.status_code == 0:
+        raise InterfaceError(ErrorCode.CONTROL_IN_FLIGHT)
+    return ControlResult(**{**record.response, "status": ControlStatus(record.response["status"])}, replayed=True)
+
+
+def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: str) -> ControlResult:
+    _authorize(tenant, actor, request.action)
+    _validate(request)
+    agent = _agent(tenant, request.agent)
+    replayed = _replay(tenant, actor, request, agent)
+    if replayed is not None:
+        return replayed
+    try:
+        token = locks.acquire(agent.pk)
+    except locks.LockUnavailable:
+        raise InterfaceError(
+            ErrorCode.CONTROL_UNAVAILABLE, "The lock store (Redis) cannot be reached; nothing was changed."
+        ) from None
+    if token is None:
+        raise InterfaceError(ErrorCode.CONTROL_LOCKED)
+    try:
+        # The fencing token: the version this operation decides from.
+        seen = Agent.objects.values_list("version", flat=True).get(pk=agent.pk)
+        try:
+            return _apply(tenant, actor, request, agent.pk, agent_ref, seen)
+        except _Claimed:
+            replayed = _replay(tenant, actor, request, agent)
+            if replayed is None:  # claimed and since expired: vanishingly rare; safe to retry
+                raise InterfaceError(ErrorCode.CONTROL_IN_FLIGHT) from None
+            return replayed
+    finally:
+        locks.release(agent.pk, token)
+
+
+@transaction.atomic
+def _apply(
+    tenant: Tenant, actor: Actor, request: ControlRequest, agent_id: UUID, agent_ref: str, seen: int
+) -> ControlResult:
+    now = timezone.now()
+    record = None
+    if request.idempotency_key is not None:
+        try:
+            # A concurrent request with the same key waits here on the unique index until
+            # this transaction ends, then finds the answer.
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    tenant=tenant,
+                    caller=_caller(actor),
+                    key=request.idempotency_key,
+                    fingerprint=request.fingerprint(agent_id),
+                    status_code=0,
+                    response={},
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=settings.L10.control_idempotency_ttl),
+                )
+        except IntegrityError:
+            raise _Claimed from None
+    try:
+        agent = Agent.objects.select_for_update().get(pk=agent_id)
+        if agent.version != seen:
+            raise fleet_services.StaleVersion
+        result, delta = _change(agent, actor, request, seen)
+    except fleet_services.StaleVersion:
+        raise InterfaceError(ErrorCode.CONTROL_STALE) from None
+    outcome = Outcome.SUCCESS if result.status == ControlStatus.SUCCESS else Outcome.NOOP
+    audit_record(tenant_id=tenant.pk, actor=actor, entry=_entry(request, agent_ref, outcome, delta=delta), at=now)
+    if record is not None:
+        record.status_code = 200
+        record.response = result.as_dict()
+        record.save(update_fields=["status_code", "response"])
+    return result
+
+
+def _change(agent: Agent, actor: Actor, request: ControlRequest, seen: int) -> tuple[ControlResult, dict[str, Any]]:
+    previous = agent.desired_state
+    if request.action == Action.QUOTA:
+        quotas = {kind: dict(periods) for kind, periods in (agent.quotas or {}).items()}
+        old_limit = quotas.get(str(request.quota_type), {}).get(request.period)
+        if old_limit == request.new_limit:
+            return _result(agent, request, ControlStatus.NOOP, previous, "The quota already has that limit."), {}
+        quotas.setdefault(str(request.quota_type), {})[request.period] = int(request.new_limit)
+        agent = fleet_services.agent_quotas_set(agent_id=agent.pk, quotas=quotas, expected_version=seen)
+        delta = {f"quotas.{request.quota_type}.{request.period}": {"from": old_limit, "to": request.new_limit}}
+        return _result(agent, request, ControlStatus.SUCCESS, previous, "New limit sent to the agent."), delta
+    target, message = _transition(agent, request.action)
+    if target is None:
+        return _result(agent, request, ControlStatus.NOOP, previous, message), {}
+    agent = fleet_services.agent_desired_state_set(
+        agent_id=agent.pk, state=DesiredState(target), actor=actor.user, expected_version=seen
+    )
+    return _result(agent, request, ControlStatus.SUCCESS, previous, message), {
+        "desired_state": {"from": previous, "to": target}
+    }
+
+
+def _result(agent: Agent, request: ControlRequest, status: ControlStatus, previous: str, message: str) -> ControlResult:
+    return ControlResult(
+        status=status,
+        action=str(request.action),
+        agent_id=str(agent.pk),
+        previous_state=previous,
+        new_state=agent.desired_state,
+        version=agent.version,
+        message=message,
+    )
+
+
+def idempotency_purge(*, now: Any = None) -> int:
+    """Delete expired idempotency records; returns how many."""
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return int(deleted)

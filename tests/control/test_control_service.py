@@ -1,0 +1,335 @@
+"""Control operations through ``control.services``, against PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import psycopg
+import pytest
+import redis
+from django.db import connection, connections
+from django.db.utils import DatabaseError
+from django.test import override_settings
+from django.utils import timezone
+
+from audit.models import AuditEntry, Outcome
+from audit.services import Actor
+from control import locks
+from control.models import IdempotencyRecord
+from control.services import Action, ControlRequest, ControlStatus, control_execute, idempotency_purge
+from fleet.models import Agent, DesiredState
+from l10console.errors import InterfaceError
+from tests import services
+from tests.conftest import wait_for
+from tests.realtime.conftest import settings_with
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+def run(tenant, user, action: Action, agent, **options):
+    request = ControlRequest(action, str(agent.pk) if isinstance(agent, Agent) else agent, **options)
+    return control_execute(tenant=tenant, actor=Actor(user=user, ip="10.1.2.3", user_agent="tests"), request=request)
+
+
+def refused(code: str, tenant, user, action: Action, agent, **options) -> InterfaceError:
+    with pytest.raises(InterfaceError) as caught:
+        run(tenant, user, action, agent, **options)
+    assert str(caught.value.code) == code, caught.value.message
+    return caught.value
+
+
+def audit() -> list[tuple[str, str, str]]:
+    return list(AuditEntry.objects.order_by("id").values_list("action", "outcome", "error_code"))
+
+
+# --- the operations --------------------------------------------------------------------
+
+
+def test_an_operator_pauses_an_agent_and_the_change_is_audited(tenant_a, operator_a, agent_a):
+    result = run(tenant_a, operator_a, Action.PAUSE, agent_a, reason="maintenance", idempotency_key="k-1")
+    assert result.status == ControlStatus.SUCCESS
+    assert (result.previous_state, result.new_state) == ("running", "paused")
+    agent_a.refresh_from_db()
+    assert agent_a.desired_state == DesiredState.PAUSED
+    assert result.version == agent_a.version
+    assert agent_a.desired_changed_by == operator_a
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.outcome, entry.actor_label) == ("agent.pause", Outcome.SUCCESS, "oscar")
+    assert entry.delta == {"desired_state": {"from": "running", "to": "paused"}}
+    assert (entry.reason, entry.ip, entry.user_agent, entry.idempotency_key) == (
+        "maintenance",
+        "10.1.2.3",
+        "tests",
+        "k-1",
+    )
+    assert entry.resource_id == str(agent_a.pk)
+
+
+def test_pausing_a_paused_agent_is_a_noop_that_says_so(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a)
+    version = Agent.objects.get().version
+    again = run(tenant_a, operator_a, Action.PAUSE, agent_a)
+    assert again.status == ControlStatus.NOOP
+    assert "already paused" in again.message
+    assert Agent.objects.get().version == version
+    assert audit() == [("agent.pause", "success", ""), ("agent.pause", "noop", "")]
+
+
+def test_the_agent_may_be_named_by_its_external_id(tenant_a, operator_a, agent_a):
+    assert run(tenant_a, operator_a, Action.PAUSE, "worker-1").agent_id == str(agent_a.pk)
+
+
+def test_stop_needs_an_admin_and_a_reason_and_only_restart_brings_it_back(tenant_a, admin_a, operator_a, agent_a):
+    refused("E10004", tenant_a, operator_a, Action.STOP, agent_a, reason="incident")
+    refused("E10307", tenant_a, admin_a, Action.STOP, agent_a, reason="  ")
+    assert Agent.objects.get().desired_state == DesiredState.RUNNING
+    assert run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident").new_state == "stopped"
+    error = refused("E10301", tenant_a, admin_a, Action.RESUME, agent_a)
+    assert "restart" in error.message
+    refused("E10301", tenant_a, operator_a, Action.PAUSE, agent_a)
+    refused("E10004", tenant_a, operator_a, Action.RESTART, agent_a)
+    assert run(tenant_a, admin_a, Action.RESTART, agent_a).new_state == "running"
+    refused("E10301", tenant_a, admin_a, Action.RESTART, agent_a)
+
+
+def test_resume_returns_a_paused_agent_to_running(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a)
+    result = run(tenant_a, operator_a, Action.RESUME, agent_a)
+    assert (result.previous_state, result.new_state) == ("paused", "running")
+
+
+# --- who may ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "action, options",
+    [
+        (Action.PAUSE, {}),
+        (Action.RESUME, {}),
+        (Action.STOP, {"reason": "x"}),
+        (Action.RESTART, {}),
+        (Action.QUOTA, {"quota_type": "tokens", "new_limit": 5}),
+    ],
+)
+def test_a_viewer_may_do_nothing_and_leaves_a_denied_entry(tenant_a, viewer_a, agent_a, action, options):
+    before = Agent.objects.values("desired_state", "version", "quotas").get()
+    refused("E10004", tenant_a, viewer_a, action, agent_a, **options)
+    assert Agent.objects.values("desired_state", "version", "quotas").get() == before
+    assert audit() == [(f"agent.{action}", "denied", "E10004")]
+
+
+def test_another_tenants_member_reaches_nothing(tenant_a, tenant_b, operator_b, agent_a):
+    refused("E10005", tenant_a, operator_b, Action.PAUSE, agent_a)
+    # In its own tenant, A's agent does not exist.
+    refused("E10101", tenant_b, operator_b, Action.PAUSE, agent_a)
+    assert Agent.objects.get().desired_state == DesiredState.RUNNING
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options, code",
+    [
+        ({"quota_type": "dollars", "new_limit": 5}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": -1}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": 10**13}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": 2.5}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": True}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": "100"}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": 5, "period": "week"}, "E10303"),
+        ({"quota_type": "tokens", "new_limit": 5, "idempotency_key": "has space"}, "E10308"),
+        ({"quota_type": "tokens", "new_limit": 5, "idempotency_key": ""}, "E10308"),
+        ({"quota_type": "tokens", "new_limit": 5, "idempotency_key": "k" * 256}, "E10308"),
+    ],
+)
+def test_bad_quota_input_gets_a_clear_code_and_changes_nothing(tenant_a, admin_a, agent_a, options, code):
+    refused(code, tenant_a, admin_a, Action.QUOTA, agent_a, **options)
+    assert Agent.objects.get().quotas in ({}, None)
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_an_unknown_agent_is_e10101(tenant_a, operator_a):
+    refused("E10101", tenant_a, operator_a, Action.PAUSE, "no-such-agent")
+    refused("E10101", tenant_a, operator_a, Action.PAUSE, "0b0e2d4c-8f65-4a43-9e4f-0d6ab1f0a0a0")
+
+
+def test_a_quota_is_set_per_period_and_day_is_the_default(tenant_a, admin_a, agent_a):
+    run(tenant_a, admin_a, Action.QUOTA, agent_a, quota_type="api_calls", new_limit=10_000)
+    run(tenant_a, admin_a, Action.QUOTA, agent_a, quota_type="tokens", new_limit=500, period="hour")
+    assert Agent.objects.get().quotas == {"api_calls": {"day": 10_000}, "tokens": {"hour": 500}}
+    same = run(tenant_a, admin_a, Action.QUOTA, agent_a, quota_type="tokens", new_limit=500, period="hour")
+    assert same.status == ControlStatus.NOOP
+    entry = AuditEntry.objects.filter(outcome="success").order_by("id").first()
+    assert entry is not None and entry.delta == {"quotas.api_calls.day": {"from": None, "to": 10_000}}
+
+
+# --- idempotency -----------------------------------------------------------------------
+
+
+def test_a_repeated_key_replays_the_answer_without_running_again(tenant_a, operator_a, agent_a):
+    first = run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="click-1")
+    again = run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="click-1")
+    assert again.replayed and not first.replayed
+    assert again.as_dict() == first.as_dict()
+    assert again.status == ControlStatus.SUCCESS  # the stored answer, not "already paused"
+    assert audit() == [("agent.pause", "success", "")]
+
+
+def test_the_same_key_for_another_request_is_refused(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="click-2")
+    refused("E10304", tenant_a, operator_a, Action.RESUME, agent_a, idempotency_key="click-2")
+    assert Agent.objects.get().desired_state == DesiredState.PAUSED
+
+
+def test_keys_are_scoped_by_caller(tenant_a, operator_a, admin_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="shared")
+    # The admin's "shared" is a different key: it runs (and finds nothing to do).
+    assert run(tenant_a, admin_a, Action.PAUSE, agent_a, idempotency_key="shared").status == ControlStatus.NOOP
+
+
+def test_expired_records_are_purged(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="old")
+    assert idempotency_purge(now=timezone.now()) == 0
+    assert idempotency_purge(now=timezone.now() + timedelta(days=2)) == 1
+    assert not IdempotencyRecord.objects.exists()
+
+
+# --- concurrency -----------------------------------------------------------------------
+
+
+def _concurrently(count: int, call) -> list[object]:
+    barrier = threading.Barrier(count)
+
+    def one(n: int) -> object:
+        barrier.wait()
+        try:
+            return call(n)
+        except InterfaceError as exc:
+            return str(exc.code)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.mark.postgres
+def test_fifty_concurrent_pauses_make_one_transition(tenant_a, operator_a, agent_a):
+    version = agent_a.version
+    answers = _concurrently(50, lambda n: run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key=f"k-{n}"))
+    successes = [a for a in answers if not isinstance(a, str) and a.status == ControlStatus.SUCCESS]
+    others = [a if isinstance(a, str) else a.status for a in answers if a not in successes]
+    assert len(successes) == 1
+    assert set(others) <= {"E10302", "E10309", ControlStatus.NOOP}, others
+    assert Agent.objects.get().version == version + 1
+    assert AuditEntry.objects.filter(outcome="success").count() == 1
+    assert AuditEntry.objects.count() == 50
+
+
+@pytest.mark.postgres
+def test_fifty_concurrent_requests_with_one_key_run_once(tenant_a, operator_a, agent_a):
+    version = agent_a.version
+    answers = _concurrently(50, lambda n: run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="one"))
+    results = [a for a in answers if not isinstance(a, str)]
+    codes = [a for a in answers if isinstance(a, str)]
+    assert set(codes) <= {"E10302", "E10305"}, codes
+    assert results, "at least the one that ran answers"
+    assert {r.as_dict()["version"] for r in results} == {version + 1}
+    assert all(r.status == ControlStatus.SUCCESS for r in results)
+    assert sum(not r.replayed for r in results) == 1
+    assert Agent.objects.get().version == version + 1
+    assert AuditEntry.objects.filter(outcome="success").count() == 1
+    assert IdempotencyRecord.objects.count() == 1
+
+
+# --- locks and fencing -----------------------------------------------------------------
+
+
+def test_a_held_lock_answers_at_once_with_e10302(tenant_a, operator_a, agent_a):
+    token = locks.acquire(agent_a.pk)
+    assert token is not None
+    try:
+        started = time.monotonic()
+        refused("E10302", tenant_a, operator_a, Action.PAUSE, agent_a)
+        assert time.monotonic() - started < 0.5
+    finally:
+        locks.release(agent_a.pk, token)
+    assert run(tenant_a, operator_a, Action.PAUSE, agent_a).status == ControlStatus.SUCCESS
+
+
+def test_releasing_an_expired_lock_leaves_the_next_holders_alone(agent_a):
+    mine = locks.acquire(agent_a.pk, ttl_ms=50)
+    assert mine is not None
+    time.sleep(0.1)  # let it expire: the condition under test is the passage of its TTL
+    theirs = locks.acquire(agent_a.pk)
+    assert theirs is not None
+    locks.release(agent_a.pk, mine)
+    assert locks.acquire(agent_a.pk) is None  # theirs still holds it
+    locks.release(agent_a.pk, theirs)
+
+
+@pytest.mark.postgres
+def test_an_operation_whose_lock_expired_cannot_overwrite_a_newer_change(tenant_a, operator_a, agent_a):
+    """A pause takes the lock and reads the version, then waits on the agent's row (held
+    from a second connection). Its lock expires; a newer change commits. The pause must
+    then write nothing."""
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "dbname", "user", "password")})
+    table = Agent._meta.db_table
+    with override_settings(L10=settings_with(L10_CONTROL_LOCK_TTL="1")):
+        other.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [agent_a.pk])  # noqa: S608
+        outcome: list[object] = []
+
+        def pause() -> None:
+            try:
+                outcome.append(run(tenant_a, operator_a, Action.PAUSE, agent_a))
+            except InterfaceError as exc:
+                outcome.append(str(exc.code))
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=pause)
+        worker.start()
+        held = redis.Redis(host=services.REDIS_HOST, port=services.REDIS_PORT, db=services.REDIS_DB)
+        wait_for(lambda: held.exists(locks.lock_key(agent_a.pk)), timeout=5, what="the pause to take its lock")
+        wait_for(lambda: not held.exists(locks.lock_key(agent_a.pk)), timeout=5, what="the pause's lock to expire")
+        held.close()
+        # The newer change, made while the pause waits on the row.
+        other.execute(
+            f"UPDATE {table} SET desired_state = 'stopped', version = version + 1 WHERE id = %s",  # noqa: S608
+            [agent_a.pk],
+        )
+        other.commit()
+        worker.join(timeout=15)
+    other.close()
+    assert outcome == ["E10309"]
+    assert Agent.objects.get().desired_state == DesiredState.STOPPED
+    assert audit() == [("agent.pause", "denied", "E10309")]
+
+
+def test_a_dead_redis_refuses_with_e10306_and_changes_nothing(private_redis, tenant_a, operator_a, agent_a):
+    with override_settings(L10=settings_with(L10_REDIS_PORT=str(private_redis.port), L10_REDIS_DB="0")):
+        private_redis.kill()
+        started = time.monotonic()
+        error = refused("E10306", tenant_a, operator_a, Action.PAUSE, agent_a)
+        assert time.monotonic() - started < 3
+    assert "nothing was changed" in error.message
+    assert Agent.objects.get().desired_state == DesiredState.RUNNING
+    assert audit() == [("agent.pause", "failed", "E10306")]
+
+
+# --- the audit trail -------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_audit_trail_cannot_be_edited_or_deleted(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a)
+    with pytest.raises(DatabaseError, match="append-only"):
+        AuditEntry.objects.update(reason="rewritten")
+    with pytest.raises(DatabaseError, match="append-only"):
+        AuditEntry.objects.all().delete()
+    assert AuditEntry.objects.get().reason == ""
