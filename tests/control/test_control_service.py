@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -19,7 +20,14 @@ from audit.models import AuditEntry, Outcome
 from audit.services import Actor
 from control import locks
 from control.models import IdempotencyRecord
-from control.services import Action, ControlRequest, ControlStatus, control_execute, idempotency_purge
+from control.services import (
+    Action,
+    ControlRequest,
+    ControlResult,
+    ControlStatus,
+    control_execute,
+    idempotency_purge,
+)
 from fleet.models import Agent, DesiredState
 from l10console.errors import InterfaceError
 from tests import services
@@ -201,10 +209,10 @@ def test_expired_records_are_purged(tenant_a, operator_a, agent_a):
 # --- concurrency -----------------------------------------------------------------------
 
 
-def _concurrently(count: int, call) -> list[object]:
+def _concurrently(count: int, call: Callable[[int], ControlResult]) -> list[ControlResult | str]:
     barrier = threading.Barrier(count)
 
-    def one(n: int) -> object:
+    def one(n: int) -> ControlResult | str:
         barrier.wait()
         try:
             return call(n)
