@@ -44,12 +44,23 @@ def test_the_readme_has_examples_of_the_facade():
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("code", FACADE_BLOCKS, ids=[f"block-{i}" for i in range(len(FACADE_BLOCKS))])
-def test_each_facade_example_runs(code, tenant_a):
+def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
     agent = live_agent(tenant_a, "crawler-7", cpu=41.5)
     live_agent(tenant_a, "crawler-8", cpu=12.0, observed="paused", desired="paused")
     printed = run_example(code, {"agent_id": str(agent.pk)})
     if "DashboardService(" in code:
         assert printed[:3] == ["Total agents: 2", "Running: 1", "Paused: 1"]
         assert printed[3:] == ["Agent state: running", "CPU usage: 41.5%"]
-    if "InterfaceError" in code:
+    if "ControlService(" in code:
+        agent.refresh_from_db()
+        assert printed == [
+            f"Agent paused: {agent.pk}",
+            "Previous state: running",
+            "New state: paused",
+            "Error E10301: The agent was stopped; resuming cannot bring it back. An admin must restart it.",
+            f"Quota: success, version {agent.version}",
+        ]
+        assert agent.desired_state == "stopped"
+        assert agent.quotas == {"api_calls": {"day": 10000}}
+    elif "InterfaceError" in code:
         assert printed[0].startswith("Error E10")
