@@ -119,9 +119,11 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 def _register_routers() -> None:
+    from control.api import router as control_router
     from fleet.api import router as ingest_router
 
     api.add_router("/ingest", ingest_router)
+    api.add_router("/agents", control_router)
 
 
 _register_routers()

@@ -39,6 +39,11 @@ PUBLIC = {
     # frame in tests/realtime/.
     "live": 426,
     "events": 426,
+    # A person's own tokens: signed-in only, each person sees only their own
+    # (tests/tenancy/test_personal_tokens.py).
+    "personal_tokens": 302,
+    "personal_token_create": 302,
+    "personal_token_revoke": 302,
 }
 # Tenant routes: name → (method, least role).
 TENANT = {
@@ -140,8 +145,18 @@ def api_operations() -> list[tuple[str, str]]:
     return [(path, method.upper()) for path, ops in schema["paths"].items() for method in ops]
 
 
+# Control routes (personal tokens, the user's role): path → (least role, body).
+CONTROL_ROUTES: dict[str, tuple[Role, dict[str, Any]]] = {
+    "/api/v1/agents/{agent_id}/pause": (Role.OPERATOR, {"reason": "matrix"}),
+    "/api/v1/agents/{agent_id}/resume": (Role.OPERATOR, {}),
+    "/api/v1/agents/{agent_id}/stop": (Role.ADMIN, {"reason": "matrix"}),
+    "/api/v1/agents/{agent_id}/restart": (Role.ADMIN, {}),
+    "/api/v1/agents/{agent_id}/quota": (Role.ADMIN, {"quota_type": "tokens", "new_limit": 100}),
+}
+
+
 def test_every_api_route_is_in_the_matrix():
-    assert {path for path, _ in api_operations()} == set(API_BODIES)
+    assert {path for path, _ in api_operations()} == set(API_BODIES) | set(CONTROL_ROUTES)
 
 
 def _a_rows(tenant: Any) -> tuple[Any, ...]:
@@ -157,7 +172,7 @@ def _a_rows(tenant: Any) -> tuple[Any, ...]:
     )
 
 
-@pytest.mark.parametrize(("path", "method"), api_operations())
+@pytest.mark.parametrize(("path", "method"), [op for op in api_operations() if op[0] in API_BODIES])
 def test_each_api_route_needs_a_token_and_keeps_to_its_tenant(client, tenant_a, agent_a, token_b, path, method):
     url = path.replace("{external_id}", agent_a.external_id)
     body = json.dumps(API_BODIES[path])
@@ -167,3 +182,44 @@ def test_each_api_route_needs_a_token_and_keeps_to_its_tenant(client, tenant_a, 
     as_b = client.generic(method, url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token_b}")
     assert as_b.status_code in (200, 201, 404), as_b.content
     assert _a_rows(tenant_a) == before
+
+
+def _control_state(agent: Any) -> tuple[Any, ...]:
+    agent.refresh_from_db()
+    return agent.desired_state, agent.version, agent.quotas
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("path", list(CONTROL_ROUTES))
+def test_each_control_route_needs_a_personal_token_and_the_role(client, request, tenant_a, agent_a, token_a, path):
+    from l10console.tenancy.services import personal_token_create
+
+    need, body = CONTROL_ROUTES[path]
+    # From a state where the action changes something.
+    start = {"/resume": "paused", "/restart": "stopped"}.get(path[path.rindex("/") :])
+    if start:
+        Agent.objects.filter(pk=agent_a.pk).update(desired_state=start)
+    url = path.replace("{agent_id}", str(agent_a.pk))
+
+    def call(token: str | None) -> Any:
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        return client.post(url, json.dumps(body), content_type="application/json", **headers)
+
+    def personal(fixture: str) -> str:
+        return personal_token_create(user=request.getfixturevalue(fixture), name="matrix")[1]
+
+    before = _control_state(agent_a)
+    assert call(None).status_code == 401
+    assert call(token_a).status_code == 401  # an agents' token is not a person's
+    outsider = call(personal("operator_b"))
+    assert outsider.status_code == 404 and outsider.json()["error"]["code"] == "E10101"
+    for role_name, fixture in ROLE_USERS.items():
+        if not Role(role_name).allows(need):
+            refused = call(personal(fixture))
+            assert refused.status_code == 403, f"{role_name} on {path}"
+            assert refused.json()["error"]["code"] == "E10004"
+    assert _control_state(agent_a) == before, "a refused request changed something"
+    allowed = call(personal(ROLE_USERS[need.value]))
+    assert allowed.status_code == 200, allowed.content
+    assert allowed.json()["status"] == "success"
+    assert _control_state(agent_a) != before

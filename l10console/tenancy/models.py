@@ -59,3 +59,22 @@ class Membership(models.Model):
 
     def allows(self, need: Role) -> bool:
         return self.role_enum.allows(need)
+
+
+class PersonalToken(models.Model):
+    """A person's token for the JSON API: it acts as that user, with the user's role in
+    each tenant. Only a SHA-256 of it is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

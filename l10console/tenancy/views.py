@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -15,9 +16,10 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from l10console.tenancy import throttle
+from l10console.tenancy import services, throttle
 from l10console.tenancy.access import memberships_of
 from l10console.tenancy.decorators import LAST_TENANT_SESSION_KEY
+from l10console.tenancy.models import PersonalToken
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +80,41 @@ def home(request: HttpRequest) -> HttpResponse:
     last = request.session.get(LAST_TENANT_SESSION_KEY)
     chosen = next((m for m in memberships if m.tenant.slug == last), memberships[0])
     return redirect(reverse("dashboard:home", args=[chosen.tenant.slug]))
+
+
+# --- a person's own API tokens ----------------------------------------------------------
+
+
+def _personal_tokens(request: HttpRequest, status: int = 200, **context: object) -> HttpResponse:
+    tokens = PersonalToken.objects.filter(user_id=request.user.pk or 0)
+    return render(request, "tenancy/personal_tokens.html", {"tokens": tokens, **context}, status=status)
+
+
+@login_required
+@require_http_methods(["GET"])
+def personal_tokens(request: HttpRequest) -> HttpResponse:
+    return _personal_tokens(request)
+
+
+@login_required
+@require_POST
+def personal_token_create(request: HttpRequest) -> HttpResponse:
+    name = request.POST.get("name", "")
+    try:
+        token, plain = services.personal_token_create(user=request.user, name=name)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return _personal_tokens(request, 400, error=str(exc), name=name)
+    # Shown once, on this response only; never stored in plain text.
+    return _personal_tokens(request, 201, new_token=plain, new_token_name=token.name)
+
+
+@login_required
+@require_POST
+def personal_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    # Another person's token is a 404, as one that does not exist.
+    token = get_object_or_404(PersonalToken, pk=token_id, user_id=request.user.pk)
+    if services.personal_token_revoke(token=token):
+        messages.success(request, f"Token “{token.name}” is revoked.")
+    else:
+        messages.info(request, f"Token “{token.name}” was already revoked.")
+    return redirect("personal_tokens")

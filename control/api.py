@@ -1,0 +1,136 @@
+"""The control operations as JSON: ``POST /api/v1/agents/{id}/pause|resume|stop|restart|quota``.
+
+Authenticated by a personal API token (``Authorization: Bearer l10p_…``): the call acts
+as its user, with that user's role in the agent's tenant. An agent of a tenant the user
+does not belong to is a 404, as one that does not exist. ``Idempotency-Key`` (optional)
+makes a retry safe: the stored answer comes back with ``Idempotent-Replayed: true``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+from uuid import UUID
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Schema
+from ninja.security import HttpBearer
+from pydantic import Field, StrictStr
+
+from audit.services import Actor
+from control.services import Action, ControlRequest, ControlResult, control_execute
+from fleet.models import Agent
+from l10console import ratelimit
+from l10console.errors import ErrorCode, InterfaceError
+from l10console.tenancy.models import Membership, PersonalToken
+from l10console.tenancy.services import personal_token_authenticate
+
+Reason = Annotated[StrictStr, Field(max_length=500)]
+
+
+class PersonalBearer(HttpBearer):
+    """``Authorization: Bearer l10p_…``: a person's token, rate-limited per token."""
+
+    openapi_description = "A personal API token, created under Account → API tokens; it acts with your role."
+
+    def authenticate(self, request: HttpRequest, token: str) -> PersonalToken:
+        if not token.strip():
+            raise InterfaceError(ErrorCode.AUTH_REQUIRED)
+        personal = personal_token_authenticate(token)
+        wait = ratelimit.hit(f"control:{personal.pk}", limit=settings.L10.ingest_rate_limit)
+        if wait is not None:
+            raise InterfaceError(
+                ErrorCode.INGEST_RATE_LIMITED,
+                f"More than {settings.L10.ingest_rate_limit} requests per second for this token.",
+                retry_after=wait,
+            )
+        return personal
+
+
+router = Router(auth=PersonalBearer(), tags=["control"])
+
+
+class ReasonIn(Schema):
+    reason: Reason = ""
+
+
+class StopIn(Schema):
+    reason: Reason = ""  # required: the service answers its absence with E10307
+
+
+class QuotaIn(Schema):
+    # Checked by the service, so every bad value gets the quota's own code (E10303).
+    quota_type: Any = None
+    new_limit: Any = None
+    period: Any = "day"
+    reason: Reason = ""
+
+
+class ControlOut(Schema):
+    status: str
+    action: str
+    agent_id: str
+    previous_state: str
+    new_state: str
+    version: int
+    message: str
+
+
+def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -> HttpResponse:
+    from l10console.api import api
+
+    token: PersonalToken = request.auth  # type: ignore[attr-defined]
+    agent = Agent.objects.select_related("tenant").filter(pk=agent_id).first()
+    member = agent is not None and Membership.objects.filter(user_id=token.user_id, tenant_id=agent.tenant_id).exists()
+    if agent is None or not member:
+        raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {agent_id}.")
+    actor = Actor(
+        user=token.user,
+        ip=request.META.get("REMOTE_ADDR"),
+        user_agent=request.headers.get("User-Agent", ""),
+        request_id=request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8),
+    )
+    key = request.headers.get("Idempotency-Key")
+    result: ControlResult = control_execute(
+        tenant=agent.tenant,
+        actor=actor,
+        request=ControlRequest(action, str(agent.pk), idempotency_key=key, **fields),
+    )
+    response = api.create_response(request, result.as_dict(), status=200)
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+@router.post("/{agent_id}/pause", response=ControlOut, summary="Pause an agent (operator)")
+def pause(request: HttpRequest, agent_id: UUID, payload: ReasonIn) -> HttpResponse:
+    return _call(request, agent_id, Action.PAUSE, reason=payload.reason)
+
+
+@router.post("/{agent_id}/resume", response=ControlOut, summary="Resume a paused agent (operator)")
+def resume(request: HttpRequest, agent_id: UUID, payload: ReasonIn) -> HttpResponse:
+    return _call(request, agent_id, Action.RESUME, reason=payload.reason)
+
+
+@router.post("/{agent_id}/stop", response=ControlOut, summary="Emergency-stop an agent (admin; reason required)")
+def stop(request: HttpRequest, agent_id: UUID, payload: StopIn) -> HttpResponse:
+    return _call(request, agent_id, Action.STOP, reason=payload.reason)
+
+
+@router.post("/{agent_id}/restart", response=ControlOut, summary="Restart a stopped agent (admin)")
+def restart(request: HttpRequest, agent_id: UUID, payload: ReasonIn) -> HttpResponse:
+    return _call(request, agent_id, Action.RESTART, reason=payload.reason)
+
+
+@router.post("/{agent_id}/quota", response=ControlOut, summary="Set an api_calls or tokens limit (admin)")
+def quota(request: HttpRequest, agent_id: UUID, payload: QuotaIn) -> HttpResponse:
+    return _call(
+        request,
+        agent_id,
+        Action.QUOTA,
+        reason=payload.reason,
+        quota_type=payload.quota_type,
+        new_limit=payload.new_limit,
+        period=payload.period,
+    )
