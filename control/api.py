@@ -32,7 +32,7 @@ Reason = Annotated[StrictStr, Field(max_length=500)]
 class PersonalBearer(HttpBearer):
     """``Authorization: Bearer l10p_…``: a person's token, rate-limited per token."""
 
-    openapi_description = "A personal API token, created under Account → API tokens; it acts with your role."
+    openapi_description = "A personal API token, created under Personal tokens; it acts with your role."
 
     def authenticate(self, request: HttpRequest, token: str) -> PersonalToken:
         if not token.strip():

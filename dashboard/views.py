@@ -3,6 +3,7 @@ the partial named after the element it replaces, and every link works without it
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,19 @@ from l10console.tenancy.decorators import tenant_view
 from l10console.tenancy.models import Membership
 
 PAGE_SIZE = 50
+# The agent page's control dialogs: (action, title, what it does, reason required).
+CONTROL_DIALOGS = [
+    ("pause", "Pause", "The agent finishes or holds its current step and starts no new task until resumed.", False),
+    ("resume", "Resume", "The agent starts taking tasks again.", False),
+    (
+        "stop",
+        "Emergency stop",
+        "The agent is told at once to stop and refuses new work. Only a restart brings it back.",
+        True,
+    ),
+    ("restart", "Restart", "The stopped agent may run again.", False),
+    ("quota", "Set a quota", "The agent gets the new limit at once; past it, its tasks are refused.", False),
+]
 
 
 class Page:
@@ -204,6 +218,9 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     context = {
         "detail": detail,
         "agent": detail.agent,
+        "dialogs": CONTROL_DIALOGS,
+        # One key per page load and action: a double click or a resubmission replays.
+        "idempotency_key": secrets.token_hex(12),
         "charts": charts,
         "charts_error": charts_error,
         "range": rng,

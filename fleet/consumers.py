@@ -58,6 +58,11 @@ def _control(agent_id: Any) -> dict[str, Any]:
 
 
 @database_sync_to_async
+def _delivered(agent: Agent, version: int) -> None:
+    services.agent_control_delivered(agent_id=agent.pk, tenant_id=agent.tenant_id, version=version)
+
+
+@database_sync_to_async
 def _report(agent: Agent, state: str) -> None:
     services.agent_state_report(agent=agent, state=state)
 
@@ -112,7 +117,9 @@ class AgentConsumer(HubSocket):
 
     async def _send_control(self) -> None:
         if self.agent is not None:
-            self.put(json.dumps(await _control(self.agent.pk)))
+            message = await _control(self.agent.pk)
+            self.put(json.dumps(message))
+            await _delivered(self.agent, message["version"])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.agent is None or self.hub is None:

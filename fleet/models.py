@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from l10console.tenancy.models import Tenant
 
@@ -34,6 +37,23 @@ class QuotaPeriod(models.TextChoices):
     MONTH = "month", "per month"
 
 
+# A change the agent has not confirmed within this many heartbeat intervals has timed out.
+CONFIRM_WITHIN_INTERVALS = 3
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The latest change of desired state, step by step: requested → delivered to the
+    agent → confirmed by it (or timed out). The page never claims more than this."""
+
+    state: str  # the desired state asked for
+    requested_at: datetime
+    by: str
+    delivered_at: datetime | None
+    confirmed_at: datetime | None
+    timed_out: bool
+
+
 class Agent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
@@ -48,6 +68,9 @@ class Agent(models.Model):
     )
     # The fencing token: bumped with every change of desired state or quotas.
     version = models.PositiveBigIntegerField(default=1)
+    # The latest version the agent was sent (over its socket or in a heartbeat answer), and when.
+    delivered_version = models.PositiveBigIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True)
     quotas = models.JSONField(
         default=dict, blank=True, help_text='Limits by type and period, e.g. {"tokens": {"day": 100000}}.'
     )
@@ -83,6 +106,29 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def receipt(self) -> Receipt | None:
+        if self.desired_changed_at is None:
+            return None
+        asked = self.desired_changed_at
+        delivered = self.delivered_at if self.delivered_version >= self.version and self.delivered_at else None
+        confirmed = None
+        if self.observed_state == self.desired_state:
+            # Confirmed by a report made after the request: a state change, or a heartbeat.
+            if self.observed_changed_at and self.observed_changed_at >= asked:
+                confirmed = self.observed_changed_at
+            elif self.last_heartbeat_at and self.last_heartbeat_at >= asked:
+                confirmed = self.last_heartbeat_at
+        deadline = timedelta(seconds=settings.L10.agent_heartbeat_interval * CONFIRM_WITHIN_INTERVALS)
+        return Receipt(
+            state=self.get_desired_state_display(),
+            requested_at=asked,
+            by=self.desired_changed_by.get_username() if self.desired_changed_by is not None else "system",
+            delivered_at=delivered,
+            confirmed_at=confirmed,
+            timed_out=confirmed is None and timezone.now() - asked > deadline,
+        )
 
 
 class MetricAggregate(models.Model):

@@ -272,6 +272,8 @@ def _heartbeat_portable(tenant: Tenant, external_id: str, data: HeartbeatIn, now
     fields = _heartbeat_fields(data, now)
     if previous_state != data.state:
         fields.update(observed_state=data.state, observed_changed_at=now)
+    if agent.delivered_version < agent.version:  # the answer carries the control
+        fields.update(delivered_version=agent.version, delivered_at=now)
     if data.metrics is not None:
         _merge_minutes([(agent.pk, tenant.pk, data.at or now, data.metrics)])
     Agent.objects.filter(pk=agent.pk).update(**fields)
@@ -292,7 +294,10 @@ def _heartbeat_statement(with_metrics: bool) -> str:
         f"WITH previous AS (SELECT id, observed_state FROM {agent_table} "  # noqa: S608 - constants only
         "WHERE tenant_id = %(tenant_id)s AND external_id = %(external_id)s), "
         f"agent AS (UPDATE {agent_table} AS a SET {assignments}, observed_state = %(state)s, "
-        "observed_changed_at = CASE WHEN a.observed_state = %(state)s THEN a.observed_changed_at ELSE %(now)s END "
+        "observed_changed_at = CASE WHEN a.observed_state = %(state)s THEN a.observed_changed_at ELSE %(now)s END, "
+        # The answer carries the control: delivered, if this version was not yet.
+        "delivered_at = CASE WHEN a.delivered_version < a.version THEN %(now)s ELSE a.delivered_at END, "
+        "delivered_version = a.version "
         "FROM previous WHERE a.id = previous.id "
         "RETURNING a.id, a.desired_state, a.version, a.quotas, previous.observed_state)"
     )
@@ -393,6 +398,16 @@ def agent_quotas_set(
         tenant_cache.invalidate(agent.tenant_id)
         _publish_control(agent, "quotas", quotas=quotas)
     return agent
+
+
+def agent_control_delivered(*, agent_id: UUID, tenant_id: int, version: int) -> None:
+    """The agent was sent its control at ``version``: the receipt's "delivered" step."""
+    now = timezone.now()
+    changed = Agent.objects.filter(pk=agent_id, delivered_version__lt=version).update(
+        delivered_version=version, delivered_at=now
+    )
+    if changed:
+        hub.publish(tenant_id, "control.delivered", {"agent_id": agent_id, "version": version, "timestamp": now})
 
 
 def agent_state_report(*, agent: Agent, state: str) -> None:

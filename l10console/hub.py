@@ -50,6 +50,7 @@ TOPICS = frozenset(
         "alert.triggered",
         "alert.resolved",
         "control.action",
+        "control.delivered",
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"

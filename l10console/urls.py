@@ -8,6 +8,7 @@ from l10console.tenancy import views as tenancy_views
 tenant_patterns = [
     path("", include("dashboard.urls")),
     path("", include("fleet.urls")),
+    path("", include("control.urls")),
 ]
 
 urlpatterns = [

@@ -53,6 +53,8 @@ TENANT = {
     "fleet:tokens": ("GET", Role.ADMIN),
     "fleet:token_create": ("POST", Role.ADMIN),
     "fleet:token_revoke": ("POST", Role.ADMIN),
+    # A pause here; each action's own role is tested in tests/control/.
+    "control:agent": ("POST", Role.OPERATOR),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -90,7 +92,7 @@ def _url(route: str, values: dict[str, Any]) -> str:
 @pytest.fixture
 def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a):
     token = ApiToken.objects.get(tenant=tenant_a)
-    return {"slug": tenant_a.slug, "token_id": token.pk, "agent_id": agent_a.pk}
+    return {"slug": tenant_a.slug, "token_id": token.pk, "agent_id": agent_a.pk, "action": "pause"}
 
 
 def _tokens_state() -> list[tuple[int, Any]]:

@@ -25,4 +25,18 @@
     updateSelection(form);
   });
 
+  // Control dialogs: a button opens its confirmation dialog; Cancel closes it.
+  document.addEventListener("click", function (event) {
+    const opener = event.target.closest && event.target.closest("[data-open-dialog]");
+    if (opener) {
+      const dialog = document.getElementById(opener.dataset.openDialog);
+      if (dialog && dialog.showModal) dialog.showModal();
+      return;
+    }
+    const closer = event.target.closest && event.target.closest("[data-close-dialog]");
+    if (closer) {
+      const dialog = closer.closest("dialog");
+      if (dialog) dialog.close();
+    }
+  });
 })();
