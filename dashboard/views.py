@@ -47,13 +47,20 @@ class Page:
         self.degraded = False
         self.generations: dict[int, int] = {}
 
-    def cached(self, kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Any) -> Any:
+    def prime(self, tenant_id: int) -> int | None:
+        """Read the tenant's generation now. Call it before reading anything a cached entry
+        is built from: a change written after this read bumps past it, so its entry is
+        never stored under the new generation with the old data."""
         gen = self.generations.get(tenant_id)
         if gen is None:
             try:
                 gen = self.generations[tenant_id] = tenant_cache.generation(tenant_id)
             except tenant_cache.CacheUnavailable:
                 gen = None  # get_or_compute finds the cache down too and computes
+        return gen
+
+    def cached(self, kind: str, tenant_id: int, parts: tuple[object, ...], ttl: int, compute: Any) -> Any:
+        gen = self.prime(tenant_id)
         result = tenant_cache.get_or_compute(kind, tenant_id, parts, ttl, compute, gen=gen)
         self.degraded |= result.degraded
         return result.value
@@ -201,10 +208,13 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 @tenant_view()
 def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
     tenant = membership.tenant
-    agent = get_agent_for_user(request.user, agent_id, tenant=tenant)
-    live = {} if request.htmx else _live(tenant.pk, "agent", agent.pk)
-    rng = selectors.parse_range(request.GET.get("range"))
+    # Generation and sequence first, the agent's row after: the cached detail is built
+    # from this row, and a change in between must make it a miss, not a stale hit.
     page = Page()
+    page.prime(tenant.pk)
+    live = {} if request.htmx else _live(tenant.pk, "agent", agent_id)
+    agent = get_agent_for_user(request.user, agent_id, tenant=tenant)
+    rng = selectors.parse_range(request.GET.get("range"))
     detail = page.cached(
         "agent-detail",
         tenant.pk,

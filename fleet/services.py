@@ -417,11 +417,12 @@ def agent_state_report(*, agent: Agent, state: str) -> None:
     previous_state = agent.observed_state
     if previous_state != state:
         fields.update(observed_state=state, observed_changed_at=now)
-        tenant_cache.invalidate(agent.tenant_id)
     Agent.objects.filter(pk=agent.pk).update(**fields)
     for name, value in fields.items():
         setattr(agent, name, value)
     if previous_state != state:
+        # After the write: a page read between a bump and the write would cache the old row.
+        tenant_cache.invalidate(agent.tenant_id)
         _publish_state_changed(agent, previous_state, now)
 
 

@@ -1,0 +1,81 @@
+"""In Chromium: an operator pauses a running SDK agent from its page; the agent stops
+starting tasks and the page shows the confirmation; then resumes it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import User
+from l10_agent import Agent
+from playwright.sync_api import Page, expect
+
+from audit.models import AuditEntry
+from fleet.models import Agent as AgentRow
+from tests.conftest import LiveServer, wait_for
+from tests.e2e.test_journey import sign_in
+from tests.factories import PASSWORD
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def sdk_agent(asgi_server: LiveServer, token_a: str) -> Iterator[Agent]:
+    agent = Agent(asgi_server.url, token_a, "crawler-7", name="Crawler 7")
+    assert agent.registered.wait(10)
+    wait_for(lambda: agent.connected, what="the agent's control socket")
+    yield agent
+    agent.close(timeout=2)
+
+
+def test_pause_from_the_page_reaches_the_agent_and_is_confirmed(
+    page: Page, asgi_server: LiveServer, operator_a: User, sdk_agent: Agent
+):
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "oscar", PASSWORD)
+    row = AgentRow.objects.get()
+    page.goto(f"{asgi_server.url}/t/acme/agents/{row.pk}/")
+    actions = page.get_by_test_id("agent-actions")
+    expect(actions.get_by_role("button", name="Emergency stop…")).to_have_count(0)  # an operator's page
+
+    actions.get_by_role("button", name="Pause…").click()
+    dialog = page.get_by_role("dialog", name="Pause")
+    dialog.get_by_label("Reason (optional)").fill("deploying a fix")
+    clicked = time.monotonic()
+    dialog.get_by_role("button", name="Pause").click()
+    expect(page.get_by_test_id("receipt-status")).to_have_text("Paused (confirmed)", timeout=2_000)
+    assert time.monotonic() - clicked < 2.5
+    expect(page.get_by_test_id("observed-state")).to_have_text("Paused")
+
+    # The agent starts no new task while paused.
+    assert sdk_agent.state == "paused"
+    started = threading.Event()
+
+    def work() -> None:
+        try:
+            with sdk_agent.task("crawl", timeout=1.0):
+                started.set()
+        except TimeoutError:
+            pass
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(timeout=5)
+    assert not started.is_set()
+
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.outcome, entry.actor_label, entry.reason) == (
+        "agent.pause",
+        "success",
+        "oscar",
+        "deploying a fix",
+    )
+
+    # Resume: the agent takes tasks again.
+    page.get_by_test_id("agent-actions").get_by_role("button", name="Resume…").click()
+    page.get_by_role("dialog", name="Resume").get_by_role("button", name="Resume").click()
+    expect(page.get_by_test_id("receipt-status")).to_have_text("Running (confirmed)", timeout=2_000)
+    with sdk_agent.task("crawl", timeout=2.0):
+        pass
