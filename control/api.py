@@ -9,6 +9,7 @@ makes a retry safe: the stored answer comes back with ``Idempotent-Replayed: tru
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -53,6 +54,14 @@ router = Router(auth=PersonalBearer(), tags=["control"])
 
 class ReasonIn(Schema):
     reason: Reason = ""
+
+
+class PauseIn(Schema):
+    reason: Reason = ""
+    # Checked by the service: minutes (1 to 10,080) or until (an aware time), and the mode.
+    minutes: Any = None
+    until: datetime | None = None
+    mode: Any = "after_task"
 
 
 class StopIn(Schema):
@@ -104,8 +113,16 @@ def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -
 
 
 @router.post("/{agent_id}/pause", response=ControlOut, summary="Pause an agent (operator)")
-def pause(request: HttpRequest, agent_id: UUID, payload: ReasonIn) -> HttpResponse:
-    return _call(request, agent_id, Action.PAUSE, reason=payload.reason)
+def pause(request: HttpRequest, agent_id: UUID, payload: PauseIn) -> HttpResponse:
+    return _call(
+        request,
+        agent_id,
+        Action.PAUSE,
+        reason=payload.reason,
+        pause_minutes=payload.minutes,
+        pause_until=payload.until,
+        mode=payload.mode,
+    )
 
 
 @router.post("/{agent_id}/resume", response=ControlOut, summary="Resume a paused agent (operator)")

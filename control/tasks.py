@@ -8,3 +8,8 @@ from control import services
 @shared_task(name="control.tasks.purge_idempotency", ignore_result=True, time_limit=300, soft_time_limit=240)
 def purge_idempotency() -> int:
     return services.idempotency_purge()
+
+
+@shared_task(name="control.tasks.resume_expired_pauses", ignore_result=True, time_limit=120, soft_time_limit=100)
+def resume_expired_pauses() -> int:
+    return services.control_resume_expired()

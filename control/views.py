@@ -43,6 +43,8 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         quota_type=post.get("quota_type") if action == Action.QUOTA else None,
         period=post.get("period") or "day",
         new_limit=_limit(post.get("new_limit", "")) if action == Action.QUOTA else None,
+        pause_minutes=_limit(post["minutes"]) if action == Action.PAUSE and post.get("minutes") else None,
+        mode=post.get("mode") or "after_task",
     )
     actor = Actor(
         user=request.user,

@@ -26,6 +26,11 @@ class ObservedState(models.TextChoices):
     UNRESPONSIVE = "unresponsive", "Unresponsive"
 
 
+class PauseMode(models.TextChoices):
+    NOW = "now", "now (tasks stop at their next checkpoint)"
+    AFTER_TASK = "after_task", "after the current task"
+
+
 class QuotaType(models.TextChoices):
     API_CALLS = "api_calls", "API calls"
     TOKENS = "tokens", "Tokens"
@@ -68,6 +73,11 @@ class Agent(models.Model):
     )
     # The fencing token: bumped with every change of desired state or quotas.
     version = models.PositiveBigIntegerField(default=1)
+    # While paused: why, until when (then it resumes by itself), and whether tasks in hand
+    # stop at their next checkpoint ("now") or finish first ("after_task").
+    pause_reason = models.CharField(max_length=500, blank=True)
+    pause_until = models.DateTimeField(null=True, blank=True)
+    pause_mode = models.CharField(max_length=16, choices=PauseMode.choices, default=PauseMode.AFTER_TASK)
     # The latest version the agent was sent (over its socket or in a heartbeat answer), and when.
     delivered_version = models.PositiveBigIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -97,6 +107,10 @@ class Agent(models.Model):
             models.UniqueConstraint(fields=["tenant", "external_id"], name="agent_tenant_external_id_unique"),
         ]
         indexes = [
+            # resume_expired_pauses: pauses whose time is up.
+            models.Index(
+                fields=["pause_until"], name="agent_pause_until", condition=models.Q(pause_until__isnull=False)
+            ),
             # The agent list: a tenant's agents by name, and counts by state.
             models.Index(fields=["tenant", "name"], name="agent_tenant_name"),
             models.Index(fields=["tenant", "observed_state"], name="agent_tenant_observed"),

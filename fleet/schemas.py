@@ -7,7 +7,7 @@ the server's clock, and batches are bounded by ``L10_INGEST_MAX_BATCH``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -92,6 +92,8 @@ class AgentControlOut(Schema):
     quotas: dict[str, dict[str, int]]
     usage: dict[str, dict[str, int]]
     heartbeat_interval: int
+    pause_mode: Literal["now", "after_task"] | None = None
+    pause_until: datetime | None = None
 
 
 class HeartbeatIn(StrictSchema):

@@ -23,7 +23,7 @@ from django.utils import timezone
 from costs.models import UsageRecord
 from events.models import Event, Severity
 from fleet import rollups
-from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState
+from fleet.models import Agent, ApiToken, DesiredState, MetricMinute, ObservedState, PauseMode
 from fleet.quotas import quota_usage
 from fleet.schemas import EventIn, HeartbeatIn, Metrics, MetricSampleIn, RegisterIn, UsageIn
 from l10console import hub, runner, tenant_cache
@@ -119,6 +119,8 @@ class AgentControl:
     quotas: dict[str, dict[str, int]]
     usage: dict[str, dict[str, int]]
     heartbeat_interval: int
+    pause_mode: str | None = None  # while paused: "now" or "after_task"
+    pause_until: str | None = None  # while paused: when it resumes by itself
 
     @classmethod
     def of(cls, agent: Agent, *, now: datetime | None = None) -> AgentControl:
@@ -127,6 +129,8 @@ class AgentControl:
             external_id=agent.external_id,
             desired_state=agent.desired_state,
             version=agent.version,
+            pause_mode=agent.pause_mode if agent.desired_state == DesiredState.PAUSED else None,
+            pause_until=agent.pause_until.isoformat() if agent.pause_until else None,
             quotas=agent.quotas or {},
             usage=quota_usage(agent, now or timezone.now()),
             heartbeat_interval=settings.L10.agent_heartbeat_interval,
@@ -299,7 +303,7 @@ def _heartbeat_statement(with_metrics: bool) -> str:
         "delivered_at = CASE WHEN a.delivered_version < a.version THEN %(now)s ELSE a.delivered_at END, "
         "delivered_version = a.version "
         "FROM previous WHERE a.id = previous.id "
-        "RETURNING a.id, a.desired_state, a.version, a.quotas, previous.observed_state)"
+        "RETURNING a.id, a.desired_state, a.version, a.quotas, a.pause_mode, a.pause_until, previous.observed_state)"
     )
     if with_metrics:
         statement += (
@@ -308,7 +312,7 @@ def _heartbeat_statement(with_metrics: bool) -> str:
             "%(requests)s, %(errors)s, %(p95)s FROM agent "
             f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE})"
         )
-    return f"{statement} SELECT id, desired_state, version, quotas, observed_state FROM agent"  # noqa: S608
+    return f"{statement} SELECT id, desired_state, version, quotas, pause_mode, pause_until, observed_state FROM agent"  # noqa: S608
 
 
 def _heartbeat_postgres(tenant: Tenant, external_id: str, data: HeartbeatIn, now: datetime) -> tuple[Agent, str]:
@@ -331,7 +335,7 @@ def _heartbeat_postgres(tenant: Tenant, external_id: str, data: HeartbeatIn, now
         row = cursor.fetchone()
     if row is None:
         raise _unknown_agent(external_id)
-    agent_id, desired_state, version, quotas, previous_state = row
+    agent_id, desired_state, version, quotas, pause_mode, pause_until, previous_state = row
     # Django leaves jsonb as text for JSONField to decode; a raw cursor gets that text.
     quotas = json.loads(quotas) if isinstance(quotas, str) else quotas
     agent = Agent(
@@ -341,6 +345,8 @@ def _heartbeat_postgres(tenant: Tenant, external_id: str, data: HeartbeatIn, now
         desired_state=desired_state,
         version=version,
         quotas=quotas,
+        pause_mode=pause_mode,
+        pause_until=pause_until,
         observed_state=data.state,
     )
     return agent, previous_state
@@ -357,23 +363,51 @@ def _locked(agent_id: UUID, expected_version: int | None) -> Agent:
     return agent
 
 
+@dataclass(frozen=True)
+class Pause:
+    """How a pause holds: why, until when, and whether tasks in hand stop at once."""
+
+    reason: str = ""
+    until: datetime | None = None
+    mode: str = PauseMode.AFTER_TASK
+
+
 @transaction.atomic
 def agent_desired_state_set(
-    *, agent_id: UUID, state: DesiredState, actor: User | None, expected_version: int | None = None
+    *,
+    agent_id: UUID,
+    state: DesiredState,
+    actor: User | None,
+    expected_version: int | None = None,
+    pause: Pause | None = None,
 ) -> Agent:
     """Set what the agent must do, bump its version and push it to the agent after commit.
 
     The bare mechanism: the control service adds locks, idempotency, rules and audit. With
     ``expected_version``, a row that moved on since is left alone (``StaleVersion``).
+    ``pause`` describes a pause; any other state clears it.
     """
     agent = _locked(agent_id, expected_version)
     if agent.desired_state != state:
         previous = agent.desired_state
+        held = pause if state == DesiredState.PAUSED and pause is not None else Pause()
         agent.desired_state = state
         agent.desired_changed_at = timezone.now()
         agent.desired_changed_by = actor
+        agent.pause_reason, agent.pause_until, agent.pause_mode = held.reason[:500], held.until, held.mode
         agent.version += 1
-        agent.save(update_fields=["desired_state", "desired_changed_at", "desired_changed_by", "version", "updated_at"])
+        agent.save(
+            update_fields=[
+                "desired_state",
+                "desired_changed_at",
+                "desired_changed_by",
+                "pause_reason",
+                "pause_until",
+                "pause_mode",
+                "version",
+                "updated_at",
+            ]
+        )
         tenant_cache.invalidate(agent.tenant_id)
         _publish_control(
             agent,

@@ -217,6 +217,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "fleet-rollup-metrics": {"task": "fleet.tasks.rollup_metrics", "schedule": timedelta(minutes=1)},
     "fleet-purge-metrics": {"task": "fleet.tasks.purge_metrics", "schedule": timedelta(hours=1)},
+    "control-resume-expired-pauses": {
+        "task": "control.tasks.resume_expired_pauses",
+        "schedule": timedelta(seconds=15),
+    },
     "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
 }
 

@@ -5,11 +5,13 @@ from l10_agent import Agent
 with Agent("http://console:8010", token, "crawler-7", labels={"team": "search"}) as agent:
     while True:
         with agent.task("crawl"):      # waits while paused, raises after a stop or past a quota
-            result = crawl_next_page()
+            for page in pages:
+                agent.checkpoint()     # a pause "now" or a stop ends the task here
+                crawl(page)
         agent.record_usage(model="gpt-4o", input_tokens=1200, output_tokens=300)
 """
 
-from l10_agent.agent import Agent, AgentStopped, Change, QuotaExceeded
+from l10_agent.agent import Agent, AgentPaused, AgentStopped, Change, QuotaExceeded
 
-__all__ = ["Agent", "AgentStopped", "Change", "QuotaExceeded"]
+__all__ = ["Agent", "AgentPaused", "AgentStopped", "Change", "QuotaExceeded"]
 __version__ = "0.1.0"

@@ -48,6 +48,10 @@ class AgentStopped(RuntimeError):
     """The console stopped this agent (or it was closed): start no new work."""
 
 
+class AgentPaused(RuntimeError):
+    """The console paused this agent with mode "now": the task in hand stops at this checkpoint."""
+
+
 class QuotaExceeded(RuntimeError):
     """A hard quota is used up: start no new work until the period rolls over or it is raised."""
 
@@ -253,6 +257,7 @@ class Agent:
 
         self._cond = threading.Condition()
         self._desired = RUNNING
+        self._pause_mode: str | None = None
         self._version = 0
         self._quotas: dict[str, dict[str, int]] = {}
         self._server_usage: dict[str, dict[str, int]] = {}
@@ -418,6 +423,16 @@ class Agent:
                 self._cond.notify_all()
             self._observe()
 
+    def checkpoint(self) -> None:
+        """Call between the steps of a long task. Raises ``AgentStopped`` after an
+        emergency stop, and ``AgentPaused`` when the console paused the agent with mode
+        "now"; a pause "after the current task" lets the task finish."""
+        with self._cond:
+            if self._desired == STOPPED:
+                raise AgentStopped("the console stopped this agent; an admin must restart it")
+            if self._desired == PAUSED and self._pause_mode == "now":
+                raise AgentPaused("the console paused this agent now")
+
     def wait_for_state(self, state: str, timeout: float) -> bool:
         """Block until the desired state is ``state``; False on timeout."""
         with self._cond:
@@ -488,6 +503,7 @@ class Agent:
                 return
             previous, old_quotas = self._desired, self._quotas
             self._desired = msg.get("desired_state", self._desired)
+            self._pause_mode = msg.get("pause_mode")
             self._version = version
             self._quotas = msg.get("quotas") or {}
             self._server_usage = msg.get("usage") or {}

@@ -101,3 +101,13 @@ def test_a_revoked_token_is_refused(operator_a, agent_a):
     response = post(plain, agent_a, "pause", {})
     assert response.status_code == 401 and response.json()["error"]["code"] == "E10003"
     assert Agent.objects.get().desired_state == "running"
+
+
+def test_a_pause_for_an_hour_over_the_api(oscar_token, agent_a):
+    response = post(oscar_token, agent_a, "pause", {"reason": "upgrade", "minutes": 60, "mode": "now"})
+    assert response.status_code == 200
+    agent = Agent.objects.get()
+    assert (agent.desired_state, agent.pause_mode, agent.pause_reason) == ("paused", "now", "upgrade")
+    assert agent.pause_until is not None
+    bad = post(oscar_token, agent_a, "pause", {"minutes": -5})
+    assert bad.status_code == 422 and "minutes" in bad.json()["error"]["message"]

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -26,6 +26,7 @@ from control.services import (
     ControlResult,
     ControlStatus,
     control_execute,
+    control_resume_expired,
     idempotency_purge,
 )
 from fleet.models import Agent, DesiredState
@@ -341,3 +342,50 @@ def test_the_audit_trail_cannot_be_edited_or_deleted(tenant_a, operator_a, agent
     with pytest.raises(DatabaseError, match="append-only"):
         AuditEntry.objects.all().delete()
     assert AuditEntry.objects.get().reason == ""
+
+
+# --- timed pauses and their mode --------------------------------------------------------
+
+
+def test_a_timed_pause_records_why_until_when_and_how(tenant_a, operator_a, agent_a):
+    before = timezone.now()
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, reason="deploy", pause_minutes=30, mode="now")
+    agent = Agent.objects.get()
+    assert agent.pause_reason == "deploy" and agent.pause_mode == "now"
+    assert agent.pause_until is not None
+    assert before + timedelta(minutes=30) <= agent.pause_until <= timezone.now() + timedelta(minutes=30)
+    run(tenant_a, operator_a, Action.RESUME, agent_a)
+    agent.refresh_from_db()
+    assert (agent.pause_reason, agent.pause_until, agent.pause_mode) == ("", None, "after_task")
+
+
+def test_a_pause_whose_time_is_up_resumes_by_itself_as_the_system(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, pause_minutes=15)
+    assert control_resume_expired() == 0  # not yet
+    Agent.objects.update(pause_until=timezone.now() - timedelta(seconds=1))
+    assert control_resume_expired() == 1
+    agent = Agent.objects.get()
+    assert agent.desired_state == DesiredState.RUNNING and agent.pause_until is None
+    entry = AuditEntry.objects.order_by("-id").first()
+    assert entry is not None
+    assert (entry.action, entry.outcome, entry.actor_label, entry.actor) == ("agent.resume", "success", "system", None)
+    assert control_resume_expired() == 0
+
+
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        ({"pause_minutes": 0}, "minutes"),
+        ({"pause_minutes": 10_081}, "minutes"),
+        ({"pause_minutes": "30"}, "minutes"),
+        ({"pause_until": datetime(2030, 1, 1)}, "zone"),  # noqa: DTZ001 - the naive time under test
+        ({"pause_until": datetime(2020, 1, 1, tzinfo=UTC)}, "future"),
+        ({"pause_until": datetime.now(UTC) + timedelta(days=8)}, "7 days"),
+        ({"pause_minutes": 5, "pause_until": datetime.now(UTC) + timedelta(hours=1)}, "not both"),
+        ({"mode": "eventually"}, "mode"),
+    ],
+)
+def test_a_bad_pause_hold_is_refused_and_changes_nothing(tenant_a, operator_a, agent_a, options, says):
+    error = refused("E10802", tenant_a, operator_a, Action.PAUSE, agent_a, **options)
+    assert says in error.message
+    assert Agent.objects.get().desired_state == DesiredState.RUNNING

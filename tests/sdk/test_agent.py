@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from l10_agent import Agent, AgentStopped, Change, QuotaExceeded
+from l10_agent import Agent, AgentPaused, AgentStopped, Change, QuotaExceeded
 
 from costs.models import UsageRecord
 from events.models import Event
@@ -113,6 +114,20 @@ def test_a_pause_waits_for_the_task_in_hand_before_confirming(asgi_server, make_
         wait_for(lambda: agent.state == "paused", what="the pause")
         assert agent.observed_state == "running"
     wait_for(lambda: agent.observed_state == "paused", what="the agent to settle")
+    wait_for(lambda: row().observed_state == ObservedState.PAUSED, what="the confirmation")
+
+
+@pytest.mark.parametrize("mode, stops", [("now", True), ("after_task", False)])
+def test_a_checkpoint_ends_the_task_in_hand_only_for_a_pause_now(asgi_server, make_agent, mode, stops):
+    agent = make_agent(asgi_server.url, heartbeat_interval=60)
+    registered(agent)
+    wait_for(lambda: agent.connected, what="the control socket")
+    pause = services.Pause(reason="maintenance", mode=mode)
+    with pytest.raises(AgentPaused) if stops else contextlib.nullcontext(), agent.task("long"):
+        agent.checkpoint()  # running: nothing happens
+        services.agent_desired_state_set(agent_id=row().pk, state=DesiredState.PAUSED, actor=None, pause=pause)
+        wait_for(lambda: agent.state == "paused", what="the pause")
+        agent.checkpoint()
     wait_for(lambda: row().observed_state == ObservedState.PAUSED, what="the confirmation")
 
 
