@@ -78,6 +78,8 @@ class Agent(models.Model):
     pause_reason = models.CharField(max_length=500, blank=True)
     pause_until = models.DateTimeField(null=True, blank=True)
     pause_mode = models.CharField(max_length=16, choices=PauseMode.choices, default=PauseMode.AFTER_TASK)
+    # An emergency stop the agent did not confirm in time: when that was noticed.
+    stop_unconfirmed_at = models.DateTimeField(null=True, blank=True)
     # The latest version the agent was sent (over its socket or in a heartbeat answer), and when.
     delivered_version = models.PositiveBigIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)

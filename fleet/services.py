@@ -395,6 +395,7 @@ def agent_desired_state_set(
         agent.desired_changed_at = timezone.now()
         agent.desired_changed_by = actor
         agent.pause_reason, agent.pause_until, agent.pause_mode = held.reason[:500], held.until, held.mode
+        agent.stop_unconfirmed_at = None
         agent.version += 1
         agent.save(
             update_fields=[
@@ -404,6 +405,7 @@ def agent_desired_state_set(
                 "pause_reason",
                 "pause_until",
                 "pause_mode",
+                "stop_unconfirmed_at",
                 "version",
                 "updated_at",
             ]
@@ -521,6 +523,49 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
             )
     log.info("marked %d agent(s) unresponsive", len(ids))
     return ids
+
+
+def agents_flag_unconfirmed_stops(*, now: datetime | None = None) -> list[UUID]:
+    """Flag emergency stops the agent has not confirmed within three heartbeat intervals:
+    each once, with a critical ``agent.stop_unconfirmed`` event; returns the agents' ids.
+
+    The claim is a conditional update (``stop_unconfirmed_at IS NULL``), so two runs at
+    once flag an agent once.
+    """
+    now = now or timezone.now()
+    deadline = now - timedelta(seconds=settings.L10.agent_heartbeat_interval * UNRESPONSIVE_AFTER_INTERVALS)
+    flagged: list[UUID] = []
+    with transaction.atomic():
+        overdue = list(
+            Agent.objects.select_for_update(skip_locked=True)
+            .filter(
+                desired_state=DesiredState.STOPPED, desired_changed_at__lt=deadline, stop_unconfirmed_at__isnull=True
+            )
+            .exclude(observed_state=ObservedState.STOPPED)
+            .values_list("pk", "tenant_id", "external_id", "observed_state", "desired_changed_at")
+        )
+        for pk, tenant_id, external_id, observed, asked in overdue:
+            if not Agent.objects.filter(pk=pk, stop_unconfirmed_at__isnull=True).update(stop_unconfirmed_at=now):
+                continue
+            flagged.append(pk)
+            Event.objects.create(
+                tenant_id=tenant_id,
+                agent_id=pk,
+                type="agent.stop_unconfirmed",
+                severity=Severity.CRITICAL,
+                message=f"The emergency stop is not confirmed; the agent reports {observed}.",
+                data={"observed_state": observed, "requested_at": asked.isoformat() if asked else None},
+                occurred_at=now,
+            )
+            tenant_cache.invalidate(tenant_id)
+            hub.publish(
+                tenant_id,
+                "alert.triggered",
+                {"agent_id": pk, "external_id": external_id, "kind": "agent.stop_unconfirmed", "timestamp": now},
+            )
+    if flagged:
+        log.warning("%d emergency stop(s) not confirmed in time", len(flagged))
+    return flagged
 
 
 # --- batches --------------------------------------------------------------------------

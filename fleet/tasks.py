@@ -9,7 +9,8 @@ from fleet import rollups, services
 
 @shared_task(name="fleet.tasks.mark_unresponsive", ignore_result=True, time_limit=60, soft_time_limit=50)
 def mark_unresponsive() -> int:
-    return len(services.agents_mark_unresponsive())
+    """Silent agents, and emergency stops not confirmed in time (the same cadence)."""
+    return len(services.agents_mark_unresponsive()) + len(services.agents_flag_unconfirmed_stops())
 
 
 @shared_task(name="fleet.tasks.rollup_metrics", ignore_result=True, time_limit=300, soft_time_limit=240)

@@ -389,3 +389,31 @@ def test_a_bad_pause_hold_is_refused_and_changes_nothing(tenant_a, operator_a, a
     error = refused("E10802", tenant_a, operator_a, Action.PAUSE, agent_a, **options)
     assert says in error.message
     assert Agent.objects.get().desired_state == DesiredState.RUNNING
+
+
+# --- an emergency stop the agent does not confirm ---------------------------------------
+
+
+def test_an_unconfirmed_stop_is_flagged_once_with_a_critical_event(tenant_a, admin_a, agent_a):
+    from events.models import Event
+    from fleet.services import agents_flag_unconfirmed_stops
+
+    run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident")
+    assert agents_flag_unconfirmed_stops() == []  # within its deadline
+    later = timezone.now() + timedelta(minutes=5)
+    assert agents_flag_unconfirmed_stops(now=later) == [agent_a.pk]
+    assert agents_flag_unconfirmed_stops(now=later) == []  # once
+    event = Event.objects.get(type="agent.stop_unconfirmed")
+    assert (event.severity, event.agent_id) == ("critical", agent_a.pk)
+    assert Agent.objects.get().stop_unconfirmed_at == later
+    # A restart clears it.
+    run(tenant_a, admin_a, Action.RESTART, agent_a)
+    assert Agent.objects.get().stop_unconfirmed_at is None
+
+
+def test_a_confirmed_stop_is_not_flagged(tenant_a, admin_a, agent_a):
+    from fleet.services import agents_flag_unconfirmed_stops
+
+    run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident")
+    Agent.objects.update(observed_state="stopped")
+    assert agents_flag_unconfirmed_stops(now=timezone.now() + timedelta(minutes=5)) == []
