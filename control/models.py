@@ -1,7 +1,10 @@
-"""Idempotency records of control requests (NOTES.md, "Idempotency")."""
+"""Idempotency records of control requests (NOTES.md, "Idempotency"), and bulk batches."""
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 
 from l10console.tenancy.models import Tenant
@@ -30,3 +33,49 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.caller} {self.key}"
+
+
+class Batch(models.Model):
+    """One bulk operation over many agents, run in the background; each agent's change is
+    audited under the batch's id."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500, blank=True)
+    # Set on an undo: the batch it reverts.
+    undo_of = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undone_by")
+    created_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} × {self.items.count()} ({self.pk})"
+
+
+class ItemOutcome(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCESS = "success", "Done"
+    NOOP = "noop", "Nothing to do"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+
+
+class BatchItem(models.Model):
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="items")
+    agent = models.ForeignKey("fleet.Agent", on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(max_length=16, choices=ItemOutcome.choices, default=ItemOutcome.PENDING)
+    error_code = models.CharField(max_length=8, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    # The agent's version after this item's change: an undo skips agents changed since.
+    version = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["batch", "agent"], name="batchitem_batch_agent_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.outcome}"

@@ -13,3 +13,10 @@ def purge_idempotency() -> int:
 @shared_task(name="control.tasks.resume_expired_pauses", ignore_result=True, time_limit=120, soft_time_limit=100)
 def resume_expired_pauses() -> int:
     return services.control_resume_expired()
+
+
+@shared_task(name="control.tasks.run_batch", ignore_result=True, time_limit=600, soft_time_limit=540)
+def run_batch(batch_id: str) -> None:
+    from control import bulk
+
+    bulk.bulk_run(batch_id)

@@ -51,6 +51,7 @@ TOPICS = frozenset(
         "alert.resolved",
         "control.action",
         "control.delivered",
+        "control.batch",
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"

@@ -1,0 +1,218 @@
+"""Bulk control: pause, resume or stop many agents, previewed, run in the background,
+each agent's change made (and audited) by the control service under the batch's id, and
+undone as a whole.
+
+1. ``bulk_select``: the agents picked in the list, or matching a label selector.
+2. ``bulk_preview``: a dry run ("23 will be paused; 2 already are; 1 is stopped and will
+   be skipped"); nothing is written.
+3. ``bulk_start``: the batch and one pending item per agent, then the task after commit.
+4. ``bulk_run`` (the task): each pending item through ``control_execute``, progress
+   published as it goes (``control.batch``).
+5. ``bulk_undo``: a new batch reverting exactly the agents this one changed, skipping any
+   changed since (their version moved on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from audit.services import Actor
+from control.models import Batch, BatchItem, ItemOutcome
+from control.services import NEEDS, Action, ControlRequest, ControlStatus, control_execute
+from fleet.models import Agent, DesiredState
+from l10console import hub, runner
+from l10console.errors import ErrorCode, InterfaceError
+from l10console.tenancy.models import Membership, Tenant
+
+BULK_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
+MAX_AGENTS = 10_000
+PROGRESS_EVERY = 25  # items between progress events
+TARGET = {Action.PAUSE: DesiredState.PAUSED, Action.RESUME: DesiredState.RUNNING, Action.STOP: DesiredState.STOPPED}
+VERB = {Action.PAUSE: "paused", Action.RESUME: "resumed", Action.STOP: "stopped"}
+
+
+def bulk_select(tenant: Tenant, *, agent_ids: list[str] | None = None, selector: str | None = None) -> list[Agent]:
+    """The tenant's agents by id, or by a label selector (``team=search,env=prod``)."""
+    from dashboard.selectors import BadFilter, parse_labels
+
+    agents = Agent.objects.filter(tenant=tenant).order_by("name", "pk")
+    if selector is not None:
+        try:
+            labels = parse_labels(selector[:500])
+        except BadFilter as exc:
+            raise InterfaceError(ErrorCode.INGEST_INVALID, str(exc)) from None
+        if not labels:
+            raise InterfaceError(ErrorCode.INGEST_INVALID, "Give a label selector, e.g. team=search,env=prod.")
+        for key, value in labels.items():
+            agents = agents.filter(**{f"labels__{key}": value})
+    else:
+        try:
+            ids = [UUID(str(a)) for a in agent_ids or []]
+        except ValueError:
+            raise InterfaceError(ErrorCode.INGEST_INVALID, "Agents are named by their ids.") from None
+        if not ids:
+            raise InterfaceError(ErrorCode.INGEST_INVALID, "Select at least one agent.")
+        agents = agents.filter(pk__in=ids)
+    found = list(agents[: MAX_AGENTS + 1])
+    if len(found) > MAX_AGENTS:
+        raise InterfaceError(ErrorCode.INGEST_INVALID, f"A batch holds at most {MAX_AGENTS:,} agents.")
+    return found
+
+
+@dataclass(frozen=True)
+class Preview:
+    action: Action
+    change: list[Agent] = field(default_factory=list)
+    already: list[Agent] = field(default_factory=list)
+    skipped: list[Agent] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        verb = VERB[self.action]
+        parts = [f"{len(self.change)} will be {verb}"]
+        if self.already:
+            parts.append(f"{len(self.already)} already {'is' if len(self.already) == 1 else 'are'}")
+        if self.skipped:
+            stopped = "is stopped" if len(self.skipped) == 1 else "are stopped"
+            parts.append(f"{len(self.skipped)} {stopped} and will be skipped")
+        return "; ".join(parts) + "."
+
+
+def bulk_preview(action: Action, agents: list[Agent]) -> Preview:
+    """What the batch would do, by each agent's desired state now. Writes nothing."""
+    preview = Preview(action)
+    target = TARGET[action]
+    for agent in agents:
+        if agent.desired_state == target:
+            preview.already.append(agent)
+        elif agent.desired_state == DesiredState.STOPPED:
+            preview.skipped.append(agent)  # only a restart brings a stopped agent back
+        else:
+            preview.change.append(agent)
+    return preview
+
+
+def _authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
+    if actor.user is None:
+        return
+    membership = Membership.objects.filter(user=actor.user, tenant=tenant).first()
+    if membership is None or not membership.allows(NEEDS[action]):
+        raise InterfaceError(
+            ErrorCode.PERMISSION_DENIED, f"To {action} agents needs the {NEEDS[action].label.lower()} role."
+        )
+
+
+@transaction.atomic
+def bulk_start(
+    *, tenant: Tenant, actor: Actor, action: Action, agents: list[Agent], reason: str = "", undo_of: Batch | None = None
+) -> Batch:
+    if action not in BULK_ACTIONS:
+        raise InterfaceError(ErrorCode.INGEST_INVALID, "A batch pauses, resumes or stops agents.")
+    _authorize(tenant, actor, action)
+    if action == Action.STOP and not reason.strip():
+        raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
+    if not agents:
+        raise InterfaceError(ErrorCode.INGEST_INVALID, "Select at least one agent.")
+    batch = Batch.objects.create(
+        tenant=tenant,
+        created_by=actor.user,
+        action=str(action),
+        reason=reason[:500],
+        undo_of=undo_of,
+        created_at=timezone.now(),
+    )
+    BatchItem.objects.bulk_create(BatchItem(batch=batch, agent=agent) for agent in agents)
+    runner.enqueue("control.tasks.run_batch", str(batch.pk))
+    return batch
+
+
+def _progress(batch: Batch) -> dict[str, Any]:
+    counts = dict(batch.items.values_list("outcome").annotate(n=Count("id")).values_list("outcome", "n"))
+    total = sum(counts.values())
+    return {
+        "batch_id": batch.pk,
+        "action": batch.action,
+        "total": total,
+        "done": total - counts.get(ItemOutcome.PENDING, 0),
+        "counts": counts,
+        "finished": batch.finished_at is not None,
+    }
+
+
+def bulk_progress(batch: Batch) -> dict[str, Any]:
+    return _progress(batch)
+
+
+def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
+    """Run the batch's pending items (again safe after a crash: done items stay done)."""
+    batch = Batch.objects.select_related("tenant", "created_by").get(pk=batch_id)
+    actor = Actor(user=batch.created_by, request_id=f"batch:{batch.pk}"[:64])
+    action = Action(batch.action)
+    pending = list(batch.items.filter(outcome=ItemOutcome.PENDING).select_related("agent"))
+    for n, item in enumerate(pending, start=1):
+        if batch.undo_of_id is not None and not _unchanged_since(item):
+            item.outcome, item.message = ItemOutcome.SKIPPED, "changed since the batch it undoes; left alone"
+        else:
+            request = ControlRequest(action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk)
+            try:
+                result = control_execute(tenant=batch.tenant, actor=actor, request=request)
+            except InterfaceError as exc:
+                skipped = exc.code in (ErrorCode.CONTROL_INVALID_TRANSITION,)
+                item.outcome = ItemOutcome.SKIPPED if skipped else ItemOutcome.FAILED
+                item.error_code, item.message = str(exc.code), exc.message[:300]
+            else:
+                done = result.status == ControlStatus.SUCCESS
+                item.outcome = ItemOutcome.SUCCESS if done else ItemOutcome.NOOP
+                item.message, item.version = result.message[:300], result.version
+        item.save(update_fields=["outcome", "error_code", "message", "version"])
+        if n % PROGRESS_EVERY == 0:
+            hub.publish(batch.tenant_id, "control.batch", _progress(batch))
+    Batch.objects.filter(pk=batch.pk, finished_at__isnull=True).update(finished_at=timezone.now())
+    batch.refresh_from_db(fields=["finished_at"])
+    progress = _progress(batch)
+    hub.publish(batch.tenant_id, "control.batch", progress)
+    return progress
+
+
+# The item an undo reverts: its original item in the batch being undone.
+def _unchanged_since(item: BatchItem) -> bool:
+    original = (
+        BatchItem.objects.filter(batch=item.batch.undo_of_id, agent_id=item.agent_id)
+        .values_list("version", flat=True)
+        .first()
+    )
+    current = Agent.objects.filter(pk=item.agent_id).values_list("version", flat=True).first()
+    return original is not None and original == current
+
+
+UNDO = {Action.PAUSE: Action.RESUME, Action.RESUME: Action.PAUSE}
+
+
+def bulk_undo(*, batch: Batch, actor: Actor) -> Batch:
+    """Revert exactly the agents this batch changed, as a new batch of its own."""
+    action = Action(batch.action)
+    if action not in UNDO:
+        raise InterfaceError(
+            ErrorCode.CONTROL_INVALID_TRANSITION, "A stop is not undone: an admin restarts each agent."
+        )
+    if batch.finished_at is None:
+        raise InterfaceError(ErrorCode.CONTROL_IN_FLIGHT, "The batch is still running; undo it once it is done.")
+    if Batch.objects.filter(undo_of=batch).exists():
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_TRANSITION, "This batch was already undone.")
+    changed = [item.agent for item in batch.items.filter(outcome=ItemOutcome.SUCCESS).select_related("agent")]
+    if not changed:
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_TRANSITION, "This batch changed no agent; nothing to undo.")
+    return bulk_start(
+        tenant=batch.tenant,
+        actor=actor,
+        action=UNDO[action],
+        agents=changed,
+        reason=f"Undo of batch {batch.pk}",
+        undo_of=batch,
+    )
