@@ -24,6 +24,11 @@ many for the floor (separate rows, so neither loop changes the other's), all run
 - Replay of a finished key (informational): earlier timed requests sent again with the
   same key and body; the answer must be the stored one with ``Idempotent-Replayed: true``
   and no new audit row. Floor: the one ``SELECT`` of the stored answer by its key.
+- Context: ``GET /healthz`` on the same connection (the ASGI and middleware path with no
+  store), and how busy the two cores were during the timed loop (the machine is shared).
+
+Server CPU per request is the uvicorn process's user + system time over the API blocks
+(``/proc/<pid>/stat``), divided by their requests.
 
 After the loops the database is counted against what was sent (audit rows, idempotency
 records, agent versions), so no figure is reported for work that was not done.
@@ -45,6 +50,7 @@ import redis
 from psycopg.types.json import Jsonb
 
 from bench import common
+from bench.bench_dashboard import Usage
 from bench.common import Row
 
 DB_NAME = "l10bench_control"
@@ -56,6 +62,7 @@ COUNT = 1000  # each, API and floor
 SECONDS = 60.0  # for API and floor together; the loop stops at whichever comes first
 BLOCK = 100  # API and floor alternate in blocks of this many
 REPLAYS = 300
+HEALTHZ = 500
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 25.0
 
@@ -98,8 +105,11 @@ CLAIM = (
     "ON CONFLICT (tenant_id, caller, key) DO NOTHING RETURNING id"
 )
 LOCK_ROW = "SELECT id, tenant_id, external_id, desired_state, version, quotas FROM fleet_agent WHERE id = %s FOR UPDATE"
+# fleet.services.agent_desired_state_set's update_fields: a pause keeps its reason, any other
+# state clears the pause; either clears an unconfirmed stop.
 SET_STATE = (
     "UPDATE fleet_agent SET desired_state = %s, desired_changed_at = %s, desired_changed_by_id = %s, "
+    "pause_reason = %s, pause_until = NULL, pause_mode = 'after_task', stop_unconfirmed_at = NULL, "
     "version = version + 1, updated_at = %s WHERE id = %s AND version = %s"
 )
 AUDIT = (
@@ -182,6 +192,14 @@ def _plan(k: int, agents: list[str]) -> tuple[str, str, str, str]:
     if (k // len(agents)) % 2 == 0:
         return agent, "pause", "running", "paused"
     return agent, "resume", "paused", "running"
+
+
+def _healthz(client: httpx.Client) -> float:
+    start = time.perf_counter()
+    response = client.get("/healthz")
+    elapsed = time.perf_counter() - start
+    _expect(response, 200)
+    return elapsed * 1000
 
 
 def _expect(response: httpx.Response, status: int) -> None:
@@ -276,7 +294,8 @@ class FloorControl:
             if row is None or row[3] != before:
                 raise AssertionError(f"floor: agent {agent} is {row}, expected {before}")
             version = int(row[4])
-            cur.execute(SET_STATE, (after, now, s.user_id, now, agent, version))
+            pause_reason = REASON if action == "pause" else ""
+            cur.execute(SET_STATE, (after, now, s.user_id, pause_reason, now, agent, version))
             if cur.rowcount != 1:
                 raise AssertionError(f"floor: agent {agent} moved past version {version}")
             delta = {"desired_state": {"from": before, "to": after}}
@@ -336,6 +355,7 @@ def measure(srv: common.Server, seeded: Seeded) -> list[Row]:
                 api(k)
                 floor(k)
             audit_before = _audit_rows(seeded.tenant_id)
+            usage = Usage(srv.pid)
 
             api_ms: list[float] = []
             floor_ms: list[float] = []
@@ -349,6 +369,7 @@ def measure(srv: common.Server, seeded: Seeded) -> list[Row]:
                 server_cpu += common.cpu_seconds(srv.pid) - cpu
                 for _ in range(min(BLOCK, COUNT - len(floor_ms))):
                     floor_ms.append(floor(WARMUP + len(floor_ms)))
+            busy = usage.row()
             audit_after = _audit_rows(seeded.tenant_id)
 
             # Replays: timed requests spread over the loop, each sent again as it was.
@@ -360,6 +381,10 @@ def measure(srv: common.Server, seeded: Seeded) -> list[Row]:
             replay_ms = [api.replay(sent) for sent in again]
             replay_cpu = common.cpu_seconds(srv.pid) - replay_cpu
             replay_floor_ms = [floor.replay(key) for key in floor_keys]
+
+            healthz_cpu = common.cpu_seconds(srv.pid)
+            healthz_ms = [_healthz(client) for _ in range(HEALTHZ)]
+            healthz_cpu = common.cpu_seconds(srv.pid) - healthz_cpu
     finally:
         floor.close()
 
@@ -401,6 +426,15 @@ def measure(srv: common.Server, seeded: Seeded) -> list[Row]:
             f"server CPU {replay_cpu * 1000 / len(replay_ms):.2f} ms per request; "
             f"floor: the one SELECT of the stored answer by its key, n={len(replay_floor_ms)}",
         ),
+        Row(
+            "GET /healthz p50 (context)",
+            "ms",
+            common.percentile(healthz_ms, 50),
+            note=f"the ASGI + middleware path without a database or Redis, on the same connection; "
+            f"n={len(healthz_ms)}, p99 {common.percentile(healthz_ms, 99):.2f} ms; "
+            f"server CPU {healthz_cpu * 1000 / len(healthz_ms):.2f} ms per request",
+        ),
+        busy,
     ]
 
 

@@ -1,4 +1,5 @@
-"""The control buttons of an agent's page: each a confirmation dialog posting here."""
+"""Control from the pages: an agent's buttons (each a confirmation dialog posting here),
+and bulk operations from the agent list (preview, start, progress, undo)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,27 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import Actor
+from control import bulk
+from control.models import Batch
 from control.services import Action, ControlRequest, ControlStatus, control_execute
 from fleet.selectors import get_agent_for_user
-from l10console.errors import InterfaceError
+from l10console.errors import ErrorCode, InterfaceError
 from l10console.http import ConsoleRequest
 from l10console.tenancy.decorators import tenant_view
 from l10console.tenancy.models import Membership, Role
+
+
+def _actor(request: ConsoleRequest) -> Actor:
+    return Actor(
+        user=request.user,
+        ip=request.META.get("REMOTE_ADDR"),
+        user_agent=request.headers.get("User-Agent", ""),
+        request_id=secrets.token_hex(8),
+    )
 
 
 def _limit(value: str) -> Any:
@@ -46,12 +58,7 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         pause_minutes=_limit(post["minutes"]) if action == Action.PAUSE and post.get("minutes") else None,
         mode=post.get("mode") or "after_task",
     )
-    actor = Actor(
-        user=request.user,
-        ip=request.META.get("REMOTE_ADDR"),
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=secrets.token_hex(8),
-    )
+    actor = _actor(request)
     try:
         result = control_execute(tenant=membership.tenant, actor=actor, request=control)
     except InterfaceError as exc:
@@ -62,3 +69,81 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         else:
             messages.info(request, result.message)
     return redirect("dashboard:agent", membership.tenant.slug, agent.pk)
+
+
+# --- bulk ------------------------------------------------------------------------------
+
+
+def _bulk_action(value: str | None) -> Action:
+    if value not in {a.value for a in bulk.BULK_ACTIONS}:
+        raise InterfaceError(ErrorCode.INGEST_INVALID, "Choose to pause, resume or stop the selected agents.")
+    return Action(value)
+
+
+def _selection(request: ConsoleRequest, membership: Membership, data: Any) -> tuple[list[Any], str | None]:
+    selector = (data.get("selector") or "").strip() or None
+    agents = bulk.bulk_select(membership.tenant, agent_ids=data.getlist("agent"), selector=selector)
+    return agents, selector
+
+
+@require_GET
+@tenant_view(need=Role.OPERATOR)
+def bulk_preview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    """The dry run: what a batch would do, and a form to confirm it."""
+    try:
+        action = _bulk_action(request.GET.get("action"))
+        agents, selector = _selection(request, membership, request.GET)
+    except InterfaceError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+        return redirect("dashboard:agents", membership.tenant.slug)
+    preview = bulk.bulk_preview(action, agents)
+    context = {"preview": preview, "action": action, "selector": selector, "agents": agents}
+    return render(request, "control/bulk_preview.html", context)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def bulk_start(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    try:
+        action = _bulk_action(request.POST.get("action"))
+        agents, _ = _selection(request, membership, request.POST)
+        batch = bulk.bulk_start(
+            tenant=membership.tenant,
+            actor=_actor(request),
+            action=action,
+            agents=agents,
+            reason=request.POST.get("reason", "").strip(),
+        )
+    except InterfaceError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+        return redirect("dashboard:agents", membership.tenant.slug)
+    return redirect("control:batch", membership.tenant.slug, batch.pk)
+
+
+@require_GET
+@tenant_view()
+def batch(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> HttpResponse:
+    found = get_object_or_404(
+        Batch.objects.select_related("created_by", "undo_of"), pk=batch_id, tenant=membership.tenant
+    )
+    context = {
+        "batch": found,
+        "progress": bulk.bulk_progress(found),
+        "items": found.items.select_related("agent"),
+        "undone_by": Batch.objects.filter(undo_of=found).first(),
+        "can_undo": found.action in ("pause", "resume") and membership.allows(Role.OPERATOR),
+    }
+    template = "control/_batch_progress.html" if request.htmx else "control/batch.html"
+    return render(request, template, context)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def batch_undo(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> HttpResponse:
+    found = get_object_or_404(Batch, pk=batch_id, tenant=membership.tenant)
+    try:
+        undo = bulk.bulk_undo(batch=found, actor=_actor(request))
+    except InterfaceError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+        return redirect("control:batch", membership.tenant.slug, found.pk)
+    return redirect("control:batch", membership.tenant.slug, undo.pk)

@@ -55,6 +55,10 @@ TENANT = {
     "fleet:token_revoke": ("POST", Role.ADMIN),
     # A pause here; each action's own role is tested in tests/control/.
     "control:agent": ("POST", Role.OPERATOR),
+    "control:bulk_preview": ("GET", Role.OPERATOR),
+    "control:bulk_start": ("POST", Role.OPERATOR),
+    "control:batch": ("GET", Role.VIEWER),
+    "control:batch_undo": ("POST", Role.OPERATOR),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -92,7 +96,18 @@ def _url(route: str, values: dict[str, Any]) -> str:
 @pytest.fixture
 def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a):
     token = ApiToken.objects.get(tenant=tenant_a)
-    return {"slug": tenant_a.slug, "token_id": token.pk, "agent_id": agent_a.pk, "action": "pause"}
+    from django.utils import timezone
+
+    from control.models import Batch
+
+    batch = Batch.objects.create(tenant=tenant_a, action="pause", created_at=timezone.now())
+    return {
+        "slug": tenant_a.slug,
+        "token_id": token.pk,
+        "agent_id": agent_a.pk,
+        "action": "pause",
+        "batch_id": batch.pk,
+    }
 
 
 def _tokens_state() -> list[tuple[int, Any]]:
