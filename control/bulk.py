@@ -24,11 +24,11 @@ from django.utils import timezone
 
 from audit.services import Actor
 from control.models import Batch, BatchItem, ItemOutcome
-from control.services import NEEDS, Action, ControlRequest, ControlStatus, control_execute
+from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute
 from fleet.models import Agent, DesiredState
 from l10console import hub, runner
 from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Membership, Tenant
+from l10console.tenancy.models import Tenant
 
 BULK_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
 MAX_AGENTS = 10_000
@@ -98,23 +98,13 @@ def bulk_preview(action: Action, agents: list[Agent]) -> Preview:
     return preview
 
 
-def _authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
-    if actor.user is None:
-        return
-    membership = Membership.objects.filter(user=actor.user, tenant=tenant).first()
-    if membership is None or not membership.allows(NEEDS[action]):
-        raise InterfaceError(
-            ErrorCode.PERMISSION_DENIED, f"To {action} agents needs the {NEEDS[action].label.lower()} role."
-        )
-
-
 @transaction.atomic
 def bulk_start(
     *, tenant: Tenant, actor: Actor, action: Action, agents: list[Agent], reason: str = "", undo_of: Batch | None = None
 ) -> Batch:
     if action not in BULK_ACTIONS:
         raise InterfaceError(ErrorCode.INGEST_INVALID, "A batch pauses, resumes or stops agents.")
-    _authorize(tenant, actor, action)
+    authorize(tenant, actor, action)
     if action == Action.STOP and not reason.strip():
         raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
     if not agents:

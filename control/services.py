@@ -125,7 +125,8 @@ def _caller(actor: Actor) -> str:
     return f"user:{actor.user.pk}" if actor.user is not None else "system"
 
 
-def _authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
+def authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
+    """The actor's role in the tenant allows the action (the system may do anything)."""
     if actor.user is None:
         return  # the system: expiries and undo run on behalf of the console
     membership = Membership.objects.filter(user=actor.user, tenant=tenant).first()
@@ -281,7 +282,7 @@ def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent)
 
 
 def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: str) -> ControlResult:
-    _authorize(tenant, actor, request.action)
+    authorize(tenant, actor, request.action)
     _validate(request)
     agent = _agent(tenant, request.agent)
     replayed = _replay(tenant, actor, request, agent)
