@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.security import HttpBearer
@@ -39,13 +38,7 @@ class PersonalBearer(HttpBearer):
         if not token.strip():
             raise InterfaceError(ErrorCode.AUTH_REQUIRED)
         personal = personal_token_authenticate(token)
-        wait = ratelimit.hit(f"control:{personal.pk}", limit=settings.L10.ingest_rate_limit)
-        if wait is not None:
-            raise InterfaceError(
-                ErrorCode.INGEST_RATE_LIMITED,
-                f"More than {settings.L10.ingest_rate_limit} requests per second for this token.",
-                retry_after=wait,
-            )
+        ratelimit.enforce_per_token("control", personal.pk)
         return personal
 
 

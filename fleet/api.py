@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Status
 from ninja.security import HttpBearer
@@ -32,13 +31,7 @@ class TenantToken(HttpBearer):
         if not token.strip():
             raise InterfaceError(ErrorCode.AUTH_REQUIRED)
         api_token = services.token_authenticate(token)
-        wait = ratelimit.hit(f"ingest:{api_token.pk}", limit=settings.L10.ingest_rate_limit)
-        if wait is not None:
-            raise InterfaceError(
-                ErrorCode.INGEST_RATE_LIMITED,
-                f"More than {settings.L10.ingest_rate_limit} requests per second for this token.",
-                retry_after=wait,
-            )
+        ratelimit.enforce_per_token("ingest", api_token.pk)
         return api_token
 
 

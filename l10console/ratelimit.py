@@ -49,3 +49,17 @@ def hit(key: str, *, limit: int, window: int = 1) -> int | None:
     if count > limit:
         return max(1, math.ceil(window - (now % window)))
     return None
+
+
+def enforce_per_token(kind: str, token_id: int) -> None:
+    """An API token's requests per second, at most ``L10_INGEST_RATE_LIMIT``: E10806 past it."""
+    from django.conf import settings
+
+    from l10console.errors import ErrorCode, InterfaceError
+
+    limit = settings.L10.ingest_rate_limit
+    wait = hit(f"{kind}:{token_id}", limit=limit)
+    if wait is not None:
+        raise InterfaceError(
+            ErrorCode.INGEST_RATE_LIMITED, f"More than {limit} requests per second for this token.", retry_after=wait
+        )
