@@ -18,9 +18,11 @@ many for the floor (separate rows, so neither loop changes the other's), all run
   Redis lock ``SET l10:lock:agent:<id> <token> NX PX``; one transaction (the idempotency
   claim ``INSERT … ON CONFLICT DO NOTHING RETURNING``, ``SELECT … FOR UPDATE`` of the
   agent, the versioned ``UPDATE``, the audit ``INSERT``, the ``UPDATE`` storing the
-  answer, ``COMMIT`` with its fsync); the Lua compare-and-delete release; one ``PUBLISH``.
-  Client-side binding, as Django's PostgreSQL backend does. API and floor run in
-  alternating blocks so both see the same machine.
+  answer, ``COMMIT`` with its fsync); the Lua compare-and-delete release; one ``PUBLISH``
+  (the app's after-commit work, a Lua ``INCR`` + ``PUBLISH`` and the cache generation's
+  ``INCR``, is about the cost of one such call each). Client-side binding, as Django's
+  PostgreSQL backend does. API and floor run in alternating blocks so both see the same
+  machine.
 - Replay of a finished key (informational): earlier timed requests sent again with the
   same key and body; the answer must be the stored one with ``Idempotent-Replayed: true``
   and no new audit row. Floor: the one ``SELECT`` of the stored answer by its key.
@@ -262,6 +264,8 @@ class FloorControl:
         self.conn = _pg(autocommit=False)  # a transaction per operation, committed explicitly
         # Client-side binding, as Django's PostgreSQL backend uses by default.
         self.conn.cursor_factory = psycopg.ClientCursor
+        self.reader = _pg()  # autocommit: the replay's lookup runs outside a transaction, as the app's does
+        self.reader.cursor_factory = psycopg.ClientCursor
         self.redis = redis.Redis(host=common.HOST, port=common.REDIS_PORT, db=REDIS_DB, socket_timeout=5)
         self.release = self.redis.register_script(RELEASE_LUA)
         self.seeded = seeded
@@ -327,9 +331,8 @@ class FloorControl:
     def replay(self, key: str) -> float:
         s = self.seeded
         start = time.perf_counter()
-        with self.conn.cursor() as cur:
+        with self.reader.cursor() as cur:
             row = cur.execute(STORED_ANSWER, (s.tenant_id, s.caller, key, datetime.now(UTC))).fetchone()
-        self.conn.commit()
         elapsed = time.perf_counter() - start
         if row is None or row[2] != 200:
             raise AssertionError(f"floor replay of {key}: {row}")
@@ -337,6 +340,7 @@ class FloorControl:
 
     def close(self) -> None:
         self.conn.close()
+        self.reader.close()
         self.redis.close()
 
 
