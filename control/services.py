@@ -29,7 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import Outcome
@@ -125,17 +125,25 @@ def _caller(actor: Actor) -> str:
     return f"user:{actor.user.pk}" if actor.user is not None else "system"
 
 
-def authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
-    """The actor's role in the tenant allows the action (the system may do anything)."""
+def authorize(tenant: Tenant, actor: Actor, action: Action, *, role: str | None = None) -> None:
+    """The actor's role in the tenant allows the action (the system may do anything).
+    ``role``: the actor's role there, when the caller has read it already."""
     if actor.user is None:
         return  # the system: expiries and undo run on behalf of the console
-    membership = Membership.objects.filter(user=actor.user, tenant=tenant).first()
-    if membership is None:
+    if role is None:
+        role = member_role(actor.user.pk, tenant.pk)
+    if role is None:
         raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"You are not a member of tenant {tenant.slug!r}.")
-    if not membership.allows(NEEDS[action]):
+    if not Role(role).allows(NEEDS[action]):
         raise InterfaceError(
             ErrorCode.PERMISSION_DENIED, f"To {action} an agent needs the {NEEDS[action].label.lower()} role."
         )
+
+
+def member_role(user_id: int, tenant_id: int) -> str | None:
+    # order_by(): no join for Membership's default ordering.
+    found = Membership.objects.filter(user_id=user_id, tenant_id=tenant_id).order_by().values_list("role", flat=True)
+    return next(iter(found[:1]), None)
 
 
 def _agent(tenant: Tenant, ref: str) -> Agent:
@@ -249,12 +257,15 @@ def _entry(request: ControlRequest, agent_ref: str, outcome: Outcome, **extra: A
     )
 
 
-def control_execute(*, tenant: Tenant, actor: Actor, request: ControlRequest) -> ControlResult:
+def control_execute(
+    *, tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent | None = None, role: str | None = None
+) -> ControlResult:
     """Run one control operation; ``InterfaceError`` (E10xxx) when refused, with nothing
-    changed and one audit row saying why."""
+    changed and one audit row saying why. ``agent`` and ``role`` (the actor's role in the
+    tenant): what the caller has read already, so it is not read twice."""
     agent_ref = str(request.agent)[:64]
     try:
-        return _execute(tenant, actor, request, agent_ref)
+        return _execute(tenant, actor, request, agent_ref, agent, role)
     except InterfaceError as exc:
         outcome = Outcome.FAILED if exc.http_status >= 500 else Outcome.DENIED
         # Its own transaction: the refusal is recorded even though nothing else is.
@@ -281,10 +292,13 @@ def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent)
     return ControlResult(**{**record.response, "status": ControlStatus(record.response["status"])}, replayed=True)
 
 
-def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: str) -> ControlResult:
-    authorize(tenant, actor, request.action)
+def _execute(
+    tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: str, agent: Agent | None, role: str | None
+) -> ControlResult:
+    authorize(tenant, actor, request.action, role=role)
     _validate(request)
-    agent = _agent(tenant, request.agent)
+    if agent is None or agent.tenant_id != tenant.pk:
+        agent = _agent(tenant, request.agent)
     replayed = _replay(tenant, actor, request, agent)
     if replayed is not None:
         return replayed
@@ -297,10 +311,11 @@ def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: s
     if token is None:
         raise InterfaceError(ErrorCode.CONTROL_LOCKED)
     try:
-        # The fencing token: the version this operation decides from.
-        seen = Agent.objects.values_list("version", flat=True).get(pk=agent.pk)
+        # The fencing token: the version this operation decided from. A change that lands
+        # after it was read (under an expired lock, or just before this one was taken) makes
+        # the operation refuse (E10309) rather than overwrite what it did not see.
         try:
-            return _apply(tenant, actor, request, agent.pk, agent_ref, seen)
+            return _apply(tenant, actor, request, agent.pk, agent_ref, agent.version)
         except _Claimed:
             replayed = _replay(tenant, actor, request, agent)
             if replayed is None:  # claimed and since expired: vanishingly rare; safe to retry
@@ -310,46 +325,52 @@ def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: s
         locks.release(agent.pk, token)
 
 
+CLAIM_SQL = (
+    f"INSERT INTO {IdempotencyRecord._meta.db_table} "  # noqa: S608 - constants only
+    "(tenant_id, caller, key, fingerprint, status_code, response, created_at, expires_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, caller, key) DO NOTHING RETURNING id"
+)
+
+
 @transaction.atomic
 def _apply(
     tenant: Tenant, actor: Actor, request: ControlRequest, agent_id: UUID, agent_ref: str, seen: int
 ) -> ControlResult:
     now = timezone.now()
-    record = None
-    if request.idempotency_key is not None:
-        try:
-            # A concurrent request with the same key waits here on the unique index until
-            # this transaction ends, then finds the answer.
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    tenant=tenant,
-                    caller=_caller(actor),
-                    key=request.idempotency_key,
-                    fingerprint=request.fingerprint(agent_id),
-                    status_code=0,
-                    response={},
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=settings.L10.control_idempotency_ttl),
-                )
-        except IntegrityError:
-            raise _Claimed from None
     try:
         agent = Agent.objects.select_for_update().get(pk=agent_id)
         if agent.version != seen:
             raise fleet_services.StaleVersion
-        result, delta = _change(agent, actor, request, seen)
+        result, delta = _change(agent, actor, request)
     except fleet_services.StaleVersion:
         raise InterfaceError(ErrorCode.CONTROL_STALE) from None
     outcome = Outcome.SUCCESS if result.status == ControlStatus.SUCCESS else Outcome.NOOP
     audit_record(tenant_id=tenant.pk, actor=actor, entry=_entry(request, agent_ref, outcome, delta=delta), at=now)
-    if record is not None:
-        record.status_code = 200
-        record.response = result.as_dict()
-        record.save(update_fields=["status_code", "response"])
+    if request.idempotency_key is not None:
+        # The key and its answer, in the transaction of the change: a concurrent request
+        # with the same key waits here on the unique index, then finds it taken and this
+        # whole transaction (its change too) is rolled back in favour of the stored answer.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                CLAIM_SQL,
+                [
+                    tenant.pk,
+                    _caller(actor),
+                    request.idempotency_key,
+                    request.fingerprint(agent_id),
+                    200,
+                    json.dumps(result.as_dict()),
+                    now,
+                    now + timedelta(seconds=settings.L10.control_idempotency_ttl),
+                ],
+            )
+            if cursor.fetchone() is None:
+                raise _Claimed
     return result
 
 
-def _change(agent: Agent, actor: Actor, request: ControlRequest, seen: int) -> tuple[ControlResult, dict[str, Any]]:
+def _change(agent: Agent, actor: Actor, request: ControlRequest) -> tuple[ControlResult, dict[str, Any]]:
+    """Apply the request to the locked row."""
     previous = agent.desired_state
     if request.action == Action.QUOTA:
         quotas = {kind: dict(periods) for kind, periods in (agent.quotas or {}).items()}
@@ -357,18 +378,14 @@ def _change(agent: Agent, actor: Actor, request: ControlRequest, seen: int) -> t
         if old_limit == request.new_limit:
             return _result(agent, request, ControlStatus.NOOP, previous, "The quota already has that limit."), {}
         quotas.setdefault(str(request.quota_type), {})[request.period] = int(request.new_limit)
-        agent = fleet_services.agent_quotas_set(agent_id=agent.pk, quotas=quotas, expected_version=seen)
+        fleet_services.quotas_apply(agent=agent, quotas=quotas)
         delta = {f"quotas.{request.quota_type}.{request.period}": {"from": old_limit, "to": request.new_limit}}
         return _result(agent, request, ControlStatus.SUCCESS, previous, "New limit sent to the agent."), delta
     target, message = _transition(agent, request.action)
     if target is None:
         return _result(agent, request, ControlStatus.NOOP, previous, message), {}
-    agent = fleet_services.agent_desired_state_set(
-        agent_id=agent.pk,
-        state=DesiredState(target),
-        actor=actor.user,
-        expected_version=seen,
-        pause=_pause_of(request, timezone.now()),
+    fleet_services.desired_state_apply(
+        agent=agent, state=DesiredState(target), actor=actor.user, pause=_pause_of(request, timezone.now())
     )
     return _result(agent, request, ControlStatus.SUCCESS, previous, message), {
         "desired_state": {"from": previous, "to": target}

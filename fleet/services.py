@@ -388,37 +388,44 @@ def agent_desired_state_set(
     ``pause`` describes a pause; any other state clears it.
     """
     agent = _locked(agent_id, expected_version)
-    if agent.desired_state != state:
-        previous = agent.desired_state
-        held = pause if state == DesiredState.PAUSED and pause is not None else Pause()
-        agent.desired_state = state
-        agent.desired_changed_at = timezone.now()
-        agent.desired_changed_by = actor
-        agent.pause_reason, agent.pause_until, agent.pause_mode = held.reason[:500], held.until, held.mode
-        agent.stop_unconfirmed_at = None
-        agent.version += 1
-        agent.save(
-            update_fields=[
-                "desired_state",
-                "desired_changed_at",
-                "desired_changed_by",
-                "pause_reason",
-                "pause_until",
-                "pause_mode",
-                "stop_unconfirmed_at",
-                "version",
-                "updated_at",
-            ]
-        )
-        tenant_cache.invalidate(agent.tenant_id)
-        _publish_control(
-            agent,
-            "desired_state",
-            previous_desired_state=previous,
-            actor=actor.get_username() if actor else "system",
-            timestamp=agent.desired_changed_at,
-        )
+    desired_state_apply(agent=agent, state=state, actor=actor, pause=pause)
     return agent
+
+
+def desired_state_apply(*, agent: Agent, state: DesiredState, actor: User | None, pause: Pause | None = None) -> None:
+    """``agent_desired_state_set`` on a row the caller has locked (``SELECT … FOR UPDATE``)
+    in its own transaction."""
+    if agent.desired_state == state:
+        return
+    previous = agent.desired_state
+    held = pause if state == DesiredState.PAUSED and pause is not None else Pause()
+    agent.desired_state = state
+    agent.desired_changed_at = timezone.now()
+    agent.desired_changed_by = actor
+    agent.pause_reason, agent.pause_until, agent.pause_mode = held.reason[:500], held.until, held.mode
+    agent.stop_unconfirmed_at = None
+    agent.version += 1
+    agent.save(
+        update_fields=[
+            "desired_state",
+            "desired_changed_at",
+            "desired_changed_by",
+            "pause_reason",
+            "pause_until",
+            "pause_mode",
+            "stop_unconfirmed_at",
+            "version",
+            "updated_at",
+        ]
+    )
+    tenant_cache.invalidate(agent.tenant_id)
+    _publish_control(
+        agent,
+        "desired_state",
+        previous_desired_state=previous,
+        actor=actor.get_username() if actor else "system",
+        timestamp=agent.desired_changed_at,
+    )
 
 
 @transaction.atomic
@@ -427,13 +434,18 @@ def agent_quotas_set(
 ) -> Agent:
     """Replace the agent's quota limits, bump its version and push them after commit."""
     agent = _locked(agent_id, expected_version)
+    quotas_apply(agent=agent, quotas=quotas)
+    return agent
+
+
+def quotas_apply(*, agent: Agent, quotas: dict[str, dict[str, int]]) -> None:
+    """``agent_quotas_set`` on a row the caller has locked in its own transaction."""
     if agent.quotas != quotas:
         agent.quotas = quotas
         agent.version += 1
         agent.save(update_fields=["quotas", "version", "updated_at"])
         tenant_cache.invalidate(agent.tenant_id)
         _publish_control(agent, "quotas", quotas=quotas)
-    return agent
 
 
 def agent_control_delivered(*, agent_id: UUID, tenant_id: int, version: int) -> None:
