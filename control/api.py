@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.security import HttpBearer
@@ -83,9 +84,15 @@ def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -
     from l10console.api import api
 
     token: PersonalToken = request.auth  # type: ignore[attr-defined]
-    agent = Agent.objects.select_related("tenant").filter(pk=agent_id).first()
-    member = agent is not None and Membership.objects.filter(user_id=token.user_id, tenant_id=agent.tenant_id).exists()
-    if agent is None or not member:
+    # The agent, its tenant and the caller's role there, in one query.
+    role = Membership.objects.filter(user_id=token.user_id, tenant_id=OuterRef("tenant_id")).order_by()
+    agent = (
+        Agent.objects.select_related("tenant")
+        .annotate(caller_role=Subquery(role.values("role")[:1]))
+        .filter(pk=agent_id)
+        .first()
+    )
+    if agent is None or agent.caller_role is None:
         raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {agent_id}.")
     actor = Actor(
         user=token.user,
@@ -98,6 +105,8 @@ def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -
         tenant=agent.tenant,
         actor=actor,
         request=ControlRequest(action, str(agent.pk), idempotency_key=key, **fields),
+        agent=agent,
+        role=agent.caller_role,
     )
     response = api.create_response(request, result.as_dict(), status=200)
     if result.replayed:
