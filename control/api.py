@@ -8,12 +8,13 @@ makes a retry safe: the stored answer comes back with ``Idempotent-Replayed: tru
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from django.db.models import OuterRef, Subquery
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from ninja.security import HttpBearer
@@ -24,7 +25,7 @@ from control.services import Action, ControlRequest, ControlResult, control_exec
 from fleet.models import Agent
 from l10console import ratelimit
 from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Membership, PersonalToken
+from l10console.tenancy.models import Membership, PersonalToken, Tenant
 from l10console.tenancy.services import personal_token_authenticate
 
 Reason = Annotated[StrictStr, Field(max_length=500)]
@@ -80,19 +81,34 @@ class ControlOut(Schema):
     message: str
 
 
+@functools.cache
+def _agent_statement() -> str:
+    agents, tenants, members = Agent._meta.db_table, Tenant._meta.db_table, Membership._meta.db_table
+    return (
+        "SELECT a.*, t.slug AS tenant_slug, t.name AS tenant_name, "  # noqa: S608 - constants only
+        f"(SELECT m.role FROM {members} AS m WHERE m.user_id = %s AND m.tenant_id = a.tenant_id) AS caller_role "
+        f"FROM {agents} AS a JOIN {tenants} AS t ON t.id = a.tenant_id WHERE a.id = %s"
+    )
+
+
+def _agent_and_role(agent_id: UUID, user_id: int) -> tuple[Agent | None, str | None]:
+    """The agent, its tenant and the caller's role there, in one plain statement (the
+    request's first read; compiling it as an ORM query cost more than running it)."""
+    pk = Agent._meta.pk.get_db_prep_value(agent_id, connection)
+    found = list(Agent.objects.raw(_agent_statement(), [user_id, pk]))
+    if not found:
+        return None, None
+    agent = found[0]
+    agent.tenant = Tenant(id=agent.tenant_id, slug=agent.tenant_slug, name=agent.tenant_name)  # type: ignore[attr-defined]
+    return agent, agent.caller_role  # type: ignore[attr-defined]
+
+
 def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -> HttpResponse:
     from l10console.api import api
 
     token: PersonalToken = request.auth  # type: ignore[attr-defined]
-    # The agent, its tenant and the caller's role there, in one query.
-    role = Membership.objects.filter(user_id=token.user_id, tenant_id=OuterRef("tenant_id")).order_by()
-    agent = (
-        Agent.objects.select_related("tenant")
-        .annotate(caller_role=Subquery(role.values("role")[:1]))
-        .filter(pk=agent_id)
-        .first()
-    )
-    if agent is None or agent.caller_role is None:
+    agent, role = _agent_and_role(agent_id, token.user_id)
+    if agent is None or role is None:
         raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {agent_id}.")
     actor = Actor(
         user=token.user,
@@ -106,7 +122,7 @@ def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -
         actor=actor,
         request=ControlRequest(action, str(agent.pk), idempotency_key=key, **fields),
         agent=agent,
-        role=agent.caller_role,
+        role=role,
     )
     response = api.create_response(request, result.as_dict(), status=200)
     if result.replayed:
