@@ -277,13 +277,28 @@ def control_execute(
         raise
 
 
+REPLAY_SQL = (
+    f"SELECT * FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - constants only
+    "WHERE tenant_id = %s AND caller = %s AND key = %s"
+)
+LOCK_ROW_SQL = f"SELECT * FROM {Agent._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608 - constants only
+
+
+def _locked_row(agent_id: UUID) -> Agent:
+    """The agent's row, locked until the transaction ends."""
+    if connection.vendor != "postgresql":
+        return Agent.objects.select_for_update().get(pk=agent_id)
+    return next(iter(Agent.objects.raw(LOCK_ROW_SQL, [agent_id])))
+
+
 def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent) -> ControlResult | None:
     if request.idempotency_key is None:
         return None
-    record = IdempotencyRecord.objects.filter(
-        tenant=tenant, caller=_caller(actor), key=request.idempotency_key, expires_at__gt=timezone.now()
-    ).first()
-    if record is None:
+    # A plain statement: every keyed request asks, and compiling the ORM query cost more
+    # than running it. Expiry is checked here (a record past it is purged soon).
+    found = list(IdempotencyRecord.objects.raw(REPLAY_SQL, [tenant.pk, _caller(actor), request.idempotency_key]))
+    record = found[0] if found else None
+    if record is None or record.expires_at <= timezone.now():
         return None
     if record.fingerprint != request.fingerprint(agent.pk):
         raise InterfaceError(ErrorCode.CONTROL_IDEMPOTENCY_MISMATCH)
@@ -338,7 +353,7 @@ def _apply(
 ) -> ControlResult:
     now = timezone.now()
     try:
-        agent = Agent.objects.select_for_update().get(pk=agent_id)
+        agent = _locked_row(agent_id)
         if agent.version != seen:
             raise fleet_services.StaleVersion
         result, delta = _change(agent, actor, request)
