@@ -67,6 +67,32 @@ REPLAYS = 300
 HEALTHZ = 500
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 25.0
+BULK_AGENTS = 1000
+TARGET_BULK_S = 5.0
+# A bulk pause, as the batch task runs it: 1,000 more agents, one batch, timed from the
+# start (the preview's selection and the batch's rows) to its last item.
+BULK_CODE = """
+import json, os, time
+from audit.services import Actor
+from control.bulk import bulk_preview, bulk_run, bulk_select, bulk_start
+from control.services import Action
+from fleet.models import Agent
+from l10console.tenancy.models import Membership
+spec = json.loads(os.environ["BENCH_SPEC"])
+member = Membership.objects.select_related("tenant", "user").get(tenant__slug=spec["slug"], user__username=spec["username"])
+Agent.objects.bulk_create(
+    Agent(tenant=member.tenant, external_id=f"bulk-{n:04d}", name=f"Bulk {n}", labels={"batch": "bench"})
+    for n in range(spec["count"])
+)
+started = time.perf_counter()
+agents = bulk_select(member.tenant, selector="batch=bench")
+preview = bulk_preview(Action.PAUSE, agents)
+batch = bulk_start(tenant=member.tenant, actor=Actor(user=member.user), action=Action.PAUSE, agents=agents)
+progress = bulk_run(batch.pk)
+elapsed = time.perf_counter() - started
+paused = Agent.objects.filter(tenant=member.tenant, labels__batch="bench", desired_state="paused").count()
+print("L10BENCH " + json.dumps({"seconds": elapsed, "counts": progress["counts"], "paused": paused, "will": len(preview.change)}))
+"""
 
 TENANT_SLUG = "bench-control"
 USERNAME = "bench-operator"
@@ -152,7 +178,28 @@ def run() -> list[Row]:
         common.recreate_database()
         seeded = seed()
         with common.server() as srv:
-            return measure(srv, seeded)
+            rows = measure(srv, seeded)
+        floor_p50_ms = next(r.floor for r in rows if r.figure == "control pause/resume p50")
+        return [*rows, bulk(floor_p50_ms or 0.0)]
+
+
+def bulk(floor_p50_ms: float) -> Row:
+    spec = {"slug": TENANT_SLUG, "username": USERNAME, "count": BULK_AGENTS}
+    out = common.manage("shell", "--no-imports", "-c", BULK_CODE, extra_env={"BENCH_SPEC": json.dumps(spec)})
+    line = next(x for x in out.splitlines() if x.startswith("L10BENCH "))
+    data = json.loads(line.removeprefix("L10BENCH "))
+    assert data["paused"] == BULK_AGENTS == data["will"], data
+    assert data["counts"] == {"success": BULK_AGENTS}, data
+    return Row(
+        f"bulk pause of {BULK_AGENTS:,} agents",
+        "s",
+        float(data["seconds"]),
+        target=TARGET_BULK_S,
+        floor=floor_p50_ms * BULK_AGENTS / 1000,
+        note=f"selection by label, preview, batch rows and every item through the control service (lock, "
+        f"transaction, audit row, event), one process as the batch task runs it; all {BULK_AGENTS} paused; "
+        f"floor: {BULK_AGENTS} times the raw operation's p50",
+    )
 
 
 def seed() -> Seeded:

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from audit.services import Actor
 from control.models import Batch, BatchItem, ItemOutcome
-from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute
+from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute, member_role
 from fleet.models import Agent, DesiredState
 from l10console import hub, runner
 from l10console.errors import ErrorCode, InterfaceError
@@ -144,30 +144,49 @@ def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
     batch = Batch.objects.select_related("tenant", "created_by").get(pk=batch_id)
     actor = Actor(user=batch.created_by, request_id=f"batch:{batch.pk}"[:64])
     action = Action(batch.action)
+    # Read once for the whole batch: the starter's role, and every agent with its row.
+    role = member_role(actor.user.pk, batch.tenant_id) if actor.user is not None else None
     pending = list(batch.items.filter(outcome=ItemOutcome.PENDING).select_related("agent"))
-    for n, item in enumerate(pending, start=1):
+    done: list[BatchItem] = []
+    for item in pending:
         if batch.undo_of_id is not None and not _unchanged_since(item):
             item.outcome, item.message = ItemOutcome.SKIPPED, "changed since the batch it undoes; left alone"
         else:
-            request = ControlRequest(action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk)
-            try:
-                result = control_execute(tenant=batch.tenant, actor=actor, request=request)
-            except InterfaceError as exc:
-                skipped = exc.code in (ErrorCode.CONTROL_INVALID_TRANSITION,)
-                item.outcome = ItemOutcome.SKIPPED if skipped else ItemOutcome.FAILED
-                item.error_code, item.message = str(exc.code), exc.message[:300]
-            else:
-                done = result.status == ControlStatus.SUCCESS
-                item.outcome = ItemOutcome.SUCCESS if done else ItemOutcome.NOOP
-                item.message, item.version = result.message[:300], result.version
-        item.save(update_fields=["outcome", "error_code", "message", "version"])
-        if n % PROGRESS_EVERY == 0:
+            _run_item(batch, actor, role, action, item)
+        done.append(item)
+        if len(done) == PROGRESS_EVERY:
+            _save(done)
             hub.publish(batch.tenant_id, "control.batch", _progress(batch))
+    _save(done)
     Batch.objects.filter(pk=batch.pk, finished_at__isnull=True).update(finished_at=timezone.now())
     batch.refresh_from_db(fields=["finished_at"])
     progress = _progress(batch)
     hub.publish(batch.tenant_id, "control.batch", progress)
     return progress
+
+
+def _run_item(batch: Batch, actor: Actor, role: str | None, action: Action, item: BatchItem) -> None:
+    request = ControlRequest(action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk)
+    agent: Agent | None = item.agent
+    for _ in range(2):  # once more, afresh, if the agent changed since the batch read it
+        try:
+            result = control_execute(tenant=batch.tenant, actor=actor, request=request, agent=agent, role=role)
+        except InterfaceError as exc:
+            if exc.code == ErrorCode.CONTROL_STALE and agent is not None:
+                agent = None
+                continue
+            skipped = exc.code == ErrorCode.CONTROL_INVALID_TRANSITION
+            item.outcome = ItemOutcome.SKIPPED if skipped else ItemOutcome.FAILED
+            item.error_code, item.message = str(exc.code), exc.message[:300]
+        else:
+            item.outcome = ItemOutcome.SUCCESS if result.status == ControlStatus.SUCCESS else ItemOutcome.NOOP
+            item.message, item.version = result.message[:300], result.version
+        return
+
+
+def _save(items: list[BatchItem]) -> None:
+    BatchItem.objects.bulk_update(items, ["outcome", "error_code", "message", "version"], batch_size=500)
+    items.clear()
 
 
 # The item an undo reverts: its original item in the batch being undone.
