@@ -161,8 +161,9 @@ def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
                 connection.close()  # back to the pool: this thread is the executor's
 
     # Each item waits mostly on PostgreSQL and Redis, and items lock different agents: a
-    # few threads run them side by side. Inside a transaction (a test's), one by one.
-    threaded = not connection.in_atomic_block
+    # few threads run them side by side. Inside a transaction (a test's), and on SQLite
+    # (one writer at a time), one by one.
+    threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
     with ThreadPoolExecutor(max_workers=BULK_THREADS if threaded else 1, thread_name_prefix="l10-bulk") as pool:
         for start in range(0, len(pending), PROGRESS_EVERY):
             chunk = pending[start : start + PROGRESS_EVERY]

@@ -331,6 +331,11 @@ def _execute(
         # the operation refuse (E10309) rather than overwrite what it did not see.
         try:
             return _apply(tenant, actor, request, agent.pk, agent_ref, agent.version)
+        except InterfaceError as exc:
+            # The change it did not see may be this very request, run by a concurrent twin.
+            if exc.code == ErrorCode.CONTROL_STALE and (replayed := _replay(tenant, actor, request, agent)):
+                return replayed
+            raise
         except _Claimed:
             replayed = _replay(tenant, actor, request, agent)
             if replayed is None:  # claimed and since expired: vanishingly rare; safe to retry
