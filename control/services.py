@@ -281,14 +281,23 @@ REPLAY_SQL = (
     f"SELECT * FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - constants only
     "WHERE tenant_id = %s AND caller = %s AND key = %s"
 )
-LOCK_ROW_SQL = f"SELECT * FROM {Agent._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608 - constants only
+LOCK_ROW_SQL = f"SELECT desired_state, version, quotas FROM {Agent._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608
 
 
-def _locked_row(agent_id: UUID) -> Agent:
-    """The agent's row, locked until the transaction ends."""
+def _locked_row(agent: Agent) -> Agent:
+    """Lock the agent's row until the transaction ends, and refresh what a decision reads
+    (its desired state, version and quotas) from it; the rest of ``agent`` as read before."""
     if connection.vendor != "postgresql":
-        return Agent.objects.select_for_update().get(pk=agent_id)
-    return next(iter(Agent.objects.raw(LOCK_ROW_SQL, [agent_id])))
+        return Agent.objects.select_for_update().get(pk=agent.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_ROW_SQL, [agent.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, "The agent was removed meanwhile.")
+    agent.desired_state, agent.version, quotas = row
+    # Django leaves jsonb as text for JSONField to decode; a plain cursor gets that text.
+    agent.quotas = json.loads(quotas) if isinstance(quotas, str) else quotas
+    return agent
 
 
 def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent) -> ControlResult | None:
@@ -330,7 +339,7 @@ def _execute(
         # after it was read (under an expired lock, or just before this one was taken) makes
         # the operation refuse (E10309) rather than overwrite what it did not see.
         try:
-            return _apply(tenant, actor, request, agent.pk, agent_ref, agent.version)
+            return _apply(tenant, actor, request, agent, agent_ref, agent.version)
         except InterfaceError as exc:
             # The change it did not see may be this very request, run by a concurrent twin.
             if exc.code == ErrorCode.CONTROL_STALE and (replayed := _replay(tenant, actor, request, agent)):
@@ -354,11 +363,12 @@ CLAIM_SQL = (
 
 @transaction.atomic
 def _apply(
-    tenant: Tenant, actor: Actor, request: ControlRequest, agent_id: UUID, agent_ref: str, seen: int
+    tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent, agent_ref: str, seen: int
 ) -> ControlResult:
     now = timezone.now()
+    agent_id = agent.pk
     try:
-        agent = _locked_row(agent_id)
+        agent = _locked_row(agent)
         if agent.version != seen:
             raise fleet_services.StaleVersion
         result, delta = _change(agent, actor, request)
