@@ -82,10 +82,10 @@ class ControlOut(Schema):
 
 
 @functools.cache
-def _agent_statement() -> str:
+def _agent_statement(columns: str) -> str:
     agents, tenants, members = Agent._meta.db_table, Tenant._meta.db_table, Membership._meta.db_table
     return (
-        "SELECT a.*, t.slug AS tenant_slug, t.name AS tenant_name, "  # noqa: S608 - constants only
+        f"SELECT {columns}, t.slug AS tenant_slug, t.name AS tenant_name, "  # noqa: S608 - constants only
         f"(SELECT m.role FROM {members} AS m WHERE m.user_id = %s AND m.tenant_id = a.tenant_id) AS caller_role "
         f"FROM {agents} AS a JOIN {tenants} AS t ON t.id = a.tenant_id WHERE a.id = %s"
     )
@@ -93,14 +93,31 @@ def _agent_statement() -> str:
 
 def _agent_and_role(agent_id: UUID, user_id: int) -> tuple[Agent | None, str | None]:
     """The agent, its tenant and the caller's role there, in one plain statement (the
-    request's first read; compiling it as an ORM query cost more than running it)."""
-    pk = Agent._meta.pk.get_db_prep_value(agent_id, connection)
-    found = list(Agent.objects.raw(_agent_statement(), [user_id, pk]))
+    request's first read; compiling it as an ORM query cost more than running it). On
+    PostgreSQL only the columns control reads; the service locks the row and reads its
+    state again before deciding."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_agent_statement(CONTROL_COLUMNS), [user_id, agent_id])
+            row = cursor.fetchone()
+        if row is None:
+            return None, None
+        pk, tenant_id, external_id, name, version, desired_state, slug, tenant_name, role = row
+        tenant = Tenant(id=tenant_id, slug=slug, name=tenant_name)
+        agent = Agent(
+            id=pk, tenant=tenant, external_id=external_id, name=name, version=version, desired_state=desired_state
+        )
+        return agent, role
+    pk_value = Agent._meta.pk.get_db_prep_value(agent_id, connection)
+    found = list(Agent.objects.raw(_agent_statement("a.*"), [user_id, pk_value]))
     if not found:
         return None, None
     agent = found[0]
     agent.tenant = Tenant(id=agent.tenant_id, slug=agent.tenant_slug, name=agent.tenant_name)  # type: ignore[attr-defined]
     return agent, agent.caller_role  # type: ignore[attr-defined]
+
+
+CONTROL_COLUMNS = "a.id, a.tenant_id, a.external_id, a.name, a.version, a.desired_state"
 
 
 def _call(request: HttpRequest, agent_id: UUID, action: Action, **fields: Any) -> HttpResponse:

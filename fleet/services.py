@@ -461,7 +461,8 @@ def quotas_apply(*, agent: Agent, quotas: dict[str, dict[str, int]]) -> None:
     if agent.quotas != quotas:
         agent.quotas = quotas
         agent.version += 1
-        agent.save(update_fields=["quotas", "version", "updated_at"])
+        agent.updated_at = timezone.now()
+        _update_columns(agent, ("quotas", "version", "updated_at"))
         tenant_cache.invalidate(agent.tenant_id)
         _publish_control(agent, "quotas", quotas=quotas)
 
