@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from l10console.tenancy.models import Tenant
+from tenancy.models import Tenant
 
 
 class Outcome(models.TextChoices):

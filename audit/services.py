@@ -8,10 +8,10 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import User
-from django.db import connection
 from django.utils import timezone
 
-from audit.models import AuditEntry, Outcome
+from audit import sql
+from audit.models import Outcome
 
 
 @dataclass(frozen=True)
@@ -44,53 +44,25 @@ class Entry:
     batch_id: UUID | None = None
 
 
-AUDIT_COLUMNS = (
-    "tenant_id",
-    "occurred_at",
-    "actor_id",
-    "actor_label",
-    "ip",
-    "user_agent",
-    "action",
-    "resource_type",
-    "resource_id",
-    "reason",
-    "delta",
-    "outcome",
-    "error_code",
-    "idempotency_key",
-    "request_id",
-    "batch_id",
-)
-INSERT_SQL = (
-    f"INSERT INTO {AuditEntry._meta.db_table} ({', '.join(AUDIT_COLUMNS)}) "  # noqa: S608 - constants only
-    f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS))})"
-)
-
-
 def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | None = None) -> None:
-    """One row, in the caller's transaction (a change and its audit commit together). A
-    plain statement: it is written on every control operation, and compiling the ORM's
-    INSERT cost more than running it."""
-    fields = {f.column: f for f in AuditEntry._meta.concrete_fields}
-    values = (
-        tenant_id,
-        at or timezone.now(),
-        actor.user.pk if actor.user is not None else None,
-        actor.label,
-        actor.ip,
-        actor.user_agent[:300],
-        entry.action,
-        entry.resource_type,
-        entry.resource_id[:64],
-        entry.reason[:500],
-        entry.delta,
-        entry.outcome,
-        entry.error_code,
-        entry.idempotency_key[:255],
-        actor.request_id[:64],
-        entry.batch_id,
+    """One row, in the caller's transaction (a change and its audit commit together)."""
+    sql.insert(
+        {
+            "tenant_id": tenant_id,
+            "occurred_at": at or timezone.now(),
+            "actor_id": actor.user.pk if actor.user is not None else None,
+            "actor_label": actor.label,
+            "ip": actor.ip,
+            "user_agent": actor.user_agent[:300],
+            "action": entry.action,
+            "resource_type": entry.resource_type,
+            "resource_id": entry.resource_id[:64],
+            "reason": entry.reason[:500],
+            "delta": entry.delta,
+            "outcome": entry.outcome,
+            "error_code": entry.error_code,
+            "idempotency_key": entry.idempotency_key[:255],
+            "request_id": actor.request_id[:64],
+            "batch_id": entry.batch_id,
+        }
     )
-    params = [fields[c].get_db_prep_save(v, connection) for c, v in zip(AUDIT_COLUMNS, values, strict=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(INSERT_SQL, params)

@@ -77,7 +77,7 @@ from audit.services import Actor
 from control.bulk import bulk_preview, bulk_run, bulk_select, bulk_start
 from control.services import Action
 from fleet.models import Agent
-from l10console.tenancy.models import Membership
+from tenancy.models import Membership
 spec = json.loads(os.environ["BENCH_SPEC"])
 member = Membership.objects.select_related("tenant", "user").get(tenant__slug=spec["slug"], user__username=spec["username"])
 Agent.objects.bulk_create(
@@ -106,8 +106,8 @@ SEED_CODE = """
 import json, os
 from django.contrib.auth import get_user_model
 from fleet.models import Agent
-from l10console.tenancy.models import Membership, Role, Tenant
-from l10console.tenancy.services import personal_token_create
+from tenancy.models import Membership, Role, Tenant
+from tenancy.services import personal_token_create
 spec = json.loads(os.environ["BENCH_SPEC"])
 tenant = Tenant.objects.create(slug=spec["slug"], name="Bench control")
 user = get_user_model().objects.create_user(spec["username"])

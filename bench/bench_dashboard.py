@@ -20,15 +20,14 @@ is counted before anything is measured.
 Pages: sequential GETs over one keep-alive connection to uvicorn (core 1) from this
 process (core 0), logged in as the member through the login form. "Uncached" means every
 request misses: before each one this process bumps the tenant's cache generation with a
-Redis ``INCR`` of ``l10:1:tgen:<tenant>`` (the key ``l10console.tenant_cache`` reads), so
+Redis ``INCR`` of ``l10:1:tgen:<tenant>`` (the key ``core.tenant_cache`` reads), so
 the request takes the path of the first viewer after a state change (generation lookups,
 misses, the queries, the rendering, the cache writes). After each phase the cache entries
 are counted: an uncached phase must have stored one new entry per request, a cached phase
 none. Every response is checked (status 200; the counts, the chart points, the rows shown).
 
 Floors: the same queries with psycopg over one connection (autocommit), written out from
-the selectors; the fleet chart query is read from ``dashboard/selectors.py`` itself
-(``FLEET_MINUTES_SQL``). The cached overview's floor is a Redis GET of the cached overview
+the selectors; the fleet chart query is the app's own (``fleet.sql.FLEET_MINUTES_SQL``). The cached overview's floor is a Redis GET of the cached overview
 entry. Page and floor run in alternating blocks so both see the same machine.
 
 The machine is shared: a context row says how busy the server's core was while measuring
@@ -37,7 +36,6 @@ and how much of that was the server, so a run disturbed by other processes shows
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import random
@@ -106,8 +104,6 @@ TARGET_LIST_MS = 50.0
 TARGET_DETAIL_MS = 100.0
 SEED_OVERVIEW_MS, SEED_CACHED_MS = 500.0, 50.0
 
-SELECTORS = common.ROOT / "dashboard" / "selectors.py"
-
 
 # --- its own stores --------------------------------------------------------------------
 
@@ -133,7 +129,7 @@ def _django(code: str, spec: dict[str, Any], *, timeout: float = 900) -> dict[st
 SETUP_CODE = """
 import json, os
 from django.contrib.auth import get_user_model
-from l10console.tenancy.models import Membership, Role, Tenant
+from tenancy.models import Membership, Role, Tenant
 spec = json.loads(os.environ["BENCH_SPEC"])
 tenant = Tenant.objects.create(slug=spec["slug"], name="Bench dashboard")
 user = get_user_model().objects.create_user(spec["username"], password=spec["password"])
@@ -154,8 +150,11 @@ print("L10BENCH " + json.dumps({"written": written, "seconds": time.perf_counter
 AGENT_COLUMNS = (
     "id, tenant_id, external_id, name, labels, desired_state, desired_changed_at, desired_changed_by_id, version, "
     "quotas, observed_state, observed_changed_at, last_heartbeat_at, cpu_percent, memory_mb, latency_p95_ms, "
-    "tokens_per_min, requests_per_min, errors_per_min, metrics_at, registered_at, updated_at"
+    "tokens_per_min, requests_per_min, errors_per_min, metrics_at, registered_at, updated_at, "
+    "delivered_version, pause_reason, pause_mode"
 )
+# Columns the seeded agents all share: nothing delivered yet, no pause.
+AGENT_DEFAULTS = (0, "", "after_task")
 MINUTE_COLUMNS = (
     "agent_id, tenant_id, minute, samples, cpu_sum, cpu_max, memory_sum, memory_max, tokens, requests, errors, "
     "latency_p95_ms"
@@ -210,7 +209,7 @@ def seed() -> Seeded:
         cur.execute("SET session_replication_role = replica")
         with cur.copy(f"COPY fleet_agent ({AGENT_COLUMNS}) FROM STDIN") as copy:
             for row in agent_rows:
-                copy.write_row(row)
+                copy.write_row((*row, *AGENT_DEFAULTS))
         stamps = [(first_minute + timedelta(minutes=m)).isoformat() for m in range(minutes)]
         # Minute by minute, every agent's row of that minute: the order ingestion writes them in,
         # so the heap is laid out as in production (a minute's rows together, an agent's spread out).
@@ -383,21 +382,23 @@ def _check_seed(s: Seeded) -> dict[str, int]:
 
 
 def window(span: timedelta, step: timedelta, now: datetime) -> tuple[datetime, datetime]:
-    """``dashboard.selectors._window``: [start, end) ending with the step that holds ``now``."""
+    """``fleet.series.window``: [start, end) ending with the step that holds ``now``."""
     step_s = int(step.total_seconds())
     end = datetime.fromtimestamp((int(now.timestamp()) // step_s + 1) * step_s, tz=UTC)
     return end - span, end
 
 
+APP_SQL_CODE = """
+import json, os
+from fleet import sql
+print("L10BENCH " + json.dumps({"sql": getattr(sql, json.loads(os.environ["BENCH_SPEC"])["name"])}))
+"""
+
+
 def app_sql(name: str) -> str:
-    """A module-level SQL string of ``dashboard/selectors.py``, read from the source, so the
-    floor runs the query the app runs today."""
-    for node in ast.parse(SELECTORS.read_text()).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            value = ast.literal_eval(node.value)
-            if isinstance(value, str):
-                return value
-    raise RuntimeError(f"{name} not found in {SELECTORS}")
+    """A module-level SQL string of ``fleet/sql.py``, as the app builds it, so the floor
+    runs the query the app runs today."""
+    return str(_django(APP_SQL_CODE, {"name": name}, timeout=60)["sql"])
 
 
 # The selectors' queries, as Django writes them for PostgreSQL.
@@ -406,7 +407,7 @@ SQL_STATES = (
     "GROUP BY observed_state, desired_state"
 )
 LIVE = "FROM fleet_agent WHERE tenant_id = %s AND metrics_at >= %s"
-SQL_LIVE_METRICS = (  # dashboard.selectors.FLEET_RESOURCES_SQL
+SQL_LIVE_METRICS = (  # fleet.sql.FLEET_RESOURCES_SQL
     "SELECT count(*), avg(cpu_percent), percentile_disc(0.95) WITHIN GROUP (ORDER BY cpu_percent), "
     "avg(memory_mb), percentile_disc(0.95) WITHIN GROUP (ORDER BY memory_mb), "
     "coalesce(sum(tokens_per_min), 0), coalesce(sum(requests_per_min), 0), coalesce(sum(errors_per_min), 0) "
@@ -423,7 +424,7 @@ SQL_BUCKETS = (
 )
 USER_COLUMNS = "u.id, u.password, u.last_login, u.is_superuser, u.username, u.first_name, u.last_name, u.email, "
 USER_COLUMNS += "u.is_staff, u.is_active, u.date_joined"
-# dashboard.selectors.LIST_FIELDS: the list reads only what its rows show.
+# fleet.selectors.LIST_FIELDS: the list reads only what its rows show.
 LIST_COLUMNS = (
     "a.id, a.tenant_id, a.name, a.external_id, a.labels, a.desired_state, a.desired_changed_at, "
     "a.desired_changed_by_id, a.observed_state, a.last_heartbeat_at, a.cpu_percent, a.memory_mb, "

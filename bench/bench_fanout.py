@@ -12,7 +12,7 @@ The issue's figure: with 1,000 sockets of one tenant open on one server process,
   answering the server's pings. Frames are read as they come; an event's seq is read from
   the frame's fixed prefix (no JSON parse on the hot path) and its receipt time noted.
 - Fan-out: ``EVENTS`` events published one at a time from this process's loop with
-  ``l10console.hub.send_payloads`` (the sync publish services and Celery use: one Lua
+  ``realtime.hub.send_payloads`` (the sync publish services and Celery use: one Lua
   ``INCR`` + ``PUBLISH``), the clock read just before the call; the figure is the time
   until the LAST of the sockets received it (matched on seq, and on a nonce of this run in
   the event's data, since Redis pub/sub channels are shared by every Redis database). The
@@ -81,7 +81,7 @@ EVENT_PREFIX = '{"type":"event","seq":'
 
 def django_setup() -> None:
     """Configure Django in this process as the server is (``common.server_env()``), so
-    ``l10console.hub`` publishes to the same Redis database the server reads."""
+    ``realtime.hub`` publishes to the same Redis database the server reads."""
     from django.apps import apps
 
     env = common.server_env()
@@ -352,7 +352,7 @@ class FanoutResult:
 async def fan_out(sockets: Sockets, tenant_id: int, count: int, pid: int, period: float = 0.0) -> FanoutResult:
     """Publish ``count`` events one at a time, one every ``period`` seconds at most;
     publish → last receipt of each."""
-    from l10console import hub
+    from realtime import hub
 
     tracker = sockets.tracker
     latencies: list[float] = []
@@ -443,7 +443,7 @@ async def redis_floor(count: int) -> list[float]:
 
 
 def hub_payload_like() -> str:
-    from l10console import hub
+    from realtime import hub
 
     return hub.encode(TOPIC, event_data("floor", 0))
 
@@ -454,7 +454,7 @@ def publish_costs(tenant_id: int) -> dict[str, list[float]]:
     from channels_redis.pubsub import RedisPubSubChannelLayer
     from django.conf import settings
 
-    from l10console import hub
+    from realtime import hub
 
     payload = hub_payload_like()
     layer = RedisPubSubChannelLayer(hosts=[{"address": settings.L10.redis_url, "socket_timeout": None}])
@@ -630,7 +630,7 @@ def run() -> list[Row]:
             pct(hub_ms, 50),
             floor=raw50,
             floor_label="redis-py PUBLISH",
-            note=f"l10console.hub.send_payloads (one Lua INCR + PUBLISH, a cached sync client): p99 "
+            note=f"realtime.hub.send_payloads (one Lua INCR + PUBLISH, a cached sync client): p99 "
             f"{pct(hub_ms, 99):.2f} ms, n={len(hub_ms)}; floor: redis-py PUBLISH, p99 {pct(raw_ms, 99):.2f} ms",
         ),
         Row(

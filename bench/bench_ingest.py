@@ -60,22 +60,20 @@ MERGE_COLUMNS = (
     "agent_id, tenant_id, minute, samples, cpu_sum, cpu_max, memory_sum, memory_max, tokens, requests, errors, "
     "latency_p95_ms"
 )
-# fleet.services._merge_minutes, written out for one row: sums add, maxima keep the larger.
+# fleet.sql's minute merge, written out for one row: sums add, maxima keep the larger.
 UPSERT_MINUTE = (
     f"INSERT INTO fleet_metricminute AS t ({MERGE_COLUMNS}) VALUES ({', '.join(['%s'] * 12)}) "  # noqa: S608
     "ON CONFLICT (agent_id, minute) DO UPDATE SET "
     "samples = t.samples + excluded.samples, cpu_sum = t.cpu_sum + excluded.cpu_sum, "
     "memory_sum = t.memory_sum + excluded.memory_sum, tokens = t.tokens + excluded.tokens, "
     "requests = t.requests + excluded.requests, errors = t.errors + excluded.errors, "
-    "cpu_max = CASE WHEN excluded.cpu_max > t.cpu_max THEN excluded.cpu_max ELSE t.cpu_max END, "
-    "memory_max = CASE WHEN excluded.memory_max > t.memory_max THEN excluded.memory_max ELSE t.memory_max END, "
-    "latency_p95_ms = CASE WHEN excluded.latency_p95_ms > t.latency_p95_ms "
-    "THEN excluded.latency_p95_ms ELSE t.latency_p95_ms END"
+    "cpu_max = GREATEST(t.cpu_max, excluded.cpu_max), memory_max = GREATEST(t.memory_max, excluded.memory_max), "
+    "latency_p95_ms = GREATEST(t.latency_p95_ms, excluded.latency_p95_ms)"
 )
-# fleet.services._token_by_hash_postgres and fleet.services._heartbeat_statement(True).
+# tenancy.sql.api_token_by_hash and fleet.sql.heartbeat (with metrics), as plain statements.
 AUTHENTICATE = (
     "SELECT k.id, k.revoked_at, k.last_used_at, t.id, t.slug, t.name, t.created_at "
-    "FROM fleet_apitoken AS k JOIN tenancy_tenant AS t ON t.id = k.tenant_id WHERE k.token_hash = %s"
+    "FROM tenancy_apitoken AS k JOIN tenancy_tenant AS t ON t.id = k.tenant_id WHERE k.token_hash = %s"
 )
 HEARTBEAT = (
     "WITH previous AS (SELECT id, observed_state FROM fleet_agent "  # noqa: S608 - constants only

@@ -291,7 +291,7 @@ SEED_CODE = """
 import json, os
 from fleet import services
 from fleet.models import Agent
-from l10console.tenancy.models import Tenant
+from tenancy.models import Tenant
 spec = json.loads(os.environ["BENCH_SEED"])
 tenant = Tenant.objects.create(slug=spec["slug"], name=spec["slug"])
 _, plain = services.token_create(tenant=tenant, name="bench", created_by=None)

@@ -13,7 +13,7 @@ subscription that dies after the client library's socket timeout, memory that gr
   to ``/ws/events`` with the tenant's API token, subscribed to ``agent.state.changed``,
   answering every ping with a pong.
 - The load: ``PUBLISH_RATE`` events per second published from this process with
-  ``l10console.hub.send_payloads`` for the whole soak.
+  ``realtime.hub.send_payloads`` for the whole soak.
 
 Checks (the exit code is 1 when one fails): no socket closed; every socket received every
 event published (none lost, none twice); every socket was pinged about as often as the
@@ -104,7 +104,7 @@ class Soaked:
 
 
 async def soak(url: str, token: str, tenant_id: int, pid: int, seconds: float) -> Soaked:
-    from l10console import hub
+    from realtime import hub
 
     tracker = Tracker(nonce=secrets.token_hex(8), expected=SOCKETS)
     sockets = Sockets(ws_url(url), TENANT_SLUG, token, tracker)

@@ -25,11 +25,13 @@ from django.utils import timezone
 
 from audit.services import Actor
 from control.models import Batch, BatchItem, ItemOutcome
-from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute, member_role
+from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute
+from core import runner
+from core.errors import ErrorCode, InterfaceError
 from fleet.models import Agent, DesiredState
-from l10console import hub, runner
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Tenant
+from fleet.selectors import BadFilter, parse_labels, with_labels
+from realtime import hub
+from tenancy.models import Tenant
 
 BULK_ACTIONS = (Action.PAUSE, Action.RESUME, Action.STOP)
 MAX_AGENTS = 10_000
@@ -41,29 +43,28 @@ VERB = {Action.PAUSE: "paused", Action.RESUME: "resumed", Action.STOP: "stopped"
 
 def bulk_select(tenant: Tenant, *, agent_ids: list[str] | None = None, selector: str | None = None) -> list[Agent]:
     """The tenant's agents by id, or by a label selector (``team=search,env=prod``)."""
-    from dashboard.selectors import BadFilter, parse_labels
-
     agents = Agent.objects.filter(tenant=tenant).order_by("name", "pk")
     if selector is not None:
         try:
             labels = parse_labels(selector[:500])
         except BadFilter as exc:
-            raise InterfaceError(ErrorCode.INGEST_INVALID, str(exc)) from None
+            raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, str(exc)) from None
         if not labels:
-            raise InterfaceError(ErrorCode.INGEST_INVALID, "Give a label selector, e.g. team=search,env=prod.")
-        for key, value in labels.items():
-            agents = agents.filter(**{f"labels__{key}": value})
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_SELECTION, "Give a label selector, e.g. team=search,env=prod."
+            )
+        agents = with_labels(agents, labels.items())
     else:
         try:
             ids = [UUID(str(a)) for a in agent_ids or []]
         except ValueError:
-            raise InterfaceError(ErrorCode.INGEST_INVALID, "Agents are named by their ids.") from None
+            raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, "Agents are named by their ids.") from None
         if not ids:
-            raise InterfaceError(ErrorCode.INGEST_INVALID, "Select at least one agent.")
+            raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, "Select at least one agent.")
         agents = agents.filter(pk__in=ids)
     found = list(agents[: MAX_AGENTS + 1])
     if len(found) > MAX_AGENTS:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, f"A batch holds at most {MAX_AGENTS:,} agents.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, f"A batch holds at most {MAX_AGENTS:,} agents.")
     return found
 
 
@@ -105,12 +106,12 @@ def bulk_start(
     *, tenant: Tenant, actor: Actor, action: Action, agents: list[Agent], reason: str = "", undo_of: Batch | None = None
 ) -> Batch:
     if action not in BULK_ACTIONS:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, "A batch pauses, resumes or stops agents.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_ACTION, "A batch pauses, resumes or stops agents.")
     authorize(tenant, actor, action)
     if action == Action.STOP and not reason.strip():
         raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
     if not agents:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, "Select at least one agent.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, "Select at least one agent.")
     batch = Batch.objects.create(
         tenant=tenant,
         created_by=actor.user,
@@ -146,16 +147,14 @@ def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
     batch = Batch.objects.select_related("tenant", "created_by").get(pk=batch_id)
     actor = Actor(user=batch.created_by, request_id=f"batch:{batch.pk}"[:64])
     action = Action(batch.action)
-    # Read once for the whole batch: the starter's role, and every agent with its row.
-    role = member_role(actor.user.pk, batch.tenant_id) if actor.user is not None else None
-    pending = list(batch.items.filter(outcome=ItemOutcome.PENDING).select_related("agent"))
+    pending = list(batch.items.filter(outcome=ItemOutcome.PENDING))
 
     def one(item: BatchItem) -> None:
         try:
             if batch.undo_of_id is not None and not _unchanged_since(item):
                 item.outcome, item.message = ItemOutcome.SKIPPED, "changed since the batch it undoes; left alone"
             else:
-                _run_item(batch, actor, role, action, item)
+                _run_item(batch, actor, action, item)
         finally:
             if threaded:
                 connection.close()  # back to the pool: this thread is the executor's
@@ -181,15 +180,15 @@ def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
     return progress
 
 
-def _run_item(batch: Batch, actor: Actor, role: str | None, action: Action, item: BatchItem) -> None:
+def _run_item(batch: Batch, actor: Actor, action: Action, item: BatchItem) -> None:
+    """One agent through the control service, as the batch's starter (whose role the
+    service reads afresh: a starter demoted meanwhile is refused)."""
     request = ControlRequest(action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk)
-    agent: Agent | None = item.agent
-    for _ in range(2):  # once more, afresh, if the agent changed since the batch read it
+    for attempt in range(2):  # once more if the agent changed between its read and its lock
         try:
-            result = control_execute(tenant=batch.tenant, actor=actor, request=request, agent=agent, role=role)
+            result = control_execute(tenant=batch.tenant, actor=actor, request=request)
         except InterfaceError as exc:
-            if exc.code == ErrorCode.CONTROL_STALE and agent is not None:
-                agent = None
+            if exc.code == ErrorCode.CONTROL_STALE and attempt == 0:
                 continue
             skipped = exc.code == ErrorCode.CONTROL_INVALID_TRANSITION
             item.outcome = ItemOutcome.SKIPPED if skipped else ItemOutcome.FAILED

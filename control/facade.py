@@ -15,14 +15,12 @@ from django.contrib.auth.models import User
 
 from audit.services import Actor
 from control.services import Action, ControlRequest, ControlResult, control_execute
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Tenant
+from core.errors import ErrorCode, InterfaceError
+from tenancy.selectors import tenant_by_ref
 
 
 def _run(tenant_id: str | int, user_id: str, request: ControlRequest) -> ControlResult:
-    text = str(tenant_id).strip()
-    tenants = Tenant.objects.filter(pk=int(text)) if text.isdigit() else Tenant.objects.filter(slug=text[:100])
-    tenant = tenants.first()
+    tenant = tenant_by_ref(tenant_id)
     if tenant is None:
         raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"No tenant {tenant_id!r}.")
     user = User.objects.filter(username=str(user_id)[:150], is_active=True).first()

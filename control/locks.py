@@ -1,6 +1,6 @@
 """A short lock per agent, for a fast, clear answer when two control operations meet.
 
-Correctness does not rest on it (NOTES.md, "Lock for speed, database for correctness"):
+Correctness does not rest on it (docs/architecture.md, "Lock for speed, database for correctness"):
 the change itself is fenced by the agent's version under ``SELECT … FOR UPDATE``. Redis
 in production (``SET key token NX PX ttl``, released by compare-and-delete in Lua); the
 process's cache in the embedded default.
@@ -55,6 +55,18 @@ def acquire(agent_id: object, ttl_ms: int | None = None) -> str | None:
     except Exception as exc:
         raise LockUnavailable(str(exc)) from exc
     return token if taken else None
+
+
+def holder(agent_id: object) -> str | None:
+    """The token of the lock's current holder, None when the lock is free."""
+    try:
+        if settings.L10.uses_redis:
+            value = _client(settings.L10.redis_url).get(lock_key(agent_id))
+            return value.decode() if value is not None else None
+        found = django_cache.get(lock_key(agent_id))
+    except Exception as exc:
+        raise LockUnavailable(str(exc)) from exc
+    return str(found) if found is not None else None
 
 
 def release(agent_id: object, token: str) -> None:

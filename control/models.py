@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from l10console.tenancy.models import Tenant
+from tenancy.models import Tenant
 
 
 class IdempotencyRecord(models.Model):

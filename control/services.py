@@ -1,8 +1,9 @@
 """Control operations: pause, resume, emergency stop, restart, quota.
 
-One operation, step by step (DESIGN.md, "Control operation, step by step"):
+One operation, step by step (docs/architecture.md, "A pause, from click to agent"):
 
-1. Authorize: the actor's role in the agent's tenant allows the action.
+1. Authorize: the actor's role in the agent's tenant, read from the database with the
+   agent, allows the action.
 2. Validate the request (a reason for a stop, a sane quota) and the idempotency key.
 3. Idempotency: a key already answered replays its stored answer; the same key with
    another request is 422.
@@ -13,6 +14,8 @@ One operation, step by step (DESIGN.md, "Control operation, step by step"):
    store the answer.
 6. After commit (in ``fleet.services``): publish ``control.action`` (which tells the
    agent's socket at once) and invalidate the tenant's cached pages.
+
+The plain statements it runs on PostgreSQL are in ``control.sql``.
 
 A refused or failed attempt changes nothing and leaves one audit row of its own.
 """
@@ -29,22 +32,23 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.models import Outcome
-from audit.services import Actor, Entry, audit_record
-from control import locks
+from audit.services import SYSTEM, Actor, Entry, audit_record
+from control import locks, sql
 from control.models import IdempotencyRecord
+from core.errors import ErrorCode, InterfaceError
 from fleet import services as fleet_services
 from fleet.models import Agent, DesiredState, PauseMode, QuotaPeriod, QuotaType
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Membership, Role, Tenant
+from tenancy.models import Membership, Role, Tenant
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 MAX_REASON = 500
 MAX_QUOTA = 10**12
 MAX_PAUSE = timedelta(days=7)
+MAX_PAUSE_MINUTES = int(MAX_PAUSE.total_seconds() // 60)
 
 
 class Action(StrEnum):
@@ -125,13 +129,22 @@ def _caller(actor: Actor) -> str:
     return f"user:{actor.user.pk}" if actor.user is not None else "system"
 
 
-def authorize(tenant: Tenant, actor: Actor, action: Action, *, role: str | None = None) -> None:
-    """The actor's role in the tenant allows the action (the system may do anything).
-    ``role``: the actor's role there, when the caller has read it already."""
+def member_role(user_id: int, tenant_id: int) -> str | None:
+    """The user's role in the tenant, None when not a member."""
+    # order_by(): no join for Membership's default ordering.
+    found = Membership.objects.filter(user_id=user_id, tenant_id=tenant_id).order_by().values_list("role", flat=True)
+    return next(iter(found[:1]), None)
+
+
+def authorize(tenant: Tenant, actor: Actor, action: Action) -> None:
+    """The actor's role in the tenant, read from the database, allows the action (the
+    system may do anything)."""
+    _allow(tenant, actor, action, member_role(actor.user.pk, tenant.pk) if actor.user is not None else None)
+
+
+def _allow(tenant: Tenant, actor: Actor, action: Action, role: str | None) -> None:
     if actor.user is None:
         return  # the system: expiries and undo run on behalf of the console
-    if role is None:
-        role = member_role(actor.user.pk, tenant.pk)
     if role is None:
         raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"You are not a member of tenant {tenant.slug!r}.")
     if not Role(role).allows(NEEDS[action]):
@@ -140,26 +153,48 @@ def authorize(tenant: Tenant, actor: Actor, action: Action, *, role: str | None 
         )
 
 
-def member_role(user_id: int, tenant_id: int) -> str | None:
-    # order_by(): no join for Membership's default ordering.
-    found = Membership.objects.filter(user_id=user_id, tenant_id=tenant_id).order_by().values_list("role", flat=True)
-    return next(iter(found[:1]), None)
+def _no_agent(ref: object, where: str = "") -> InterfaceError:
+    return InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {str(ref)[:80]!r}{where}.")
 
 
-def _agent(tenant: Tenant, ref: str) -> Agent:
-    agents = Agent.objects.filter(tenant=tenant)
+def _target(actor: Actor, request: ControlRequest, tenant: Tenant | None) -> tuple[Agent, str | None]:
+    """The agent the request names, with its tenant, and the actor's role there.
+
+    With ``tenant`` (a page, the Python API, a batch), the agent must be that tenant's
+    and may be named by its external id. Without (the JSON API), the agent's own tenant
+    counts, and an agent of a tenant the actor does not belong to is as absent as one
+    that does not exist.
+    """
+    user_id = actor.user.pk if actor.user is not None else None
+    where = " in this tenant" if tenant is not None else ""
     try:
-        found = agents.filter(pk=UUID(str(ref))).first()
+        agent_id = UUID(str(request.agent))
     except ValueError:
-        found = agents.filter(external_id=str(ref)[:200]).first()
-    if found is None:
-        raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, f"No agent {str(ref)[:80]!r} in this tenant.")
-    return found
+        if tenant is None:
+            raise _no_agent(request.agent) from None
+        found_id = Agent.objects.filter(tenant=tenant, external_id=str(request.agent)[:200]).values_list("pk").first()
+        if found_id is None:
+            raise _member_or(tenant, actor, _no_agent(request.agent, where)) from None
+        agent_id = found_id[0]
+    found = sql.target(agent_id, user_id)
+    if found is None or (tenant is not None and found[0].tenant_id != tenant.pk):
+        raise _member_or(tenant, actor, _no_agent(request.agent, where))
+    agent, role = found
+    if tenant is None and role is None and actor.user is not None:
+        raise _no_agent(request.agent)
+    return agent, role
+
+
+def _member_or(tenant: Tenant | None, actor: Actor, error: InterfaceError) -> InterfaceError:
+    """``error``, unless the actor is no member of the tenant it named: then E10005."""
+    if tenant is not None and actor.user is not None and member_role(actor.user.pk, tenant.pk) is None:
+        return InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"You are not a member of tenant {tenant.slug!r}.")
+    return error
 
 
 def _validate(request: ControlRequest) -> None:
     if len(request.reason) > MAX_REASON:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, f"The reason may be at most {MAX_REASON} characters.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_REQUEST, f"The reason may be at most {MAX_REASON} characters.")
     if request.action == Action.STOP and not request.reason.strip():
         raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
     if request.idempotency_key is not None and not KEY_PATTERN.match(request.idempotency_key):
@@ -186,21 +221,26 @@ def _validate(request: ControlRequest) -> None:
 
 def _validate_pause(request: ControlRequest) -> None:
     if request.mode not in PauseMode.values:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, f"mode must be one of {', '.join(PauseMode.values)}.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_PAUSE, f"mode must be one of {', '.join(PauseMode.values)}.")
     minutes, until = request.pause_minutes, request.pause_until
     if minutes is not None and until is not None:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, "Give minutes or until, not both.")
-    limit = int(MAX_PAUSE.total_seconds() // 60)
-    if minutes is not None and (not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= limit):
-        raise InterfaceError(ErrorCode.INGEST_INVALID, f"minutes must be a whole number from 1 to {limit:,}.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_PAUSE, "Give minutes or until, not both.")
+    if minutes is not None and (
+        not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= MAX_PAUSE_MINUTES
+    ):
+        raise InterfaceError(
+            ErrorCode.CONTROL_INVALID_PAUSE, f"minutes must be a whole number from 1 to {MAX_PAUSE_MINUTES:,}."
+        )
     if until is not None:
         if not isinstance(until, datetime) or until.tzinfo is None:
             raise InterfaceError(
-                ErrorCode.INGEST_INVALID, "until must be a time with its zone, e.g. 2026-11-25T14:00Z."
+                ErrorCode.CONTROL_INVALID_PAUSE, "until must be a time with its zone, e.g. 2026-11-25T14:00Z."
             )
         now = timezone.now()
         if not now < until <= now + MAX_PAUSE:
-            raise InterfaceError(ErrorCode.INGEST_INVALID, "until must be in the future and at most 7 days away.")
+            raise InterfaceError(
+                ErrorCode.CONTROL_INVALID_PAUSE, "until must be in the future and at most 7 days away."
+            )
 
 
 def _pause_of(request: ControlRequest, now: datetime) -> fleet_services.Pause:
@@ -257,72 +297,46 @@ def _entry(request: ControlRequest, agent_ref: str, outcome: Outcome, **extra: A
     )
 
 
-def control_execute(
-    *, tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent | None = None, role: str | None = None
-) -> ControlResult:
+def control_execute(*, actor: Actor, request: ControlRequest, tenant: Tenant | None = None) -> ControlResult:
     """Run one control operation; ``InterfaceError`` (E10xxx) when refused, with nothing
-    changed and one audit row saying why. ``agent`` and ``role`` (the actor's role in the
-    tenant): what the caller has read already, so it is not read twice."""
+    changed and, once the agent's tenant is known, one audit row there saying why.
+
+    ``tenant``: the tenant the caller acts in (the agent must be its own); without it,
+    the agent's tenant, where the actor must be a member. The actor's role always comes
+    from the database.
+    """
     agent_ref = str(request.agent)[:64]
+    audited = tenant  # where a refusal is recorded: the tenant named, else the agent's once known
     try:
-        return _execute(tenant, actor, request, agent_ref, agent, role)
+        agent, role = _target(actor, request, tenant)
+        audited = agent.tenant
+        _allow(agent.tenant, actor, request.action, role)
+        return _execute(agent.tenant, actor, request, agent, agent_ref)
     except InterfaceError as exc:
-        outcome = Outcome.FAILED if exc.http_status >= 500 else Outcome.DENIED
-        # Its own transaction: the refusal is recorded even though nothing else is.
-        audit_record(
-            tenant_id=tenant.pk,
-            actor=actor,
-            entry=_entry(request, agent_ref, outcome, error_code=str(exc.code)),
-        )
+        if audited is not None:
+            outcome = Outcome.FAILED if exc.http_status >= 500 else Outcome.DENIED
+            # Its own transaction: the refusal is recorded even though nothing else is.
+            audit_record(
+                tenant_id=audited.pk, actor=actor, entry=_entry(request, agent_ref, outcome, error_code=str(exc.code))
+            )
         raise
 
 
-REPLAY_SQL = (
-    f"SELECT * FROM {IdempotencyRecord._meta.db_table} "  # noqa: S608 - constants only
-    "WHERE tenant_id = %s AND caller = %s AND key = %s"
-)
-LOCK_ROW_SQL = f"SELECT desired_state, version, quotas FROM {Agent._meta.db_table} WHERE id = %s FOR UPDATE"  # noqa: S608
-
-
-def _locked_row(agent: Agent) -> Agent:
-    """Lock the agent's row until the transaction ends, and refresh what a decision reads
-    (its desired state, version and quotas) from it; the rest of ``agent`` as read before."""
-    if connection.vendor != "postgresql":
-        return Agent.objects.select_for_update().get(pk=agent.pk)
-    with connection.cursor() as cursor:
-        cursor.execute(LOCK_ROW_SQL, [agent.pk])
-        row = cursor.fetchone()
-    if row is None:
-        raise InterfaceError(ErrorCode.AGENT_NOT_FOUND, "The agent was removed meanwhile.")
-    agent.desired_state, agent.version, quotas = row
-    # Django leaves jsonb as text for JSONField to decode; a plain cursor gets that text.
-    agent.quotas = json.loads(quotas) if isinstance(quotas, str) else quotas
-    return agent
-
-
 def _replay(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent) -> ControlResult | None:
+    """The stored answer of the request's key; None when the key is new or its record has
+    expired (the purge removes it later; until then a new request replaces it)."""
     if request.idempotency_key is None:
         return None
-    # A plain statement: every keyed request asks, and compiling the ORM query cost more
-    # than running it. Expiry is checked here (a record past it is purged soon).
-    found = list(IdempotencyRecord.objects.raw(REPLAY_SQL, [tenant.pk, _caller(actor), request.idempotency_key]))
-    record = found[0] if found else None
+    record = sql.stored_answer(tenant.pk, _caller(actor), request.idempotency_key)
     if record is None or record.expires_at <= timezone.now():
         return None
     if record.fingerprint != request.fingerprint(agent.pk):
         raise InterfaceError(ErrorCode.CONTROL_IDEMPOTENCY_MISMATCH)
-    if record.status_code == 0:
-        raise InterfaceError(ErrorCode.CONTROL_IN_FLIGHT)
     return ControlResult(**{**record.response, "status": ControlStatus(record.response["status"])}, replayed=True)
 
 
-def _execute(
-    tenant: Tenant, actor: Actor, request: ControlRequest, agent_ref: str, agent: Agent | None, role: str | None
-) -> ControlResult:
-    authorize(tenant, actor, request.action, role=role)
+def _execute(tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent, agent_ref: str) -> ControlResult:
     _validate(request)
-    if agent is None or agent.tenant_id != tenant.pk:
-        agent = _agent(tenant, request.agent)
     replayed = _replay(tenant, actor, request, agent)
     if replayed is not None:
         return replayed
@@ -354,48 +368,31 @@ def _execute(
         locks.release(agent.pk, token)
 
 
-CLAIM_SQL = (
-    f"INSERT INTO {IdempotencyRecord._meta.db_table} "  # noqa: S608 - constants only
-    "(tenant_id, caller, key, fingerprint, status_code, response, created_at, expires_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, caller, key) DO NOTHING RETURNING id"
-)
-
-
 @transaction.atomic
 def _apply(
     tenant: Tenant, actor: Actor, request: ControlRequest, agent: Agent, agent_ref: str, seen: int
 ) -> ControlResult:
     now = timezone.now()
     agent_id = agent.pk
-    try:
-        agent = _locked_row(agent)
-        if agent.version != seen:
-            raise fleet_services.StaleVersion
-        result, delta = _change(agent, actor, request)
-    except fleet_services.StaleVersion:
-        raise InterfaceError(ErrorCode.CONTROL_STALE) from None
+    agent = sql.lock(agent)
+    if agent.version != seen:
+        raise InterfaceError(ErrorCode.CONTROL_STALE)
+    result, delta = _change(agent, actor, request)
     outcome = Outcome.SUCCESS if result.status == ControlStatus.SUCCESS else Outcome.NOOP
     audit_record(tenant_id=tenant.pk, actor=actor, entry=_entry(request, agent_ref, outcome, delta=delta), at=now)
-    if request.idempotency_key is not None:
-        # The key and its answer, in the transaction of the change: a concurrent request
-        # with the same key waits here on the unique index, then finds it taken and this
-        # whole transaction (its change too) is rolled back in favour of the stored answer.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                CLAIM_SQL,
-                [
-                    tenant.pk,
-                    _caller(actor),
-                    request.idempotency_key,
-                    request.fingerprint(agent_id),
-                    200,
-                    json.dumps(result.as_dict()),
-                    now,
-                    now + timedelta(seconds=settings.L10.control_idempotency_ttl),
-                ],
-            )
-            if cursor.fetchone() is None:
-                raise _Claimed
+    # The key and its answer, in the transaction of the change: a concurrent request with
+    # the same key waits here on the unique index, then finds it taken and this whole
+    # transaction (its change too) is rolled back in favour of the stored answer.
+    if request.idempotency_key is not None and not sql.claim(
+        tenant.pk,
+        _caller(actor),
+        request.idempotency_key,
+        request.fingerprint(agent_id),
+        result.as_dict(),
+        now,
+        now + timedelta(seconds=settings.L10.control_idempotency_ttl),
+    ):
+        raise _Claimed
     return result
 
 
@@ -434,7 +431,7 @@ def _result(agent: Agent, request: ControlRequest, status: ControlStatus, previo
     )
 
 
-def idempotency_purge(*, now: Any = None) -> int:
+def idempotency_purge(*, now: datetime | None = None) -> int:
     """Delete expired idempotency records; returns how many."""
     deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
     return int(deleted)
@@ -442,8 +439,6 @@ def idempotency_purge(*, now: Any = None) -> int:
 
 def control_resume_expired(*, now: datetime | None = None) -> int:
     """Resume the agents whose timed pause is over, as the system; returns how many."""
-    from audit.services import SYSTEM
-
     now = now or timezone.now()
     due = Agent.objects.filter(desired_state=DesiredState.PAUSED, pause_until__lte=now).select_related("tenant")
     resumed = 0

@@ -17,11 +17,11 @@ from audit.services import Actor
 from control import bulk
 from control.models import Batch
 from control.services import Action, ControlRequest, ControlStatus, control_execute
+from core.errors import ErrorCode, InterfaceError
+from core.http import ConsoleRequest
 from fleet.selectors import get_agent_for_user
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.http import ConsoleRequest
-from l10console.tenancy.decorators import tenant_view
-from l10console.tenancy.models import Membership, Role
+from tenancy.decorators import tenant_view
+from tenancy.models import Membership, Role
 
 
 def _actor(request: ConsoleRequest) -> Actor:
@@ -76,7 +76,7 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
 
 def _bulk_action(value: str | None) -> Action:
     if value not in {a.value for a in bulk.BULK_ACTIONS}:
-        raise InterfaceError(ErrorCode.INGEST_INVALID, "Choose to pause, resume or stop the selected agents.")
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_ACTION, "Choose to pause, resume or stop the selected agents.")
     return Action(value)
 
 
@@ -131,7 +131,7 @@ def batch(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> Ht
         "progress": bulk.bulk_progress(found),
         "items": found.items.select_related("agent"),
         "undone_by": Batch.objects.filter(undo_of=found).first(),
-        "can_undo": found.action in ("pause", "resume") and membership.allows(Role.OPERATOR),
+        "can_undo": found.action in ("pause", "resume") and membership.can_pause,
     }
     template = "control/_batch_progress.html" if request.htmx else "control/batch.html"
     return render(request, template, context)

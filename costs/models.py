@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from l10console.tenancy.models import Tenant
+from tenancy.models import Tenant
 
 
 class UsageRecord(models.Model):

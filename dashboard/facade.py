@@ -33,12 +33,16 @@ from django.conf import settings
 from django.utils import timezone
 from purgatory import AsyncCircuitBreakerFactory
 
-from dashboard import selectors
+from core import tenant_cache
+from core.errors import ErrorCode, InterfaceError
+from dashboard import charts
 from events.models import Event
+from fleet import selectors as fleet_selectors
+from fleet import series
 from fleet.models import Agent
-from l10console import tenant_cache
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.tenancy.models import Tenant
+from fleet.selectors import AgentsSummary, FleetResources, TopAgent
+from tenancy.models import Tenant
+from tenancy.selectors import tenant_by_ref
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +52,16 @@ log = logging.getLogger(__name__)
 
 @runtime_checkable
 class StateManager(Protocol):
-    async def agents_summary(self, tenant_id: int) -> selectors.AgentsSummary: ...
+    async def agents_summary(self, tenant_id: int) -> AgentsSummary: ...
 
     async def get_agent(self, agent_id: UUID) -> Agent | None: ...
 
 
 @runtime_checkable
 class MetricsEngine(Protocol):
-    async def fleet_resources(self, tenant_id: int) -> selectors.FleetResources: ...
+    async def fleet_resources(self, tenant_id: int) -> FleetResources: ...
 
-    async def top_agents(self, tenant_id: int) -> dict[str, list[selectors.TopAgent]]: ...
+    async def top_agents(self, tenant_id: int) -> dict[str, list[TopAgent]]: ...
 
     async def fleet_charts(self, tenant_id: int, range_key: str) -> dict[str, dict[str, Any]]: ...
 
@@ -82,25 +86,25 @@ class AsyncCache(Protocol):
 
 
 class ConsoleStateManager:
-    async def agents_summary(self, tenant_id: int) -> selectors.AgentsSummary:
-        return await sync_to_async(selectors.agents_summary)(tenant_id)
+    async def agents_summary(self, tenant_id: int) -> AgentsSummary:
+        return await sync_to_async(fleet_selectors.agents_summary)(tenant_id)
 
     async def get_agent(self, agent_id: UUID) -> Agent | None:
         return await sync_to_async(lambda: Agent.objects.select_related("tenant").filter(pk=agent_id).first())()
 
 
 class ConsoleMetricsEngine:
-    async def fleet_resources(self, tenant_id: int) -> selectors.FleetResources:
-        return await sync_to_async(selectors.fleet_resources)(tenant_id, timezone.now())
+    async def fleet_resources(self, tenant_id: int) -> FleetResources:
+        return await sync_to_async(fleet_selectors.fleet_resources)(tenant_id, timezone.now())
 
-    async def top_agents(self, tenant_id: int) -> dict[str, list[selectors.TopAgent]]:
-        return await sync_to_async(selectors.top_agents)(tenant_id, timezone.now())
+    async def top_agents(self, tenant_id: int) -> dict[str, list[TopAgent]]:
+        return await sync_to_async(fleet_selectors.top_agents)(tenant_id, timezone.now())
 
     async def fleet_charts(self, tenant_id: int, range_key: str) -> dict[str, dict[str, Any]]:
-        return await sync_to_async(selectors.fleet_charts)(tenant_id, selectors.parse_range(range_key))
+        return await sync_to_async(charts.fleet_charts)(tenant_id, series.parse_range(range_key))
 
     async def agent_charts(self, agent_id: UUID, range_key: str) -> dict[str, dict[str, Any]]:
-        return await sync_to_async(selectors.agent_charts)(agent_id, selectors.parse_range(range_key))
+        return await sync_to_async(charts.agent_charts)(agent_id, series.parse_range(range_key))
 
 
 class ConsoleEventBus:
@@ -116,9 +120,9 @@ class ConsoleEventBus:
 @dataclass
 class DashboardOverview:
     tenant_id: str
-    agents_summary: selectors.AgentsSummary
-    resources: selectors.FleetResources
-    top_agents: dict[str, list[selectors.TopAgent]]
+    agents_summary: AgentsSummary
+    resources: FleetResources
+    top_agents: dict[str, list[TopAgent]]
     charts: dict[str, dict[str, Any]] | None
     metrics_available: bool
     range: str
@@ -174,12 +178,7 @@ class DashboardService:
         self._initialized = True
 
     async def _tenant(self, tenant_id: str | int) -> Tenant:
-        def find() -> Tenant | None:
-            text = str(tenant_id)
-            query = Tenant.objects.filter(pk=int(text)) if text.isdigit() else Tenant.objects.filter(slug=text)
-            return query.first()
-
-        tenant = await sync_to_async(find)()
+        tenant = await sync_to_async(tenant_by_ref)(tenant_id)
         if tenant is None:
             raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"No tenant {tenant_id!r}.")
         return tenant
@@ -216,7 +215,7 @@ class DashboardService:
             return await call()
 
     async def get_dashboard_overview(
-        self, tenant_id: str | int, *, range: str = selectors.DEFAULT_RANGE
+        self, tenant_id: str | int, *, range: str = series.DEFAULT_RANGE
     ) -> DashboardOverview:
         tenant = await self._tenant(tenant_id)
         summary = await self._cached(
@@ -234,7 +233,7 @@ class DashboardService:
                     lambda: self.metrics_engine.fleet_charts(tenant.pk, range),
                 ),
             )  # fmt: skip
-        except Exception as exc:  # selectors.MetricsUnavailable, an open breaker, a failing engine
+        except Exception as exc:  # series.MetricsUnavailable, an open breaker, a failing engine
             log.warning("overview of %s without charts: %s", tenant.slug, exc)
             available = False
         return DashboardOverview(
@@ -244,11 +243,11 @@ class DashboardService:
             top_agents=top,
             charts=charts,
             metrics_available=available,
-            range=selectors.parse_range(range).key,
+            range=series.parse_range(range).key,
             generated_at=timezone.now(),
         )
 
-    async def get_agent_detail(self, agent_id: str | UUID, *, range: str = selectors.DEFAULT_RANGE) -> AgentDetail:
+    async def get_agent_detail(self, agent_id: str | UUID, *, range: str = series.DEFAULT_RANGE) -> AgentDetail:
         try:
             pk = UUID(str(agent_id))
         except ValueError:

@@ -29,12 +29,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from dashboard import selectors
+from core.errors import ErrorCode, InterfaceError
+from dashboard import fragments, selectors
 from fleet.models import Agent
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.hub import Hub, HubEvent
-from l10console.sockets import HubSocket, query_param
-from l10console.tenancy.models import Membership, Tenant
+from fleet.selectors import agents_by_ids
+from realtime.hub import Hub, HubEvent
+from realtime.sockets import HubSocket, query_param
+from tenancy.models import Membership, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,12 @@ def _viewing_membership(tenant: Tenant) -> Membership:
 
 @database_sync_to_async
 def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: bool) -> Rendered:
-    from dashboard.views import overview_tiles
-
     tenant = Tenant.objects.get(pk=tenant_id)
     current = _viewing_membership(tenant)
     out = Rendered()
     if rows:
         agents_url = reverse("dashboard:agents", args=[tenant.slug])
-        for agent in selectors.agents_by_ids(tenant_id, rows):
+        for agent in agents_by_ids(tenant_id, rows):
             out.rows[str(agent.pk)] = render_to_string(
                 "dashboard/_agent_row.html", {"agent": agent, "agents_url": agents_url}
             )
@@ -78,7 +77,7 @@ def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: boo
             "dashboard/_agent_summary.html", {"detail": detail, "agent": agent, "current": current}
         )
     if tiles:
-        out.tiles = overview_tiles(current)
+        out.tiles = fragments.overview_tiles(current)
     return out
 
 

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from events.models import Event
-from l10console.tenancy.admin import TenantScopedAdmin
+from tenancy.admin import TenantScopedAdmin
 
 
 @admin.register(Event)

@@ -2,13 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.contrib import admin
 from django.http import HttpRequest
 
-from fleet import services
-from fleet.models import Agent, ApiToken, MetricMinute
-from l10console.tenancy.admin import TenantScopedAdmin
+from fleet.models import Agent, MetricMinute
+from tenancy.admin import TenantScopedAdmin
 
 
 @admin.register(Agent)
@@ -29,34 +27,6 @@ class AgentAdmin(TenantScopedAdmin):
             # Desired state changes go through the control service (audited, pushed to the agent).
             fields += ["tenant", "external_id", "desired_state"]
         return fields
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(TenantScopedAdmin):
-    list_display = ["name", "prefix", "tenant", "created_by", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
-    search_fields = ["name", "prefix", "tenant__name"]
-    list_select_related = ["tenant", "created_by"]
-    fields = ["tenant", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
-
-    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        token, plain = services.token_create(tenant=obj.tenant, name=obj.name, created_by=request.user)  # type: ignore[arg-type]  # staff only reach admin logged in
-        obj.pk = token.pk
-        obj.refresh_from_db()
-        messages.warning(request, f"Token “{token.name}” created. Copy it now, it is shown only once: {plain}")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [*self.readonly_fields, "tenant"] if obj is not None else list(self.readonly_fields)
-
-    @admin.action(description="Revoke the selected tokens")
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        revoked = sum(services.token_revoke(token=t) for t in queryset)
-        self.message_user(request, f"Revoked {revoked} token(s).")
 
 
 @admin.register(MetricMinute)

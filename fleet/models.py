@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from l10console.tenancy.models import Tenant
+from tenancy.models import Tenant
 
 
 class DesiredState(models.TextChoices):
@@ -147,6 +147,11 @@ class Agent(models.Model):
         )
 
 
+# The aggregate columns of minute rows and rollups: sums add up, maxima keep the larger.
+SUM_FIELDS = ("samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors")
+MAX_FIELDS = ("cpu_max", "memory_max", "latency_p95_ms")
+
+
 class MetricAggregate(models.Model):
     """The aggregate columns shared by per-minute rows and the rollups built from them."""
 
@@ -238,28 +243,3 @@ class RollupMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} until {self.done_until:%Y-%m-%d %H:%M}"
-
-
-class ApiToken(models.Model):
-    """A tenant's token for agents and programs. Only a SHA-256 of it is stored."""
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
-    token_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

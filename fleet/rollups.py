@@ -9,13 +9,12 @@ Both are recomputed from the minute rows and written with "insert or replace", s
 running a rollup twice gives the same rows (idempotent). Each routine run re-rolls the
 buckets since its mark minus a short look-back (samples arrive a little late); batches of
 older samples (an agent catching up after an outage) ask for their own range to be rolled
-up again (``fleet.services.metrics_record``).
+up again (``fleet.samples.metrics_record``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +26,8 @@ from django.db.models import Max, Min, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from fleet.models import MetricHour, MetricMinute, RollupMark, TenantMetricBucket
+from core.stats import percentile
+from fleet.models import MAX_FIELDS, SUM_FIELDS, MetricHour, MetricMinute, RollupMark, TenantMetricBucket
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ LOOKBACK = timedelta(minutes=10)
 BUCKET = timedelta(minutes=TenantMetricBucket.BUCKET_MINUTES)
 # The first run rolls up at most this far back; older rows are purged soon anyway.
 FIRST_RUN_REACH = timedelta(days=8)
-SUM_FIELDS = ("samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors")
-MAX_FIELDS = ("cpu_max", "memory_max", "latency_p95_ms")
 PURGE_BATCH = 10_000
 
 
@@ -48,14 +46,6 @@ def floor_hour(value: datetime) -> datetime:
 def floor_bucket(value: datetime) -> datetime:
     minute = value.minute - value.minute % TenantMetricBucket.BUCKET_MINUTES
     return value.replace(minute=minute, second=0, microsecond=0)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def rollup_recent(*, now: datetime | None = None) -> int:

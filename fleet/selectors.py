@@ -1,16 +1,27 @@
-"""Reads of the fleet domain, always through the user's tenant membership."""
+"""Reads of the fleet domain: one agent for a user, agents by external id, the agent list
+and its label selectors, and the fleet's live figures (from each agent's latest report,
+never from the time series; charts are in ``fleet.series``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, F, FloatField, Q, QuerySet
+from django.db.models.functions import Coalesce, NullIf
 from django.http import Http404
 
-from fleet.models import Agent, ApiToken
-from l10console.tenancy.access import AnyUser, membership_for
-from l10console.tenancy.models import Role, Tenant
+from core.errors import ErrorCode, InterfaceError
+from fleet import sql
+from fleet.models import Agent, DesiredState, ObservedState
+from tenancy.access import AnyUser, membership_for
+from tenancy.models import Role, Tenant
+
+# --- one agent --------------------------------------------------------------------------
 
 
 def get_agent_for_user(
@@ -31,13 +42,248 @@ def get_agent_for_user(
     return agent
 
 
-def get_token_for_user(user: AnyUser, tenant: Tenant, token_id: int, *, need: Role = Role.ADMIN) -> ApiToken:
-    membership_for(user, tenant.pk, need=need)
-    token = ApiToken.objects.filter(tenant=tenant, pk=token_id).first()
-    if token is None:
-        raise Http404("No such token.")
-    return token
+def tenant_of_agent(ref: str) -> int | None:
+    """The tenant of an agent named by its id, or by an external id only one tenant uses."""
+    try:
+        found = Agent.objects.filter(pk=UUID(ref)).values_list("tenant_id", flat=True).first()
+    except ValueError:
+        found = None
+    if found is not None:
+        return int(found)
+    tenants = list(Agent.objects.filter(external_id=ref[:200]).values_list("tenant_id", flat=True)[:2])
+    return int(tenants[0]) if len(tenants) == 1 else None
 
 
-def tokens_of(tenant: Tenant) -> QuerySet[ApiToken]:
-    return ApiToken.objects.filter(tenant=tenant).select_related("created_by").order_by("revoked_at", "-created_at")
+@dataclass(frozen=True)
+class AgentRef:
+    pk: UUID
+    desired_state: str
+
+
+def agent_refs(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, AgentRef]:
+    """external_id → the agent's id and desired state; every one must exist (E10807)."""
+    wanted = set(external_ids)
+    rows = Agent.objects.filter(tenant=tenant, external_id__in=wanted).values_list("external_id", "pk", "desired_state")
+    agents = {external_id: AgentRef(pk, desired) for external_id, pk, desired in rows}
+    missing = sorted(wanted - agents.keys())
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise InterfaceError(
+            ErrorCode.INGEST_UNKNOWN_AGENT,
+            f"{len(missing)} unknown external_id(s) in this tenant: {shown}. Register them first; nothing was stored.",
+            details={"unknown_external_ids": missing[:100]},
+        )
+    return agents
+
+
+# --- label selectors and the agent list ---------------------------------------------------
+
+
+class BadFilter(ValueError):
+    pass
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """A label selector: ``team=search,env=prod`` → {"team": "search", "env": "prod"};
+    BadFilter with a reason."""
+    labels: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise BadFilter(f"“{part}” is not a label filter; write key=value, e.g. team=search.")
+        if not all(c.isalnum() or c in "._/-" for c in key):
+            raise BadFilter(f"“{key}” is not a label name; use letters, digits and . _ / -.")
+        labels[key] = value
+    return labels
+
+
+def with_labels(agents: QuerySet[Agent], labels: Iterable[tuple[str, str]]) -> QuerySet[Agent]:
+    """The agents carrying every one of these labels."""
+    for key, value in labels:
+        agents = agents.filter(**{f"labels__{key}": value})
+    return agents
+
+
+def pending_filter() -> Q:
+    """Agents whose observed state does not (yet) match what they were told."""
+    return (
+        (Q(desired_state=DesiredState.RUNNING) & ~Q(observed_state=ObservedState.RUNNING))
+        | (Q(desired_state=DesiredState.PAUSED) & ~Q(observed_state=ObservedState.PAUSED))
+        | (Q(desired_state=DesiredState.STOPPED) & ~Q(observed_state=ObservedState.STOPPED))
+    )
+
+
+SORTS = {
+    "name": "name",
+    "external_id": "external_id",
+    "desired": "desired_state",
+    "observed": "observed_state",
+    "heartbeat": "last_heartbeat_at",
+    "cpu": "cpu_percent",
+    "memory": "memory_mb",
+    "tokens": "tokens_per_min",
+    "errors": "errors_per_min",
+}
+
+
+@dataclass(frozen=True)
+class AgentQuery:
+    state: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    name: str | None = None
+    sort: str = "name"
+    descending: bool = False
+    pending_only: bool = False
+
+
+# What a row of the list shows: the rest of an agent (quotas, timestamps, …) is neither
+# read nor cached with the page.
+LIST_FIELDS = (
+    "id",
+    "tenant_id",
+    "name",
+    "external_id",
+    "labels",
+    "desired_state",
+    "desired_changed_at",
+    "desired_changed_by__username",
+    "pause_reason",
+    "pause_until",
+    "pause_mode",
+    "observed_state",
+    "last_heartbeat_at",
+    "cpu_percent",
+    "memory_mb",
+    "tokens_per_min",
+    "errors_per_min",
+)
+
+
+def agent_list(tenant_id: int, query: AgentQuery) -> QuerySet[Agent]:
+    agents = Agent.objects.filter(tenant_id=tenant_id)
+    if query.state in ObservedState.values:
+        agents = agents.filter(observed_state=query.state)
+    agents = with_labels(agents, query.labels)
+    if query.name:
+        agents = agents.filter(Q(name__icontains=query.name) | Q(external_id__icontains=query.name))
+    if query.pending_only:
+        agents = agents.filter(pending_filter())
+    column = F(SORTS.get(query.sort, "name"))
+    order = column.desc(nulls_last=True) if query.descending else column.asc(nulls_last=True)
+    return agents.order_by(order, "pk").select_related("desired_changed_by").only(*LIST_FIELDS)
+
+
+def agents_by_ids(tenant_id: int, ids: Iterable[str]) -> QuerySet[Agent]:
+    """The listed agents of the tenant, with what a row shows (a live page's changed rows)."""
+    return (
+        Agent.objects.filter(tenant_id=tenant_id, pk__in=list(ids))
+        .select_related("desired_changed_by")
+        .only(*LIST_FIELDS)
+    )
+
+
+# --- the fleet's live figures -------------------------------------------------------------
+
+
+@dataclass
+class AgentsSummary:
+    total_count: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    pending_count: int = 0
+
+    def count(self, state: str) -> int:
+        return self.by_state.get(state, 0)
+
+    @property
+    def running_count(self) -> int:
+        return self.count(ObservedState.RUNNING)
+
+    @property
+    def paused_count(self) -> int:
+        return self.count(ObservedState.PAUSED)
+
+    @property
+    def stopped_count(self) -> int:
+        return self.count(ObservedState.STOPPED)
+
+    @property
+    def error_count(self) -> int:
+        return self.count(ObservedState.ERROR)
+
+    @property
+    def unresponsive_count(self) -> int:
+        return self.count(ObservedState.UNRESPONSIVE)
+
+    @property
+    def starting_count(self) -> int:
+        return self.count(ObservedState.STARTING)
+
+
+@dataclass
+class FleetResources:
+    reporting: int = 0
+    cpu_mean: float | None = None
+    cpu_p95: float | None = None
+    memory_mean: float | None = None
+    memory_p95: float | None = None
+    tokens_per_min: float = 0.0
+    requests_per_min: float = 0.0
+    errors_per_min: float = 0.0
+
+    @property
+    def error_rate(self) -> float | None:
+        """Errors per request, 0..1."""
+        return self.errors_per_min / self.requests_per_min if self.requests_per_min else None
+
+
+@dataclass
+class TopAgent:
+    id: str
+    name: str
+    value: float
+
+
+def fresh_since(now: datetime) -> datetime:
+    """Metrics older than three heartbeats describe an agent that has gone quiet."""
+    return now - timedelta(seconds=3 * settings.L10.agent_heartbeat_interval)
+
+
+def agents_summary(tenant_id: int) -> AgentsSummary:
+    # Served by the (tenant, observed_state) index; one small grouped result.
+    rows = Agent.objects.filter(tenant_id=tenant_id).values("observed_state", "desired_state").annotate(n=Count("pk"))
+    summary = AgentsSummary()
+    for row in rows:
+        observed, desired, n = row["observed_state"], row["desired_state"], row["n"]
+        summary.total_count += n
+        summary.by_state[observed] = summary.by_state.get(observed, 0) + n
+        if observed != desired:
+            summary.pending_count += n
+    return summary
+
+
+def fleet_resources(tenant_id: int, now: datetime) -> FleetResources:
+    return FleetResources(*sql.fleet_resources(tenant_id, fresh_since(now)))
+
+
+def _top(qs: QuerySet[Agent], column: str) -> list[TopAgent]:
+    return [
+        TopAgent(str(pk), name, value)
+        for pk, name, value in qs.order_by(f"-{column}").values_list("pk", "name", column)[:10]
+    ]
+
+
+def top_agents(tenant_id: int, now: datetime) -> dict[str, list[TopAgent]]:
+    """The ten reporting agents highest in CPU, error rate and tokens per minute."""
+    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=fresh_since(now))
+    error_rate = F("errors_per_min") / NullIf(F("requests_per_min"), 0.0, output_field=FloatField())
+    return {
+        "cpu": _top(live.filter(cpu_percent__isnull=False), "cpu_percent"),
+        "error_rate": _top(
+            live.annotate(error_rate=Coalesce(error_rate, 0.0, output_field=FloatField())).filter(errors_per_min__gt=0),
+            "error_rate",
+        ),
+        "tokens": _top(live.filter(tokens_per_min__gt=0), "tokens_per_min"),
+    }

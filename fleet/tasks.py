@@ -4,13 +4,13 @@ from datetime import datetime
 
 from celery import shared_task
 
-from fleet import rollups, services
+from fleet import liveness, rollups
 
 
 @shared_task(name="fleet.tasks.mark_unresponsive", ignore_result=True, time_limit=60, soft_time_limit=50)
 def mark_unresponsive() -> int:
     """Silent agents, and emergency stops not confirmed in time (the same cadence)."""
-    return len(services.agents_mark_unresponsive()) + len(services.agents_flag_unconfirmed_stops())
+    return len(liveness.agents_mark_unresponsive()) + len(liveness.agents_flag_unconfirmed_stops())
 
 
 @shared_task(name="fleet.tasks.rollup_metrics", ignore_result=True, time_limit=300, soft_time_limit=240)

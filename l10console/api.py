@@ -1,4 +1,5 @@
-"""The JSON API at /api/v1/: one NinjaAPI, errors always in the catalog's shape."""
+"""The JSON API at /api/v1/: one NinjaAPI with each app's router, errors always in the
+catalog's shape (``{"error": {"code", "message", "recoverable", "suggestion"}}``)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,23 @@ import json
 import logging
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
-from l10console.errors import ErrorCode, InterfaceError
+from control import api as control_api
+from core.errors import ErrorCode, InterfaceError
+from ingest import api as ingest_api
 
 log = logging.getLogger(__name__)
 
-# pydantic error types that have a code of their own; the rest are E10802.
+# The routers, by their prefix under /api/v1/; and how each names a body that does not
+# fit its shape: the code of the first field at fault (control), else by the kind of fault.
+ROUTERS = {"/ingest": ingest_api.router, "/agents": control_api.router}
+# pydantic error types that have a code of their own (ingest); the rest are E10802.
 ERROR_TYPE_CODES = {
     "time_in_future": ErrorCode.INGEST_TIME_IN_FUTURE,
     "batch_too_large": ErrorCode.INGEST_BATCH_TOO_LARGE,
@@ -80,17 +88,29 @@ def _where(loc: tuple[Any, ...] | list[Any]) -> str:
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     problems = [{"field": _where(e.get("loc", ())), "problem": e.get("msg", "invalid")} for e in exc.errors]
-    code = ErrorCode.INGEST_INVALID
-    for e in exc.errors:
-        if e.get("type") in ERROR_TYPE_CODES:
-            code = ERROR_TYPE_CODES[e["type"]]
-            break
+    code = _validation_code(request, exc.errors)
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
     if len(problems) > 5:
         summary += f"; and {len(problems) - 5} more"
     return error_response(
         request, InterfaceError(code, summary + ". Nothing was stored.", details={"problems": problems[:50]})
     )
+
+
+def _router_prefix(request: HttpRequest) -> str:
+    """The prefix of the router that served the request (``/agents``), from its route."""
+    route = str(getattr(request.resolver_match, "route", "") or "")
+    root = reverse("api:openapi-json").lstrip("/").removesuffix("openapi.json")
+    return "/" + route.removeprefix(root).split("/", 1)[0]
+
+
+def _validation_code(request: HttpRequest, errors: list[dict[str, Any]]) -> ErrorCode:
+    if _router_prefix(request) == "/agents":
+        return control_api.error_code([_where(e.get("loc", ())).split(".")[0].split("[")[0] for e in errors])
+    for e in errors:
+        if e.get("type") in ERROR_TYPE_CODES:
+            return ERROR_TYPE_CODES[e["type"]]
+    return ErrorCode.INGEST_INVALID
 
 
 @api.exception_handler(AuthenticationError)
@@ -118,12 +138,12 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     return error_response(request, InterfaceError(ErrorCode.INTERNAL))
 
 
-def _register_routers() -> None:
-    from control.api import router as control_router
-    from fleet.api import router as ingest_router
-
-    api.add_router("/ingest", ingest_router)
-    api.add_router("/agents", control_router)
+for prefix, router in ROUTERS.items():
+    api.add_router(prefix, router)
 
 
-_register_routers()
+@csrf_exempt  # it changes nothing; a POST must get the JSON 404, not the CSRF page
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    """Unknown API paths answer in the API's error shape, not with an HTML page."""
+    error = InterfaceError(ErrorCode.NOT_FOUND, f"No API route {request.method} {request.path}.")
+    return JsonResponse(error.as_dict(), status=error.http_status)

@@ -5,7 +5,7 @@ threads (a2wsgi): one hop to a warm thread per request. Under Django's ASGI hand
 request started a new thread (asgiref's per-request thread-sensitive context); measured,
 that path cost about 2 ms more CPU per request than this one, more than a heartbeat's own
 work. One thread per pooled database connection, less those kept for page parts read side
-by side (``l10console.parts``), so a thread never waits for a connection.
+by side (``core.parts``), so a thread never waits for a connection.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
-from l10console.parts import http_threads
+from core.parts import http_threads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
 # django-stubs types the handler's return as HttpResponseBase, which is iterable bytes.
@@ -29,11 +29,11 @@ django_http = WSGIMiddleware(
 # Imports that touch models come after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from l10console import hub  # noqa: E402
-from l10console.errors import ErrorCode, InterfaceError  # noqa: E402
-from l10console.lib.asgi import BodyLimit, Lifespan  # noqa: E402
+from core.asgi import BodyLimit, Lifespan  # noqa: E402
+from core.errors import ErrorCode, InterfaceError  # noqa: E402
+from core.runner import embedded  # noqa: E402
 from l10console.routing import websocket_urlpatterns  # noqa: E402
-from l10console.runner import embedded  # noqa: E402
+from realtime import hub  # noqa: E402
 
 # The cyclic garbage collector stops the process while it scans; with a thousand sockets
 # open a full scan took long enough to show in the heartbeat tail. What is loaded by now

@@ -11,3 +11,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
 app = Celery("l10console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The app of every thread: the apps start tasks through ``celery.current_app`` (core.runner),
+# never by importing this module, which nothing below the wiring imports.
+app.set_default()

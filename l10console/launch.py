@@ -33,7 +33,7 @@ def _manage(*args: str) -> None:
 
 def _ensure_postgres_database() -> None:
     """Create the configured PostgreSQL database if it does not exist yet (development)."""
-    from l10console.config import L10Settings
+    from core.config import L10Settings
 
     config = L10Settings()
     if not config.uses_postgres:

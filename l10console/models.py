@@ -1,5 +1,6 @@
-"""The seed's data types, importable as ``l10console.models`` (no Django models here)."""
+"""The Python API's data types, importable as ``l10console.models`` (docs/python-api.md).
+Not a Django models module: ``l10console`` holds the wiring only and is not an app."""
 
-from l10console.errors import ErrorCode, InterfaceError
+from core.errors import ErrorCode, InterfaceError
 
 __all__ = ["ErrorCode", "InterfaceError"]

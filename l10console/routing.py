@@ -15,9 +15,9 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from dashboard.live import LiveConsumer
-from fleet.consumers import AgentConsumer
-from l10console.consumers import EventsConsumer
-from l10console.sockets import OptionalOriginValidator
+from ingest.consumers import AgentConsumer
+from realtime.consumers import EventsConsumer
+from realtime.sockets import OptionalOriginValidator
 
 websocket_urlpatterns: list[Any] = [
     path("ws/agent", AgentConsumer.as_asgi()),

@@ -1,11 +1,13 @@
-"""The seed's Python façade: ``from l10console.services import ...``.
+"""The console's Python API: ``from l10console.services import ...`` (docs/python-api.md).
 
 The services themselves live in each app's ``services.py``/``selectors.py``; this module
-exposes them under the seed's names.
+gathers them under one name and wires the few that span apps.
 """
 
 from control.facade import ControlService
 from control.services import ControlResult, ControlStatus
+from core.config import L10Settings
+from core.errors import ErrorCode, InterfaceError
 from dashboard.facade import (
     AgentDetail,
     AsyncCache,
@@ -15,9 +17,16 @@ from dashboard.facade import (
     MetricsEngine,
     StateManager,
 )
-from l10console.config import L10Settings
-from l10console.errors import ErrorCode, InterfaceError
-from l10console.gateway import WebSocketGateway
+from fleet.selectors import tenant_of_agent
+from realtime import gateway
+
+
+class WebSocketGateway(gateway.WebSocketGateway):
+    """The event gateway; a broadcast naming an agent goes to that agent's tenant."""
+
+    def tenant_of_agent(self, agent_ref: str) -> int | None:
+        return tenant_of_agent(agent_ref)
+
 
 __all__ = [
     "AgentDetail",

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from l10console.config import L10Settings
+from core.config import L10Settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 L10 = L10Settings()
@@ -52,18 +52,21 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "ninja",
-    "l10console",
-    "l10console.tenancy",
-    "fleet",
+    # The apps, bottom to top (docs/architecture.md, "Layers"); l10console, the wiring, is not one.
+    "core",
+    "tenancy",
+    "realtime",
     "events",
-    "costs",
-    "dashboard",
-    "control",
     "audit",
+    "fleet",
+    "control",
+    "costs",
+    "ingest",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
-    "l10console.observability.RequestMetricsMiddleware",
+    "core.observability.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -88,7 +91,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "l10console.tenancy.context_processors.tenancy",
+                "tenancy.context_processors.tenancy",
             ],
         },
     },
@@ -153,8 +156,8 @@ def _caches() -> dict[str, Any]:
 CACHES = _caches()
 
 
-# No channel layer: sockets are fed by each process's hub (l10console.hub), which holds
-# one Redis subscription per tenant instead of one per socket (NOTES.md, "Fan-out").
+# No channel layer: sockets are fed by each process's hub (realtime.hub), which holds
+# one Redis subscription per tenant instead of one per socket (docs/architecture.md, "The hub").
 CHANNEL_LAYERS: dict[str, Any] = {}
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -198,7 +201,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Health probes come over plain HTTP from inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
-# Ingest limits (fleet.api); the body limit is enforced before the body is read.
+# Ingest limits (ingest.api); the body limit is enforced before the body is read (core.asgi).
 DATA_UPLOAD_MAX_MEMORY_SIZE = L10.ingest_max_body_bytes
 
 # Celery: the broker is Redis in production; the embedded default runs tasks in-process.
@@ -209,7 +212,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Every periodic schedule lives here; `l10console.runner` runs the same table in-process.
+# Every periodic schedule lives here; `core.runner` runs the same table in-process.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "fleet-mark-unresponsive": {
         "task": "fleet.tasks.mark_unresponsive",

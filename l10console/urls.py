@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from l10console import views
-from l10console.api import api
-from l10console.tenancy import views as tenancy_views
+from core import health
+from l10console.api import api, api_not_found
+from realtime.views import websocket_only
+from tenancy import views as tenancy_views
 
 tenant_patterns = [
     path("", include("dashboard.urls")),
-    path("", include("fleet.urls")),
+    path("", include("tenancy.urls")),
     path("", include("control.urls")),
 ]
 
@@ -18,13 +19,13 @@ urlpatterns = [
     path("account/tokens/", tenancy_views.personal_tokens, name="personal_tokens"),
     path("account/tokens/new/", tenancy_views.personal_token_create, name="personal_token_create"),
     path("account/tokens/<int:token_id>/revoke/", tenancy_views.personal_token_revoke, name="personal_token_revoke"),
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
-    path("metrics", views.metrics, name="metrics"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("t/<slug:slug>/", include(tenant_patterns)),
-    path("ws/live/<slug:slug>/", views.websocket_only, name="live"),
-    path("ws/events", views.websocket_only, name="events"),
+    path("ws/live/<slug:slug>/", websocket_only, name="live"),
+    path("ws/events", websocket_only, name="events"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
-    re_path(r"^api/", views.api_not_found, name="api_not_found"),
+    re_path(r"^api/", api_not_found, name="api_not_found"),
 ]

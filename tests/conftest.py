@@ -25,9 +25,10 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client
 
-from fleet import services as fleet_services
+from core import breakers
 from fleet.models import Agent
-from l10console.tenancy.models import Role, Tenant
+from tenancy import services as tenancy_services
+from tenancy.models import Role, Tenant
 from tests import services
 from tests.factories import AgentFactory, MembershipFactory, TenantFactory, UserFactory
 
@@ -56,6 +57,26 @@ def _fresh_test_redis() -> None:
         import redis
 
         redis.Redis(host=services.REDIS_HOST, port=services.REDIS_PORT, db=services.REDIS_DB).flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _breakers_as_configured() -> Iterator[None]:
+    """Every test starts and ends with each circuit breaker closed and as configured."""
+    saved = {name: (b.fail_max, b.reset_timeout) for name, b in breakers.ALL.items()}
+    breakers.reset_all()
+    yield
+    for name, breaker in breakers.ALL.items():
+        breaker.fail_max, breaker.reset_timeout = saved[name]
+    breakers.reset_all()
+
+
+@pytest.fixture
+def quick_metrics_breaker() -> Iterator[object]:
+    """The metrics breaker lets a call through 1 s after opening (instead of 15 s)."""
+    before = breakers.metrics.reset_timeout
+    breakers.metrics.reset_timeout = 1
+    yield breakers.metrics
+    breakers.metrics.reset_timeout = before
 
 
 @pytest.fixture(autouse=True)
@@ -188,12 +209,12 @@ def agent_b(tenant_b: Tenant) -> Agent:
 
 @pytest.fixture
 def token_a(tenant_a: Tenant, admin_a: User) -> str:
-    return fleet_services.token_create(tenant=tenant_a, name="fleet A", created_by=admin_a)[1]
+    return tenancy_services.token_create(tenant=tenant_a, name="fleet A", created_by=admin_a)[1]
 
 
 @pytest.fixture
 def token_b(tenant_b: Tenant) -> str:
-    return fleet_services.token_create(tenant=tenant_b, name="fleet B", created_by=None)[1]
+    return tenancy_services.token_create(tenant=tenant_b, name="fleet B", created_by=None)[1]
 
 
 def client_for(user: User | None) -> Client:
@@ -210,6 +231,18 @@ def client_for(user: User | None) -> Client:
 class LiveServer:
     host: str
     port: int
+    server: uvicorn.Server | None = None  # when it runs in this process
+
+    def handling(self) -> int:
+        """Requests being handled now: read up to their headers, not yet answered."""
+        assert self.server is not None, "only a server in this process can be watched"
+        return len(self.server.server_state.tasks)
+
+    def idle(self) -> bool:
+        """No connection open and no request being handled (a server in this process)."""
+        assert self.server is not None, "only a server in this process can be watched"
+        state = self.server.server_state
+        return not state.connections and not state.tasks
 
     @property
     def url(self) -> str:
@@ -254,7 +287,7 @@ def asgi_server(transactional_db: None) -> Iterator[LiveServer]:
     """The ASGI app (pages and sockets) on a free port, over a committed test database."""
     server = UvicornThread(free_port())
     server.start()
-    yield LiveServer("127.0.0.1", server.port)
+    yield LiveServer("127.0.0.1", server.port, server.server)
     server.stop()
 
 

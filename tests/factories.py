@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth.models import User
 
 from fleet.models import Agent
-from l10console.tenancy.models import Membership, Role, Tenant
+from tenancy.models import Membership, Role, Tenant
 
 PASSWORD = "correct-horse-battery"
 

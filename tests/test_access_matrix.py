@@ -18,9 +18,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 from costs.models import UsageRecord
 from events.models import Event
-from fleet.models import Agent, ApiToken, MetricMinute
+from fleet.models import Agent, MetricMinute
 from l10console.api import api
-from l10console.tenancy.models import Role
+from tenancy.models import ApiToken, Role
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -50,9 +50,9 @@ TENANT = {
     "dashboard:home": ("GET", Role.VIEWER),
     "dashboard:agents": ("GET", Role.VIEWER),
     "dashboard:agent": ("GET", Role.VIEWER),
-    "fleet:tokens": ("GET", Role.ADMIN),
-    "fleet:token_create": ("POST", Role.ADMIN),
-    "fleet:token_revoke": ("POST", Role.ADMIN),
+    "tenancy:tokens": ("GET", Role.ADMIN),
+    "tenancy:token_create": ("POST", Role.ADMIN),
+    "tenancy:token_revoke": ("POST", Role.ADMIN),
     # A pause here; each action's own role is tested in tests/control/.
     "control:agent": ("POST", Role.OPERATOR),
     "control:bulk_preview": ("GET", Role.OPERATOR),
@@ -209,7 +209,7 @@ def _control_state(agent: Any) -> tuple[Any, ...]:
 @pytest.mark.redis
 @pytest.mark.parametrize("path", list(CONTROL_ROUTES))
 def test_each_control_route_needs_a_personal_token_and_the_role(client, request, tenant_a, agent_a, token_a, path):
-    from l10console.tenancy.services import personal_token_create
+    from tenancy.services import personal_token_create
 
     need, body = CONTROL_ROUTES[path]
     # From a state where the action changes something.

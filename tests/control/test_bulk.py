@@ -9,8 +9,9 @@ from audit.services import Actor
 from control.bulk import bulk_preview, bulk_run, bulk_select, bulk_start, bulk_undo
 from control.models import Batch, ItemOutcome
 from control.services import Action, ControlRequest, control_execute
+from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
-from l10console.errors import InterfaceError
+from tenancy.models import Membership, Role
 from tests.conftest import wait_for
 from tests.factories import AgentFactory
 
@@ -33,6 +34,19 @@ def fleet(tenant_a) -> list[Agent]:
 
 def states() -> dict[str, str]:
     return dict(Agent.objects.values_list("external_id", "desired_state"))
+
+
+def test_a_starter_demoted_before_the_batch_runs_changes_nothing(tenant_a, operator_a, fleet):
+    picked = bulk_select(tenant_a, selector="team=search")
+    batch = bulk_start(tenant=tenant_a, actor=Actor(user=operator_a), action=Action.PAUSE, agents=picked)
+    Membership.objects.filter(user=operator_a).update(role=Role.VIEWER)
+    before = states()
+    progress = bulk_run(batch.pk)
+    assert progress["counts"] == {"failed": 26}
+    assert states() == before
+    assert set(AuditEntry.objects.filter(batch_id=batch.pk).values_list("outcome", "error_code")) == {
+        ("denied", "E10004")
+    }
 
 
 def test_a_dry_run_says_what_would_happen_and_writes_nothing(tenant_a, fleet):
@@ -87,10 +101,10 @@ def test_undo_resumes_exactly_what_the_batch_paused_skipping_agents_changed_sinc
 @pytest.mark.parametrize(
     "kwargs, code",
     [
-        ({"selector": "team"}, "E10802"),
-        ({"selector": ""}, "E10802"),
-        ({"agent_ids": []}, "E10802"),
-        ({"agent_ids": ["not-an-id"]}, "E10802"),
+        ({"selector": "team"}, "E10312"),
+        ({"selector": ""}, "E10312"),
+        ({"agent_ids": []}, "E10312"),
+        ({"agent_ids": ["not-an-id"]}, "E10312"),
     ],
 )
 def test_a_bad_selection_is_refused(tenant_a, fleet, kwargs, code):

@@ -10,7 +10,7 @@ from django.test import Client
 
 from audit.models import AuditEntry
 from fleet.models import Agent
-from l10console.tenancy.services import personal_token_create, personal_token_revoke
+from tenancy.services import personal_token_create, personal_token_revoke
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
@@ -72,7 +72,13 @@ def test_a_retried_request_with_its_key_replays_the_answer(oscar_token, agent_a)
         ("quota", {"quota_type": "tokens", "new_limit": "ten"}, None, 422, "E10303"),
         ("quota", {"quota_type": "tokens"}, None, 422, "E10303"),
         ("pause", {}, "not a key!", 400, "E10308"),
-        ("pause", {"reason": 5}, None, 422, "E10802"),
+        ("pause", {"reason": 5}, None, 422, "E10310"),
+        ("pause", {"reason": "x" * 501}, None, 422, "E10310"),
+        ("pause", {"minutes": "30"}, None, 422, "E10311"),
+        ("pause", {"mode": "eventually"}, None, 422, "E10311"),
+        ("pause", {"until": "2030-01-01T00:00:00"}, None, 422, "E10311"),
+        ("pause", {"colour": "red"}, None, 422, "E10310"),
+        ("quota", {"quota_type": "tokens", "new_limit": 5, "period": "week"}, None, 422, "E10303"),
         ("restart", {}, None, 409, "E10301"),
     ],
 )

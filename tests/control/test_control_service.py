@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import redis
+import time_machine
 from django.db import connection, connections
 from django.db.utils import DatabaseError
 from django.test import override_settings
@@ -29,8 +29,9 @@ from control.services import (
     control_resume_expired,
     idempotency_purge,
 )
+from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
-from l10console.errors import InterfaceError
+from tenancy.models import Membership, Role
 from tests import services
 from tests.conftest import wait_for
 from tests.realtime.conftest import settings_with
@@ -207,6 +208,27 @@ def test_expired_records_are_purged(tenant_a, operator_a, agent_a):
     assert not IdempotencyRecord.objects.exists()
 
 
+def test_a_key_reused_after_its_ttl_is_a_new_key_before_the_purge(tenant_a, operator_a, agent_a):
+    run(tenant_a, operator_a, Action.PAUSE, agent_a, idempotency_key="reused")
+    # A day later the record has expired but the hourly purge has not run: the key is free.
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
+        again = run(tenant_a, operator_a, Action.RESUME, agent_a, idempotency_key="reused")
+        assert (again.status, again.replayed, again.new_state) == (ControlStatus.SUCCESS, False, "running")
+        replayed = run(tenant_a, operator_a, Action.RESUME, agent_a, idempotency_key="reused")
+        assert replayed.replayed and replayed.as_dict() == again.as_dict()
+    assert IdempotencyRecord.objects.count() == 1
+    assert audit() == [("agent.pause", "success", ""), ("agent.resume", "success", "")]
+
+
+def test_the_role_is_read_from_the_database_on_every_operation(tenant_a, operator_a, agent_a):
+    assert run(tenant_a, operator_a, Action.PAUSE, agent_a).status == ControlStatus.SUCCESS
+    Membership.objects.filter(user=operator_a, tenant=tenant_a).update(role=Role.VIEWER)
+    refused("E10004", tenant_a, operator_a, Action.RESUME, agent_a)
+    Membership.objects.filter(user=operator_a, tenant=tenant_a).delete()
+    refused("E10005", tenant_a, operator_a, Action.RESUME, agent_a)
+    assert Agent.objects.get().desired_state == DesiredState.PAUSED
+
+
 # --- concurrency -----------------------------------------------------------------------
 
 
@@ -262,9 +284,10 @@ def test_a_held_lock_answers_at_once_with_e10302(tenant_a, operator_a, agent_a):
     token = locks.acquire(agent_a.pk)
     assert token is not None
     try:
-        started = time.monotonic()
+        # The holder keeps the lock for its whole TTL (30 s): an answer that came while it
+        # still holds it did not wait for it.
         refused("E10302", tenant_a, operator_a, Action.PAUSE, agent_a)
-        assert time.monotonic() - started < 0.5
+        assert locks.holder(agent_a.pk) == token
     finally:
         locks.release(agent_a.pk, token)
     assert run(tenant_a, operator_a, Action.PAUSE, agent_a).status == ControlStatus.SUCCESS
@@ -273,7 +296,7 @@ def test_a_held_lock_answers_at_once_with_e10302(tenant_a, operator_a, agent_a):
 def test_releasing_an_expired_lock_leaves_the_next_holders_alone(agent_a):
     mine = locks.acquire(agent_a.pk, ttl_ms=50)
     assert mine is not None
-    time.sleep(0.1)  # let it expire: the condition under test is the passage of its TTL
+    wait_for(lambda: locks.holder(agent_a.pk) is None, timeout=5, what="the lock to expire")
     theirs = locks.acquire(agent_a.pk)
     assert theirs is not None
     locks.release(agent_a.pk, mine)
@@ -323,9 +346,7 @@ def test_an_operation_whose_lock_expired_cannot_overwrite_a_newer_change(tenant_
 def test_a_dead_redis_refuses_with_e10306_and_changes_nothing(private_redis, tenant_a, operator_a, agent_a):
     with override_settings(L10=settings_with(L10_REDIS_PORT=str(private_redis.port), L10_REDIS_DB="0")):
         private_redis.kill()
-        started = time.monotonic()
         error = refused("E10306", tenant_a, operator_a, Action.PAUSE, agent_a)
-        assert time.monotonic() - started < 3
     assert "nothing was changed" in error.message
     assert Agent.objects.get().desired_state == DesiredState.RUNNING
     assert audit() == [("agent.pause", "failed", "E10306")]
@@ -386,7 +407,7 @@ def test_a_pause_whose_time_is_up_resumes_by_itself_as_the_system(tenant_a, oper
     ],
 )
 def test_a_bad_pause_hold_is_refused_and_changes_nothing(tenant_a, operator_a, agent_a, options, says):
-    error = refused("E10802", tenant_a, operator_a, Action.PAUSE, agent_a, **options)
+    error = refused("E10311", tenant_a, operator_a, Action.PAUSE, agent_a, **options)
     assert says in error.message
     assert Agent.objects.get().desired_state == DesiredState.RUNNING
 
@@ -396,7 +417,7 @@ def test_a_bad_pause_hold_is_refused_and_changes_nothing(tenant_a, operator_a, a
 
 def test_an_unconfirmed_stop_is_flagged_once_with_a_critical_event(tenant_a, admin_a, agent_a):
     from events.models import Event
-    from fleet.services import agents_flag_unconfirmed_stops
+    from fleet.liveness import agents_flag_unconfirmed_stops
 
     run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident")
     assert agents_flag_unconfirmed_stops() == []  # within its deadline
@@ -412,7 +433,7 @@ def test_an_unconfirmed_stop_is_flagged_once_with_a_critical_event(tenant_a, adm
 
 
 def test_a_confirmed_stop_is_not_flagged(tenant_a, admin_a, agent_a):
-    from fleet.services import agents_flag_unconfirmed_stops
+    from fleet.liveness import agents_flag_unconfirmed_stops
 
     run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident")
     Agent.objects.update(observed_state="stopped")

@@ -6,15 +6,7 @@ import pytest
 from django.utils import timezone
 
 from fleet.models import Agent, DesiredState, MetricMinute, ObservedState
-from l10console import breakers
 from tests.factories import AgentFactory
-
-
-@pytest.fixture(autouse=True)
-def _closed_breakers():
-    breakers.reset_all()
-    yield
-    breakers.reset_all()
 
 
 def live_agent(

@@ -8,10 +8,10 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
+from core import tenant_cache
 from fleet import services
 from fleet.models import DesiredState
-from fleet.schemas import HeartbeatIn, Metrics
-from l10console import tenant_cache
+from ingest.schemas import Metrics
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
@@ -49,13 +49,14 @@ def test_a_state_change_shows_at_once_within_the_ttl(
         services.agent_heartbeat(
             tenant=tenant_a,
             external_id="crawler-1",
-            data=HeartbeatIn(state="running", metrics=Metrics(cpu_percent=77.0)),
+            state="running",
+            reading=Metrics(cpu_percent=77.0),
         )
     cached = client.get("/t/acme/").content.decode()
     assert "77.0" not in cached[cached.index("Top CPU") : cached.index("Top error rate")]
     # ...but the agent confirming a pause does, within the 120 s TTL.
     with django_capture_on_commit_callbacks(execute=True):
-        services.agent_heartbeat(tenant=tenant_a, external_id="planner-1", data=HeartbeatIn(state="paused"))
+        services.agent_heartbeat(tenant=tenant_a, external_id="planner-1", state="paused")
     fresh = client.get("/t/acme/").content.decode()
     assert count(fresh, "paused") == 1 and count(fresh, "pending") == 0
 

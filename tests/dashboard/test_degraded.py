@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import psycopg
+import pybreaker
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
-from l10console import breakers
-from l10console.config import L10Settings
+from core import breakers, tenant_cache
+from core.config import L10Settings
 from tests.conftest import client_for, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -34,15 +34,16 @@ def test_with_redis_dead_every_page_renders_from_the_database_with_a_banner(priv
         assert "Cache unavailable" not in client.get("/t/acme/").content.decode()
         private_redis.kill()
         for url in ("/t/acme/", "/t/acme/agents/", f"/t/acme/agents/{agent.pk}/", "/t/acme/?range=24h"):
-            started = time.monotonic()
             response = client.get(url)
             assert response.status_code == 200, url
             page = response.content.decode()
             assert 'data-testid="degraded-banner"' in page, url
             assert "Crawler 1" in page or 'data-testid="total-agents">4<' in page, url
-            assert time.monotonic() - started < 3, f"{url} waited on the dead cache"
-    # Three failures opened the cache breaker: later requests do not even try Redis.
-    assert breakers.states()["cache"] == "open"
+        # Three failures opened the cache breaker: later requests do not even try Redis.
+        assert breakers.states()["cache"] == "open"
+        with pytest.raises(tenant_cache.CacheUnavailable) as refused:
+            tenant_cache.generation(agent.tenant_id)
+        assert isinstance(refused.value.__cause__, pybreaker.CircuitBreakerError)  # no wait on Redis
 
 
 @pytest.fixture
@@ -73,43 +74,37 @@ def test_a_metrics_query_past_its_budget_marks_the_panel_and_the_rest_renders(
 ):
     client = client_for(viewer_a)
     with override_settings(L10=budget(300)):
-        started = time.monotonic()
         response = client.get("/t/acme/?range=1h")
-        elapsed = time.monotonic() - started
     assert response.status_code == 200
     page = response.content.decode()
     assert 'data-testid="metrics-unavailable"' in page
-    assert "statement timeout" in page  # the reason, from PostgreSQL
+    assert "statement timeout" in page  # cancelled at its budget, by PostgreSQL
     assert 'data-testid="total-agents">4<' in page  # tiles and tops are unaffected
-    assert elapsed < 2.5
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_metrics_breaker_opens_after_failures_and_closes_after_a_success(
-    viewer_a, acme_fleet, metrics_table_locked
+    viewer_a, acme_fleet, metrics_table_locked, quick_metrics_breaker
 ):
     client = client_for(viewer_a)
-    breakers.metrics.reset_timeout = 1
-    try:
-        with override_settings(L10=budget(200)):
-            agent = f"/t/acme/agents/{acme_fleet[0].pk}/"
-            # Three reads of minute rows (nothing cached: each fails), then the breaker is open.
-            for url in ("/t/acme/?range=15m", "/t/acme/?range=1h", f"{agent}?range=1h"):
-                assert 'data-testid="metrics-unavailable"' in client.get(url).content.decode()
-            assert breakers.states()["metrics"] == "open"
-            started = time.monotonic()
+    with override_settings(L10=budget(200)):
+        agent = f"/t/acme/agents/{acme_fleet[0].pk}/"
+        # Three reads of minute rows (nothing cached: each fails), then the breaker is open.
+        for url in ("/t/acme/?range=15m", "/t/acme/?range=1h", f"{agent}?range=1h"):
+            assert 'data-testid="metrics-unavailable"' in client.get(url).content.decode()
+        assert breakers.states()["metrics"] == "open"
+        with CaptureQueriesContext(connection) as queries:
             page = client.get(f"{agent}?range=6h").content.decode()
-            assert time.monotonic() - started < 0.2 + 0.5, "an open breaker answers without querying"
-            assert "failing; retrying shortly" in page
-        metrics_table_locked.rollback()  # the lock goes away
+        assert "failing; retrying shortly" in page
+        read = [q["sql"] for q in queries.captured_queries if "fleet_metric" in q["sql"]]
+        assert not read, f"an open breaker answers without querying: {read}"
+    metrics_table_locked.rollback()  # the lock goes away
 
-        def recovered() -> bool:
-            # Once reset_timeout has passed, the next read is let through and closes it.
-            client.get(f"{agent}?range=15m")
-            return breakers.states()["metrics"] == "closed"
+    def recovered() -> bool:
+        # Once reset_timeout has passed, the next read is let through and closes it.
+        client.get(f"{agent}?range=15m")
+        return breakers.states()["metrics"] == "closed"
 
-        wait_for(recovered, timeout=5, interval=0.2, what="the metrics breaker to close")
-        assert 'data-testid="metrics-unavailable"' not in client.get("/t/acme/?range=15m").content.decode()
-    finally:
-        breakers.metrics.reset_timeout = 15
+    wait_for(recovered, timeout=5, interval=0.2, what="the metrics breaker to close")
+    assert 'data-testid="metrics-unavailable"' not in client.get("/t/acme/?range=15m").content.decode()

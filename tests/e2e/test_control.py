@@ -4,7 +4,6 @@ starting tasks and the page shows the confirmation; then resumes it."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,10 +42,9 @@ def test_pause_from_the_page_reaches_the_agent_and_is_confirmed(
     actions.get_by_role("button", name="Pause…").click()
     dialog = page.get_by_role("dialog", name="Pause")
     dialog.get_by_label("Reason (optional)").fill("deploying a fix")
-    clicked = time.monotonic()
     dialog.get_by_role("button", name="Pause").click()
+    # Within two seconds of the click (the heartbeat is a minute away): the socket carried it.
     expect(page.get_by_test_id("receipt-status")).to_have_text("Paused (confirmed)", timeout=2_000)
-    assert time.monotonic() - clicked < 2.5
     expect(page.get_by_test_id("observed-state")).to_have_text("Paused")
 
     # The agent starts no new task while paused.

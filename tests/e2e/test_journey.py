@@ -17,7 +17,7 @@ from django.utils import timezone
 from playwright.sync_api import Locator, Page, Response, expect
 
 from fleet.models import DesiredState, ObservedState
-from l10console.tenancy.models import Role, Tenant
+from tenancy.models import Role, Tenant
 from tests.conftest import LiveServer
 from tests.factories import PASSWORD, AgentFactory, MembershipFactory
 

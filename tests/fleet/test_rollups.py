@@ -5,10 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import override_settings
 
+from core.config import L10Settings
 from fleet import rollups
 from fleet.models import MetricHour, MetricMinute, RollupMark, TenantMetricBucket
-from l10console.config import L10Settings
-from tests.conftest import wait_for
 from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
@@ -120,30 +119,3 @@ def test_purge_keeps_what_retention_allows(fleet):
         assert MetricHour.objects.count() == 3  # rollups live longer
         rollups.purge_metrics(now=NOW + timedelta(days=9))
     assert MetricHour.objects.count() == 0 and TenantMetricBucket.objects.count() == 0
-
-
-def test_percentile_is_nearest_rank():
-    assert rollups.percentile([], 0.95) == 0.0
-    assert rollups.percentile([5.0], 0.95) == 5.0
-    assert rollups.percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
-
-
-@pytest.mark.postgres
-@pytest.mark.redis
-def test_a_real_celery_worker_rolls_up_idempotently(fleet, celery_worker_process):
-    from l10console.celery import app
-
-    now = datetime.now(UTC)
-    # Move the fixture's rows to the current hour so the routine run reaches them.
-    shift = now.replace(minute=0, second=0, microsecond=0) - datetime(2026, 11, 25, 12, tzinfo=UTC)
-    for row in MetricMinute.objects.all():
-        row.minute += shift
-        row.save()
-    app.send_task("fleet.tasks.rollup_metrics")
-    wait_for(lambda: RollupMark.objects.filter(name="metrics").exists(), timeout=20, what="the worker's rollup")
-    first = snapshot()
-    assert [h[0] for h in first[0]].count("two") == 1
-    mark = RollupMark.objects.get().updated_at
-    app.send_task("fleet.tasks.rollup_metrics")
-    wait_for(lambda: RollupMark.objects.get().updated_at > mark, timeout=20, what="a second run")
-    assert snapshot() == first

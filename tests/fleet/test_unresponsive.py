@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
+from core.runner import EmbeddedRunner
 from events.models import Event
-from fleet import services
+from fleet import liveness
 from fleet.models import Agent, ObservedState
 from fleet.tasks import mark_unresponsive
-from l10console.runner import EmbeddedRunner
 from tests.conftest import wait_for
 from tests.factories import AgentFactory
 
@@ -33,7 +33,7 @@ def test_agents_silent_for_three_intervals_are_marked_unresponsive_with_an_event
     silent = _agent(tenant_a, "silent", ObservedState.RUNNING, 31)
     paused = _agent(tenant_a, "paused", ObservedState.PAUSED, 300)
     stopped = _agent(tenant_a, "stopped", ObservedState.STOPPED, 300)
-    marked = services.agents_mark_unresponsive(now=NOW)
+    marked = liveness.agents_mark_unresponsive(now=NOW)
     assert set(marked) == {silent.pk, paused.pk}
     states = dict(Agent.objects.values_list("external_id", "observed_state"))
     assert states == {"fresh": "running", "silent": "unresponsive", "paused": "unresponsive", "stopped": "stopped"}
@@ -48,15 +48,15 @@ def test_an_agent_that_never_reported_is_marked_once_registration_is_old(tenant_
         old = AgentFactory.create(tenant=tenant_a, external_id="old")
     with time_machine.travel(NOW - timedelta(seconds=5), tick=False):
         new = AgentFactory.create(tenant=tenant_a, external_id="new")
-    assert services.agents_mark_unresponsive(now=NOW) == [old.pk]
+    assert liveness.agents_mark_unresponsive(now=NOW) == [old.pk]
     new.refresh_from_db()
     assert new.observed_state == ObservedState.STARTING
 
 
 def test_marking_twice_marks_and_records_once(tenant_a):
     _agent(tenant_a, "silent", ObservedState.RUNNING, 60)
-    assert len(services.agents_mark_unresponsive(now=NOW)) == 1
-    assert services.agents_mark_unresponsive(now=NOW + timedelta(minutes=1)) == []
+    assert len(liveness.agents_mark_unresponsive(now=NOW)) == 1
+    assert liveness.agents_mark_unresponsive(now=NOW + timedelta(minutes=1)) == []
     assert Event.objects.count() == 1
 
 

@@ -16,8 +16,8 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from websockets.sync.client import ClientConnection, connect
 
-from l10console.config import L10Settings
-from l10console.hub import Hub, _by_loop
+from core.config import L10Settings
+from realtime.hub import Hub, _by_loop
 from tests.conftest import LiveServer, UvicornThread, client_for, free_port
 
 

@@ -12,9 +12,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from l10console import hub
-from l10console.errors import InterfaceError
+from core.errors import InterfaceError
 from l10console.services import WebSocketGateway
+from realtime import hub
 from tests.realtime.conftest import events_socket, frame, subscribe
 from tests.test_readme_examples import BLOCKS, run_example
 

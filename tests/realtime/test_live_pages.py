@@ -10,8 +10,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from fleet import services as fleet_services
 from fleet.models import DesiredState, ObservedState
-from fleet.schemas import HeartbeatIn
-from l10console import hub
+from ingest.schemas import Metrics
+from realtime import hub
 from tests.conftest import LiveServer, client_for
 from tests.dashboard.conftest import live_agent
 from tests.realtime.conftest import frame
@@ -62,8 +62,8 @@ def test_a_heartbeat_refreshes_a_shown_row_with_its_figures(server, viewer_a, te
     with live_socket(server, viewer_a, "view=agents") as ws:
         opened(ws)
         ws.send(json.dumps({"type": "watch", "agents": [str(agent.pk)]}))
-        heartbeat = HeartbeatIn.model_validate({"state": "running", "metrics": {"cpu_percent": 77.5}})
-        fleet_services.agent_heartbeat(tenant=tenant_a, external_id=agent.external_id, data=heartbeat)
+        reading = Metrics.model_validate({"cpu_percent": 77.5})
+        fleet_services.agent_heartbeat(tenant=tenant_a, external_id=agent.external_id, state="running", reading=reading)
         update = frame(ws)
     assert "77.5" in update["html"]
 

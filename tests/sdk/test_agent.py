@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,10 +59,8 @@ def test_a_pause_arrives_over_the_socket_within_a_second_and_the_agent_confirms(
     agent = make_agent(asgi_server.url, heartbeat_interval=60, on_change=changes.append)
     registered(agent)
     wait_for(lambda: agent.connected, what="the control socket")
-    started = time.monotonic()
     services.agent_desired_state_set(agent_id=row().pk, state=DesiredState.PAUSED, actor=None)
     wait_for(lambda: agent.state == "paused", timeout=1.0, what="the pause to arrive over the socket")
-    assert time.monotonic() - started < 1.0
     assert changes[-1].desired_state == "paused" and changes[-1].previous_state == "running"
     # The agent confirms over the socket too; the heartbeat is a minute away.
     wait_for(lambda: row().observed_state == ObservedState.PAUSED, timeout=2, what="the confirmation")

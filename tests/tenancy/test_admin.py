@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from fleet.models import ApiToken
-from l10console.tenancy.models import Membership, Role
+from tenancy.models import ApiToken, Membership, Role
 from tests.conftest import client_for
 from tests.factories import AgentFactory
 
@@ -41,15 +40,15 @@ def test_staff_who_are_only_viewers_see_nothing(staff, tenant_a, fleets):
 
 def test_staff_may_create_tokens_only_for_their_tenants_and_see_the_token_once(staff, tenant_a, tenant_b):
     client = client_for(staff)
-    form = client.get("/admin/fleet/apitoken/add/").content.decode()
+    form = client.get("/admin/tenancy/apitoken/add/").content.decode()
     assert "Acme" in form and "Globex" not in form
-    response = client.post("/admin/fleet/apitoken/add/", {"tenant": tenant_a.pk, "name": "ops"}, follow=True)
+    response = client.post("/admin/tenancy/apitoken/add/", {"tenant": tenant_a.pk, "name": "ops"}, follow=True)
     assert response.status_code == 200
     shown = re.search(r"(l10_[0-9a-f]{8}_[A-Za-z0-9_-]+)", response.content.decode())
     assert shown
     token = ApiToken.objects.get()
     assert token.tenant == tenant_a and token.created_by == staff
-    refused = client.post("/admin/fleet/apitoken/add/", {"tenant": tenant_b.pk, "name": "sneaky"})
+    refused = client.post("/admin/tenancy/apitoken/add/", {"tenant": tenant_b.pk, "name": "sneaky"})
     assert refused.status_code == 200  # the form comes back with an error
     assert ApiToken.objects.count() == 1
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client, override_settings
 
-from l10console.config import L10Settings
+from core.config import L10Settings
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def test_sign_out_needs_a_post(admin_a):
 
 
 def test_the_header_lists_every_tenant_of_the_user_and_marks_the_current_one(admin_a, tenant_b):
-    from l10console.tenancy.models import Membership, Role
+    from tenancy.models import Membership, Role
 
     Membership.objects.create(user=admin_a, tenant=tenant_b, role=Role.VIEWER)
     client = Client()

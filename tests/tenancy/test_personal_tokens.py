@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from l10console.lib.tokens import hash_token
-from l10console.tenancy.models import PersonalToken
-from l10console.tenancy.services import personal_token_create
+from core.tokens import hash_token
+from tenancy.models import PersonalToken
+from tenancy.services import personal_token_create
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,43 @@
+"""The audit trail's one plain statement (core/sql.py says how, docs/architecture.md why):
+every control operation writes a row, and compiling the ORM's INSERT cost more than
+running it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from audit.models import AuditEntry
+from core.sql import execute, plain, prep, table
+
+FIELDS = (
+    "tenant_id",
+    "occurred_at",
+    "actor_id",
+    "actor_label",
+    "ip",
+    "user_agent",
+    "action",
+    "resource_type",
+    "resource_id",
+    "reason",
+    "delta",
+    "outcome",
+    "error_code",
+    "idempotency_key",
+    "request_id",
+    "batch_id",
+)
+INSERT_SQL = (
+    f"INSERT INTO {table(AuditEntry)} ({', '.join(FIELDS)}) "  # noqa: S608 - constants only
+    f"VALUES ({', '.join(['%s'] * len(FIELDS))})"
+)
+
+
+def _insert_portable(values: dict[str, Any]) -> None:
+    AuditEntry.objects.create(**values)
+
+
+@plain(portable=_insert_portable)
+def insert(values: dict[str, Any]) -> None:
+    """One audit row in the caller's transaction; ``values`` has every one of ``FIELDS``."""
+    execute(INSERT_SQL, prep(AuditEntry, {f: values[f] for f in FIELDS}))

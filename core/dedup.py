@@ -1,0 +1,35 @@
+"""Inserting records that senders may send twice (a retried batch): each may carry a
+sender-given ``uid``, unique per tenant, and a record whose ``uid`` is stored is skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def insert_new(model: type[M], tenant_id: int, rows: Sequence[M]) -> tuple[list[M], int]:
+    """Insert the rows whose ``uid`` is new (or unset); returns (the rows inserted, the
+    number skipped). ``model`` has ``tenant`` and ``uid`` fields, unique together."""
+    uids = {row.uid for row in rows if row.uid is not None}  # type: ignore[attr-defined]
+    seen: set[UUID] = set()
+    if uids:
+        stored = model._default_manager.filter(tenant_id=tenant_id, uid__in=uids).values_list("uid", flat=True)
+        seen = {uid for uid in stored if uid is not None}
+    fresh: list[M] = []
+    duplicates = 0
+    for row in rows:
+        uid: Any = row.uid  # type: ignore[attr-defined]
+        if uid is not None and uid in seen:
+            duplicates += 1
+            continue
+        if uid is not None:
+            seen.add(uid)
+        fresh.append(row)
+    # ignore_conflicts: a concurrent retry of the same batch must not fail the request.
+    model._default_manager.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
+    return fresh, duplicates

@@ -1,0 +1,234 @@
+"""The one catalog of E10xxx error codes.
+
+Ranges: E100xx auth, E101xx dashboard, E102xx websocket, E103xx control, E104xx events,
+E105xx audit, E106xx cost, E107xx alerts, E108xx agent ingest, E109xx server.
+Each code has an HTTP status, whether retrying can succeed, and a suggestion for the
+person or program that got it. The JSON API answers
+``{"error": {"code", "message", "recoverable", "suggestion"}}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum, unique
+from typing import Any
+
+
+@unique
+class ErrorCode(StrEnum):
+    # E100xx authentication and authorization
+    AUTH_REQUIRED = "E10001"
+    TOKEN_INVALID = "E10002"
+    TOKEN_REVOKED = "E10003"
+    PERMISSION_DENIED = "E10004"
+    TENANT_NOT_FOUND = "E10005"
+    LOGIN_THROTTLED = "E10006"
+    # E101xx dashboard
+    AGENT_NOT_FOUND = "E10101"
+    DASHBOARD_UNAVAILABLE = "E10102"
+    # E102xx websocket
+    WS_UNAUTHORIZED = "E10201"
+    WS_TENANT_FORBIDDEN = "E10202"
+    WS_BAD_FRAME = "E10203"
+    WS_TOO_MANY_CONNECTIONS = "E10204"
+    # E103xx control
+    CONTROL_INVALID_TRANSITION = "E10301"
+    CONTROL_LOCKED = "E10302"
+    CONTROL_INVALID_QUOTA = "E10303"
+    CONTROL_IDEMPOTENCY_MISMATCH = "E10304"
+    CONTROL_IN_FLIGHT = "E10305"
+    CONTROL_UNAVAILABLE = "E10306"
+    CONTROL_REASON_REQUIRED = "E10307"
+    CONTROL_BAD_KEY = "E10308"
+    CONTROL_STALE = "E10309"
+    CONTROL_INVALID_REQUEST = "E10310"
+    CONTROL_INVALID_PAUSE = "E10311"
+    CONTROL_INVALID_SELECTION = "E10312"
+    CONTROL_INVALID_ACTION = "E10313"
+    # E104xx events
+    EVENT_INVALID_QUERY = "E10401"
+    # E105xx audit
+    AUDIT_INVALID_QUERY = "E10501"
+    # E106xx cost
+    COST_INVALID_QUERY = "E10601"
+    # E107xx alerts
+    ALERT_NOT_FOUND = "E10701"
+    # E108xx agent ingest
+    INGEST_MALFORMED_JSON = "E10801"
+    INGEST_INVALID = "E10802"
+    INGEST_BODY_TOO_LARGE = "E10803"
+    INGEST_BATCH_TOO_LARGE = "E10804"
+    INGEST_TIME_IN_FUTURE = "E10805"
+    INGEST_RATE_LIMITED = "E10806"
+    INGEST_UNKNOWN_AGENT = "E10807"
+    INGEST_UNSUPPORTED_MEDIA = "E10808"
+    # E109xx server
+    INTERNAL = "E10901"
+    SERVICE_UNAVAILABLE = "E10902"
+    NOT_FOUND = "E10903"
+    METHOD_NOT_ALLOWED = "E10904"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    http_status: int
+    recoverable: bool
+    message: str
+    suggestion: str
+
+
+CATALOG: dict[ErrorCode, ErrorSpec] = {
+    ErrorCode.AUTH_REQUIRED: ErrorSpec(
+        401, False, "Authentication is required.", "Send 'Authorization: Bearer <token>' or log in."
+    ),
+    ErrorCode.TOKEN_INVALID: ErrorSpec(
+        401, False, "The API token is not valid.", "Check the token; a tenant admin can create a new one."
+    ),
+    ErrorCode.TOKEN_REVOKED: ErrorSpec(
+        401, False, "The API token has been revoked.", "Ask a tenant admin for a new token."
+    ),
+    ErrorCode.PERMISSION_DENIED: ErrorSpec(
+        403, False, "Your role does not allow this.", "Ask a tenant admin for a higher role."
+    ),
+    ErrorCode.TENANT_NOT_FOUND: ErrorSpec(
+        404, False, "No such tenant.", "Check the tenant id; you can only use tenants you belong to."
+    ),
+    ErrorCode.LOGIN_THROTTLED: ErrorSpec(
+        429, True, "Too many failed logins.", "Wait before trying again, or ask an admin to reset your password."
+    ),
+    ErrorCode.AGENT_NOT_FOUND: ErrorSpec(
+        404, False, "No such agent.", "Check the agent id; agents of other tenants are not visible."
+    ),
+    ErrorCode.DASHBOARD_UNAVAILABLE: ErrorSpec(
+        503, True, "Dashboard data is temporarily unavailable.", "Retry in a few seconds."
+    ),
+    ErrorCode.WS_UNAUTHORIZED: ErrorSpec(
+        401, False, "The socket is not authenticated.", "Log in, or connect with an API token."
+    ),
+    ErrorCode.WS_TENANT_FORBIDDEN: ErrorSpec(
+        403, False, "You do not belong to that tenant.", "Connect with a tenant_id you are a member of."
+    ),
+    ErrorCode.WS_BAD_FRAME: ErrorSpec(
+        400, True, "The frame could not be understood.", "Send JSON frames of a documented type."
+    ),
+    ErrorCode.WS_TOO_MANY_CONNECTIONS: ErrorSpec(
+        503, True, "The server has too many open sockets.", "Reconnect later with back-off."
+    ),
+    ErrorCode.CONTROL_INVALID_TRANSITION: ErrorSpec(
+        409, False, "The agent cannot make that change from its current state.", "Check the agent's state."
+    ),
+    ErrorCode.CONTROL_LOCKED: ErrorSpec(
+        409, True, "Another control operation on this agent is in progress.", "Retry in a moment."
+    ),
+    ErrorCode.CONTROL_INVALID_QUOTA: ErrorSpec(
+        422, False, "The quota is not valid.", "Use api_calls or tokens with a non-negative whole limit."
+    ),
+    ErrorCode.CONTROL_IDEMPOTENCY_MISMATCH: ErrorSpec(
+        422, False, "The idempotency key was used for a different request.", "Use a new key for a new request."
+    ),
+    ErrorCode.CONTROL_IN_FLIGHT: ErrorSpec(
+        409, True, "A request with this idempotency key is still running.", "Retry after it finishes."
+    ),
+    ErrorCode.CONTROL_UNAVAILABLE: ErrorSpec(
+        503, True, "Control operations are temporarily unavailable.", "Retry shortly; nothing was changed."
+    ),
+    ErrorCode.CONTROL_REASON_REQUIRED: ErrorSpec(
+        422, False, "This operation needs a reason.", "Say why, in a few words; it goes into the audit trail."
+    ),
+    ErrorCode.CONTROL_BAD_KEY: ErrorSpec(
+        400, False, "The idempotency key is not valid.", "Use 1 to 255 letters, digits, '.', '_', ':' or '-'."
+    ),
+    ErrorCode.CONTROL_STALE: ErrorSpec(
+        409, True, "The agent changed while this operation waited; nothing was written.", "Check its state and retry."
+    ),
+    ErrorCode.CONTROL_INVALID_REQUEST: ErrorSpec(
+        422, False, "The control request is not valid.", "Check the fields against /api/v1/docs; nothing was changed."
+    ),
+    ErrorCode.CONTROL_INVALID_PAUSE: ErrorSpec(
+        422,
+        False,
+        "The pause is not valid.",
+        "Give minutes (1 to 10,080) or an aware until at most 7 days ahead, and mode after_task or now.",
+    ),
+    ErrorCode.CONTROL_INVALID_SELECTION: ErrorSpec(
+        422, False, "The selection of agents is not valid.", "Select agents by id, or give a label selector."
+    ),
+    ErrorCode.CONTROL_INVALID_ACTION: ErrorSpec(
+        422,
+        False,
+        "No such control action.",
+        "Use pause, resume, stop, restart or quota (a batch: pause, resume or stop).",
+    ),
+    ErrorCode.EVENT_INVALID_QUERY: ErrorSpec(400, False, "The event query is not valid.", "Check the filters."),
+    ErrorCode.AUDIT_INVALID_QUERY: ErrorSpec(400, False, "The audit query is not valid.", "Check the filters."),
+    ErrorCode.COST_INVALID_QUERY: ErrorSpec(400, False, "The cost query is not valid.", "Check the date range."),
+    ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
+    ErrorCode.INGEST_MALFORMED_JSON: ErrorSpec(
+        400, False, "The request body is not valid JSON.", "Send a JSON object with Content-Type application/json."
+    ),
+    ErrorCode.INGEST_INVALID: ErrorSpec(
+        422, False, "The request body does not match the schema.", "See /api/v1/docs for the fields and types."
+    ),
+    ErrorCode.INGEST_BODY_TOO_LARGE: ErrorSpec(413, False, "The request body is too large.", "Send smaller batches."),
+    ErrorCode.INGEST_BATCH_TOO_LARGE: ErrorSpec(413, False, "The batch has too many items.", "Split the batch."),
+    ErrorCode.INGEST_TIME_IN_FUTURE: ErrorSpec(
+        422, False, "A timestamp is too far in the future.", "Check the agent's clock (use UTC)."
+    ),
+    ErrorCode.INGEST_RATE_LIMITED: ErrorSpec(
+        429, True, "Too many requests for this token.", "Wait for Retry-After seconds, then send batches."
+    ),
+    ErrorCode.INGEST_UNKNOWN_AGENT: ErrorSpec(
+        404, False, "No agent with that external_id in this tenant.", "Register the agent first."
+    ),
+    ErrorCode.INGEST_UNSUPPORTED_MEDIA: ErrorSpec(
+        415, False, "The request body must be JSON.", "Set Content-Type: application/json."
+    ),
+    ErrorCode.INTERNAL: ErrorSpec(500, True, "Internal error.", "Retry; if it persists, tell the platform team."),
+    ErrorCode.SERVICE_UNAVAILABLE: ErrorSpec(
+        503, True, "A dependency is unavailable.", "Retry after Retry-After seconds."
+    ),
+    ErrorCode.NOT_FOUND: ErrorSpec(404, False, "Not found.", "Check the URL."),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, False, "Method not allowed.", "Check the API documentation."),
+}
+
+
+class InterfaceError(Exception):
+    """An error with a catalog code, as the seed's façade raises it."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        spec = CATALOG[code]
+        self.code = code
+        self.message = message or spec.message
+        self.details = details or {}
+        self.retry_after = retry_after
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def http_status(self) -> int:
+        return CATALOG[self.code].http_status
+
+    @property
+    def is_recoverable(self) -> bool:
+        return CATALOG[self.code].recoverable
+
+    @property
+    def recovery_suggestion(self) -> str:
+        return CATALOG[self.code].suggestion
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": str(self.code),
+            "message": self.message,
+            "recoverable": self.is_recoverable,
+            "suggestion": self.recovery_suggestion,
+        }
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}

@@ -1,0 +1,348 @@
+"""Plain statements of the fleet domain, each with its portable twin (core/sql.py says how,
+docs/architecture.md why).
+
+- ``heartbeat``: every agent heartbeats every ``L10_AGENT_HEARTBEAT_INTERVAL``; one
+  statement updates the agent and merges its sample into the minute row.
+- ``upsert_minutes``: batches of samples folded into per-minute rows.
+- ``update_agent``: control writes an agent's columns on every operation.
+- ``fleet_resources`` and ``fleet_minutes``: the overview's figures and the fleet's 1 h
+  chart, aggregated in the database instead of read row by row.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.functions import Greatest
+
+from core.errors import ErrorCode, InterfaceError
+from core.sql import column, execute, fetch_all, fetch_one, load, plain, prep, table
+from core.stats import SQL_PERCENTILE, percentile
+from core.timeutil import floor_minute
+from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute
+from tenancy.models import Tenant
+
+
+class Reading(Protocol):
+    """One metrics report of an agent: gauges now, counters since its previous report
+    (the ingest API's shapes are readings)."""
+
+    @property
+    def cpu_percent(self) -> float | None: ...
+    @property
+    def memory_mb(self) -> float | None: ...
+    @property
+    def tokens(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def errors(self) -> int: ...
+    @property
+    def latency_p95_ms(self) -> float | None: ...
+
+
+def unknown_agent(external_id: str) -> InterfaceError:
+    return InterfaceError(
+        ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register it first."
+    )
+
+
+# --- minute rows ------------------------------------------------------------------------
+
+# A minute row's values in this order: what the merge statements take.
+MINUTE_FIELDS = (
+    "agent_id", "tenant_id", "minute", "samples", "cpu_sum", "cpu_max", "memory_sum", "memory_max", "tokens",
+    "requests", "errors", "latency_p95_ms",
+)  # fmt: skip
+
+
+class MinuteRow(NamedTuple):
+    agent_id: UUID
+    tenant_id: int
+    minute: datetime
+    samples: int
+    cpu_sum: float
+    cpu_max: float
+    memory_sum: float
+    memory_max: float
+    tokens: int
+    requests: int
+    errors: int
+    latency_p95_ms: float
+
+
+def minute_row(agent_id: UUID, tenant_id: int, at: datetime, reading: Reading) -> MinuteRow:
+    cpu, mem = reading.cpu_percent or 0.0, reading.memory_mb or 0.0
+    return MinuteRow(
+        agent_id, tenant_id, floor_minute(at), 1, cpu, cpu, mem, mem, reading.tokens, reading.requests,
+        reading.errors, reading.latency_p95_ms or 0.0,
+    )  # fmt: skip
+
+
+def _larger(column: str) -> str:
+    return f"GREATEST(t.{column}, excluded.{column})"
+
+
+MERGE_UPDATE = ", ".join(
+    [f"{c} = t.{c} + excluded.{c}" for c in SUM_FIELDS] + [f"{c} = {_larger(c)}" for c in MAX_FIELDS]
+)
+# One short statement whatever the batch size: psycopg prepares it once per connection,
+# where a long VALUES list is parsed anew each time.
+UPSERT_MINUTES_SQL = (
+    f"INSERT INTO {table(MetricMinute)} AS t ({', '.join(MINUTE_FIELDS)}) "  # noqa: S608 - constants only
+    "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::timestamptz[], %s::integer[], %s::float8[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[]) "
+    f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE}"
+)
+
+
+def _upsert_minutes_portable(rows: Sequence[MinuteRow]) -> None:
+    # The caller's transaction holds SQLite's write lock (IMMEDIATE): no other writer can
+    # insert the row between the update and the create.
+    for row in rows:
+        merged = MetricMinute.objects.filter(agent_id=row.agent_id, minute=row.minute).update(
+            **{f: F(f) + getattr(row, f) for f in SUM_FIELDS},
+            **{f: Greatest(F(f), getattr(row, f)) for f in MAX_FIELDS},
+        )
+        if not merged:
+            MetricMinute.objects.create(**row._asdict())
+
+
+@plain(portable=_upsert_minutes_portable)
+def upsert_minutes(rows: Sequence[MinuteRow]) -> None:
+    """Fold rows (at most one per agent and minute) into the minute rows: sums add, maxima
+    keep the larger."""
+    if rows:
+        execute(UPSERT_MINUTES_SQL, [list(column) for column in zip(*rows, strict=True)])
+
+
+# --- heartbeats -------------------------------------------------------------------------
+
+# The agent's columns a heartbeat sets besides its observed state: always, and with metrics.
+HEARTBEAT_COLUMNS = ("last_heartbeat_at", "updated_at")
+HEARTBEAT_METRIC_COLUMNS = (
+    "cpu_percent", "memory_mb", "latency_p95_ms", "tokens_per_min", "requests_per_min", "errors_per_min", "metrics_at",
+)  # fmt: skip
+# What a heartbeat's answer needs of the agent.
+ANSWER_FIELDS = ("id", "desired_state", "version", "quotas", "pause_mode", "pause_until")
+
+
+def heartbeat_fields(reading: Reading | None, at: datetime | None, now: datetime) -> dict[str, Any]:
+    """Values for ``HEARTBEAT_COLUMNS`` and, with a reading, ``HEARTBEAT_METRIC_COLUMNS``."""
+    fields: dict[str, Any] = {"last_heartbeat_at": now, "updated_at": now}
+    if reading is not None:
+        interval_min = settings.L10.agent_heartbeat_interval / 60
+        fields.update(
+            cpu_percent=reading.cpu_percent,
+            memory_mb=reading.memory_mb,
+            latency_p95_ms=reading.latency_p95_ms,
+            tokens_per_min=reading.tokens / interval_min,
+            requests_per_min=reading.requests / interval_min,
+            errors_per_min=reading.errors / interval_min,
+            metrics_at=at or now,
+        )
+    return fields
+
+
+@transaction.atomic
+def _heartbeat_portable(
+    tenant: Tenant, external_id: str, state: str, reading: Reading | None, at: datetime | None, now: datetime
+) -> tuple[Agent, str]:
+    agent = Agent.objects.filter(tenant=tenant, external_id=external_id).first()
+    if agent is None:
+        raise unknown_agent(external_id)
+    previous_state = agent.observed_state
+    fields = heartbeat_fields(reading, at, now)
+    fields["observed_state"] = state
+    if previous_state != state:
+        fields["observed_changed_at"] = now
+    fields["delivered_version"] = agent.version  # the answer carries the control
+    if agent.delivered_version < agent.version:
+        fields["delivered_at"] = now
+    if reading is not None:
+        _upsert_minutes_portable([minute_row(agent.pk, tenant.pk, at or now, reading)])
+    Agent.objects.filter(pk=agent.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(agent, name, value)
+    return agent, previous_state
+
+
+@functools.cache
+def _heartbeat_statement(with_metrics: bool) -> str:
+    """One statement: update the agent (keeping its previous observed state for the answer)
+    and, with metrics, merge the sample into its minute row."""
+    agents = table(Agent)
+    columns = HEARTBEAT_COLUMNS + (HEARTBEAT_METRIC_COLUMNS if with_metrics else ())
+    assignments = ", ".join(f"{c} = %({c})s" for c in columns)
+    statement = (
+        f"WITH previous AS (SELECT id, observed_state FROM {agents} "  # noqa: S608 - constants only
+        "WHERE tenant_id = %(tenant_id)s AND external_id = %(external_id)s), "
+        f"agent AS (UPDATE {agents} AS a SET {assignments}, observed_state = %(state)s, "
+        "observed_changed_at = CASE WHEN a.observed_state = %(state)s THEN a.observed_changed_at ELSE %(now)s END, "
+        # The answer carries the control: delivered, if this version was not yet.
+        "delivered_at = CASE WHEN a.delivered_version < a.version THEN %(now)s ELSE a.delivered_at END, "
+        "delivered_version = a.version "
+        "FROM previous WHERE a.id = previous.id "
+        f"RETURNING {', '.join(f'a.{c}' for c in ANSWER_FIELDS)}, previous.observed_state)"
+    )
+    if with_metrics:
+        statement += (
+            f", minute AS (INSERT INTO {table(MetricMinute)} AS t ({', '.join(MINUTE_FIELDS)}) "  # noqa: S608
+            "SELECT agent.id, %(tenant_id)s, %(minute)s, 1, %(cpu)s, %(cpu)s, %(mem)s, %(mem)s, %(tokens)s, "
+            "%(requests)s, %(errors)s, %(p95)s FROM agent "
+            f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE})"
+        )
+    return f"{statement} SELECT {', '.join(ANSWER_FIELDS)}, observed_state FROM agent"  # noqa: S608
+
+
+@plain(portable=_heartbeat_portable)
+def heartbeat(
+    tenant: Tenant, external_id: str, state: str, reading: Reading | None, at: datetime | None, now: datetime
+) -> tuple[Agent, str]:
+    """Record a heartbeat: (the agent as its answer needs it, its previous observed state).
+    The agent carries its id, external id, tenant, desired state, version, quotas, pause
+    and observed state; the rest of the row is not read."""
+    params = heartbeat_fields(reading, at, now)
+    params.update(tenant_id=tenant.pk, external_id=external_id, state=state, now=now)
+    if reading is not None:
+        row = minute_row(UUID(int=0), tenant.pk, at or now, reading)
+        params.update(
+            minute=row.minute, cpu=row.cpu_sum, mem=row.memory_sum, tokens=row.tokens, requests=row.requests,
+            errors=row.errors, p95=row.latency_p95_ms,
+        )  # fmt: skip
+    found = fetch_one(_heartbeat_statement(reading is not None), params)
+    if found is None:
+        raise unknown_agent(external_id)
+    agent = load(Agent, ANSWER_FIELDS, found[:-1])
+    agent.tenant, agent.external_id, agent.observed_state = tenant, external_id, state
+    return agent, str(found[-1])
+
+
+# --- control's writes -------------------------------------------------------------------
+
+
+def _update_agent_portable(agent: Agent, fields: Sequence[str]) -> None:
+    Agent.objects.filter(pk=agent.pk).update(**{f: getattr(agent, f) for f in fields})
+
+
+@plain(portable=_update_agent_portable)
+def update_agent(agent: Agent, fields: Sequence[str]) -> None:
+    """Write these fields (attnames) of the agent as they are on ``agent``."""
+    assignments = ", ".join(f"{column(Agent, f)} = %s" for f in fields)
+    params = prep(Agent, {f: getattr(agent, f) for f in fields}) + prep(Agent, {"id": agent.pk})
+    execute(f"UPDATE {table(Agent)} SET {assignments} WHERE id = %s", params)  # noqa: S608 - constants only
+
+
+# --- the overview's figures ------------------------------------------------------------
+
+
+class ResourceFigures(NamedTuple):
+    """Across the tenant's agents that reported since ``since``."""
+
+    reporting: int
+    cpu_mean: float | None
+    cpu_p95: float | None
+    memory_mean: float | None
+    memory_p95: float | None
+    tokens_per_min: float
+    requests_per_min: float
+    errors_per_min: float
+
+
+# One row, whatever the fleet's size. Aggregates skip NULLs, as the portable twin does.
+FLEET_RESOURCES_SQL = (
+    f"SELECT count(*), avg(cpu_percent), {SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY cpu_percent), "  # noqa: S608
+    f"avg(memory_mb), {SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY memory_mb), "
+    "coalesce(sum(tokens_per_min), 0), coalesce(sum(requests_per_min), 0), coalesce(sum(errors_per_min), 0) "
+    f"FROM {table(Agent)} WHERE tenant_id = %s AND metrics_at >= %s"
+)
+
+
+def _fleet_resources_portable(tenant_id: int, since: datetime) -> ResourceFigures:
+    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=since).order_by()
+    rows = list(live.values_list("cpu_percent", "memory_mb", "tokens_per_min", "requests_per_min", "errors_per_min"))
+    cpus = [r[0] for r in rows if r[0] is not None]
+    mems = [r[1] for r in rows if r[1] is not None]
+    return ResourceFigures(
+        reporting=len(rows),
+        cpu_mean=sum(cpus) / len(cpus) if cpus else None,
+        cpu_p95=percentile(cpus, 0.95) if cpus else None,
+        memory_mean=sum(mems) / len(mems) if mems else None,
+        memory_p95=percentile(mems, 0.95) if mems else None,
+        tokens_per_min=sum(r[2] or 0.0 for r in rows),
+        requests_per_min=sum(r[3] or 0.0 for r in rows),
+        errors_per_min=sum(r[4] or 0.0 for r in rows),
+    )
+
+
+@plain(portable=_fleet_resources_portable)
+def fleet_resources(tenant_id: int, since: datetime) -> ResourceFigures:
+    """The fleet's CPU and memory (mean, p95) and rates, from the agents' latest reports."""
+    row = fetch_one(FLEET_RESOURCES_SQL, [tenant_id, since])
+    if row is None:  # an aggregate without GROUP BY always answers one row
+        raise RuntimeError("the fleet resources aggregate returned no row")
+    return ResourceFigures(*row)
+
+
+# --- the fleet's chart per minute -------------------------------------------------------
+
+
+class MinuteFigures(NamedTuple):
+    """The fleet in one minute: sums over its agents' minute rows; p95s across the agents'
+    averages in that minute."""
+
+    minute: datetime
+    agents: int
+    samples: int
+    cpu_sum: float
+    cpu_p95: float
+    memory_sum: float
+    memory_p95: float
+    tokens: int
+    requests: int
+    errors: int
+    latency: float
+
+
+FLEET_MINUTES_SQL = (
+    "SELECT minute, count(*), sum(samples)::bigint, sum(cpu_sum), "  # noqa: S608 - constants only
+    f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY cpu_sum / NULLIF(samples, 0)), sum(memory_sum), "
+    f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY memory_sum / NULLIF(samples, 0)), "
+    "sum(tokens)::bigint, sum(requests)::bigint, sum(errors)::bigint, max(latency_p95_ms) "
+    f"FROM {table(MetricMinute)} WHERE tenant_id = %s AND minute >= %s AND minute < %s "
+    "GROUP BY minute ORDER BY minute"
+)
+
+
+def _fleet_minutes_portable(tenant_id: int, start: datetime, end: datetime) -> list[MinuteFigures]:
+    rows = MetricMinute.objects.filter(Q(tenant_id=tenant_id) & Q(minute__gte=start) & Q(minute__lt=end)).values_list(
+        "minute", "samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors", "latency_p95_ms"
+    )
+    grouped: dict[datetime, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    figures = []
+    for minute in sorted(grouped):
+        group = grouped[minute]
+        figures.append(
+            MinuteFigures(
+                minute, len(group), sum(r[1] for r in group), sum(r[2] for r in group),
+                percentile([r[2] / r[1] for r in group if r[1]], 0.95), sum(r[3] for r in group),
+                percentile([r[3] / r[1] for r in group if r[1]], 0.95), sum(r[4] for r in group),
+                sum(r[5] for r in group), sum(r[6] for r in group), max(r[7] for r in group),
+            )
+        )  # fmt: skip
+    return figures
+
+
+@plain(portable=_fleet_minutes_portable)
+def fleet_minutes(tenant_id: int, start: datetime, end: datetime) -> list[MinuteFigures]:
+    """The tenant's fleet per minute in [start, end), oldest first."""
+    return [MinuteFigures(*row) for row in fetch_all(FLEET_MINUTES_SQL, [tenant_id, start, end])]

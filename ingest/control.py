@@ -1,0 +1,47 @@
+"""What an agent must obey: sent on register, in every heartbeat's answer and over the
+agent socket whenever it changes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from costs.selectors import quota_usage
+from fleet.models import Agent, DesiredState
+
+
+@dataclass(frozen=True)
+class AgentControl:
+    """The agent's desired state and quota limits; ``usage`` is what it has used in each
+    limited period."""
+
+    agent_id: str
+    external_id: str
+    desired_state: str
+    version: int
+    quotas: dict[str, dict[str, int]]
+    usage: dict[str, dict[str, int]]
+    heartbeat_interval: int
+    pause_mode: str | None = None  # while paused: "now" or "after_task"
+    pause_until: str | None = None  # while paused: when it resumes by itself
+
+    @classmethod
+    def of(cls, agent: Agent, *, now: datetime | None = None) -> AgentControl:
+        return cls(
+            agent_id=str(agent.pk),
+            external_id=agent.external_id,
+            desired_state=agent.desired_state,
+            version=agent.version,
+            pause_mode=agent.pause_mode if agent.desired_state == DesiredState.PAUSED else None,
+            pause_until=agent.pause_until.isoformat() if agent.pause_until else None,
+            quotas=agent.quotas or {},
+            usage=quota_usage(agent, now or timezone.now()),
+            heartbeat_interval=settings.L10.agent_heartbeat_interval,
+        )
+
+    def as_message(self) -> dict[str, Any]:
+        return {"type": "control", **asdict(self)}

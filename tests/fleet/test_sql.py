@@ -1,0 +1,222 @@
+"""The fleet's plain statements against their portable twins, on the same PostgreSQL data:
+the same rows written, the same answers read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from core.errors import ErrorCode, InterfaceError
+from fleet import sql
+from fleet.models import Agent, DesiredState, MetricMinute, ObservedState
+from ingest.control import AgentControl
+from ingest.schemas import Metrics
+from tests.factories import AgentFactory
+from tests.parity import parity
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+PATHS = ("plain", "portable")
+T0 = datetime(2026, 11, 25, 12, 0, 10, tzinfo=UTC)
+AGENT_COLUMNS = (
+    "observed_state",
+    "observed_changed_at",
+    "last_heartbeat_at",
+    "cpu_percent",
+    "memory_mb",
+    "latency_p95_ms",
+    "tokens_per_min",
+    "requests_per_min",
+    "errors_per_min",
+    "metrics_at",
+    "delivered_version",
+    "delivered_at",
+)
+MINUTE_COLUMNS = (
+    "minute",
+    "samples",
+    "cpu_sum",
+    "cpu_max",
+    "memory_sum",
+    "memory_max",
+    "tokens",
+    "requests",
+    "errors",
+    "latency_p95_ms",
+)
+
+
+def reading(**values: Any) -> Metrics:
+    return Metrics.model_validate(values)
+
+
+def minutes_of(agent: Agent) -> list[tuple[Any, ...]]:
+    return list(MetricMinute.objects.filter(agent=agent).order_by("minute").values_list(*MINUTE_COLUMNS))
+
+
+@parity(sql.heartbeat)
+def test_both_heartbeat_paths_leave_the_same_rows_and_answer_the_same(tenant_a):
+    quotas = {"tokens": {"day": 5000}}
+    agents = {
+        path: AgentFactory.create(
+            tenant=tenant_a,
+            external_id=f"agent-{path}",
+            desired_state=DesiredState.PAUSED,
+            version=3,
+            quotas=quotas,
+            observed_state=ObservedState.STARTING,
+        )
+        for path in PATHS
+    }
+    first = reading(cpu_percent=40.0, memory_mb=500.0, tokens=600, requests=6, errors=1, latency_p95_ms=90.0)
+    second = reading(cpu_percent=70.0, memory_mb=450.0, tokens=300, requests=3, errors=0)
+    answers = {}
+    for path, agent in agents.items():
+        run = getattr(sql.heartbeat, path)
+        # No metrics; a state change with metrics; the same minute again (merged); the next minute.
+        answers[path] = [
+            run(tenant_a, agent.external_id, "starting", None, None, T0),
+            run(tenant_a, agent.external_id, "running", first, None, T0 + timedelta(seconds=10)),
+            run(tenant_a, agent.external_id, "running", second, T0 + timedelta(seconds=15), T0 + timedelta(seconds=20)),
+            run(tenant_a, agent.external_id, "running", first, None, T0 + timedelta(seconds=60)),
+        ]
+
+    for path, results in answers.items():
+        assert [previous for _, previous in results] == ["starting", "starting", "running", "running"], path
+        answered = results[-1][0]
+        shown = (answered.pk, answered.external_id, answered.desired_state, answered.version, answered.quotas)
+        assert shown == (agents[path].pk, f"agent-{path}", "paused", 3, quotas), path
+        assert (answered.observed_state, answered.pause_mode, answered.pause_until) == ("running", "after_task", None)
+        assert AgentControl.of(answered).usage == {"tokens": {"day": 0}}
+
+    rows = {path: Agent.objects.filter(pk=agent.pk).values(*AGENT_COLUMNS).get() for path, agent in agents.items()}
+    assert rows["plain"] == rows["portable"]
+    assert rows["plain"]["observed_changed_at"] == T0 + timedelta(seconds=10)  # kept while unchanged
+    assert rows["plain"]["last_heartbeat_at"] == T0 + timedelta(seconds=60)
+    assert rows["plain"]["tokens_per_min"] == 600 / (10 / 60)
+    assert (rows["plain"]["delivered_version"], rows["plain"]["delivered_at"]) == (3, T0)
+
+    assert minutes_of(agents["plain"]) == minutes_of(agents["portable"])
+    assert minutes_of(agents["plain"]) == [
+        (T0.replace(second=0), 2, 110.0, 70.0, 950.0, 500.0, 900, 9, 1, 90.0),
+        (T0.replace(second=0) + timedelta(minutes=1), 1, 40.0, 40.0, 500.0, 500.0, 600, 6, 1, 90.0),
+    ]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_unknown_agent_is_refused_by_both_heartbeat_paths(path, tenant_a, agent_b):
+    with pytest.raises(InterfaceError) as caught:
+        getattr(sql.heartbeat, path)(tenant_a, agent_b.external_id, "running", None, None, T0)  # tenant B's agent
+    assert caught.value.code == ErrorCode.INGEST_UNKNOWN_AGENT
+    assert Agent.objects.get(pk=agent_b.pk).last_heartbeat_at is None
+
+
+@parity(sql.upsert_minutes)
+def test_both_minute_merges_add_sums_and_keep_maxima(tenant_a):
+    agents = {path: AgentFactory.create(tenant=tenant_a, external_id=f"m-{path}") for path in PATHS}
+    for path, agent in agents.items():
+        upsert = getattr(sql.upsert_minutes, path)
+        upsert([sql.minute_row(agent.pk, tenant_a.pk, T0, reading(cpu_percent=10.0, tokens=5, latency_p95_ms=30.0))])
+        upsert(
+            [
+                sql.minute_row(agent.pk, tenant_a.pk, T0, reading(cpu_percent=30.0, memory_mb=8.0, tokens=7)),
+                sql.minute_row(agent.pk, tenant_a.pk, T0 + timedelta(minutes=1), reading(requests=2, errors=1)),
+            ]
+        )
+    assert minutes_of(agents["plain"]) == minutes_of(agents["portable"])
+    assert minutes_of(agents["plain"]) == [
+        (T0.replace(second=0), 2, 40.0, 30.0, 8.0, 8.0, 12, 0, 0, 30.0),
+        (T0.replace(second=0) + timedelta(minutes=1), 1, 0.0, 0.0, 0.0, 0.0, 0, 2, 1, 0.0),
+    ]
+
+
+@parity(sql.update_agent)
+def test_both_agent_updates_write_the_same_columns(tenant_a, admin_a):
+    agents = {path: AgentFactory.create(tenant=tenant_a, external_id=f"u-{path}") for path in PATHS}
+    fields = ("desired_state", "desired_changed_by_id", "pause_reason", "pause_until", "quotas", "version")
+    for path, agent in agents.items():
+        agent.desired_state, agent.desired_changed_by = DesiredState.PAUSED, admin_a
+        agent.pause_reason, agent.pause_until = "maintenance", T0
+        agent.quotas, agent.version = {"tokens": {"hour": 7}}, 9
+        agent.name = "not written"
+        getattr(sql.update_agent, path)(agent, fields)
+    rows = {path: Agent.objects.filter(pk=agent.pk).values(*fields, "name").get() for path, agent in agents.items()}
+    assert rows["plain"] == {**rows["portable"], "name": "U Plain"}
+    assert rows["portable"] == {
+        "desired_state": "paused",
+        "desired_changed_by_id": admin_a.pk,
+        "pause_reason": "maintenance",
+        "pause_until": T0,
+        "quotas": {"tokens": {"hour": 7}},
+        "version": 9,
+        "name": "U Portable",
+    }
+
+
+@dataclass(frozen=True)
+class Report:
+    cpu: float | None
+    memory: float | None
+    tokens: float
+    requests: float
+    errors: float
+    at: datetime | None
+
+
+# Seven agents' latest reports: an even count for the p95 to pick its rank, NULL gauges,
+# and one whose report is too old to count.
+REPORTS = [
+    Report(12.5, 300.0, 60.0, 6.0, 0.0, T0),
+    Report(80.0, 900.0, 600.0, 60.0, 6.0, T0),
+    Report(55.0, None, 0.0, 0.0, 0.0, T0),
+    Report(None, 450.0, 30.0, 3.0, 1.0, T0),
+    Report(97.5, 1200.0, 6.0, 1.0, 0.0, T0 - timedelta(seconds=5)),
+    Report(33.3, 250.0, 12.0, 2.0, 0.0, T0),
+    Report(99.0, 4000.0, 0.0, 0.0, 0.0, T0 - timedelta(hours=1)),
+]
+
+
+@parity(sql.fleet_resources)
+def test_both_fleet_resource_reads_agree(tenant_a):
+    for i, r in enumerate(REPORTS):
+        AgentFactory.create(
+            tenant=tenant_a, cpu_percent=r.cpu, memory_mb=r.memory, tokens_per_min=r.tokens,
+            requests_per_min=r.requests, errors_per_min=r.errors, metrics_at=r.at, external_id=f"r-{i}",
+        )  # fmt: skip
+    since = T0 - timedelta(seconds=30)
+    plain, portable = sql.fleet_resources.plain(tenant_a.pk, since), sql.fleet_resources.portable(tenant_a.pk, since)
+    assert plain._replace(cpu_mean=None) == portable._replace(cpu_mean=None)
+    assert plain.cpu_mean == pytest.approx(portable.cpu_mean)
+    # Six reporting; CPU of five (one NULL): nearest rank ceil(0.95 × 5) = 5th of 5.
+    assert (plain.reporting, plain.cpu_p95, plain.memory_p95) == (6, 97.5, 1200.0)
+    empty = sql.fleet_resources.plain(tenant_a.pk, T0 + timedelta(days=1))
+    assert empty == sql.fleet_resources.portable(tenant_a.pk, T0 + timedelta(days=1))
+    assert empty == sql.ResourceFigures(0, None, None, None, None, 0.0, 0.0, 0.0)
+
+
+@parity(sql.fleet_minutes)
+def test_both_fleet_minute_reads_agree(tenant_a, tenant_b):
+    start = T0.replace(second=0)
+    for i in range(21):  # 21 agents in the first minute: the p95 is the 20th (ceil(19.95)), not an interpolation
+        agent = AgentFactory.create(tenant=tenant_a, external_id=f"f-{i}")
+        rows = [sql.minute_row(agent.pk, tenant_a.pk, start, reading(cpu_percent=float(i * 3), memory_mb=100.0 + i))]
+        if i % 2:
+            rows.append(sql.minute_row(agent.pk, tenant_a.pk, start + timedelta(minutes=1), reading(tokens=i)))
+        sql.upsert_minutes.plain(rows)
+    other = AgentFactory.create(tenant=tenant_b)
+    sql.upsert_minutes.plain([sql.minute_row(other.pk, tenant_b.pk, start, reading(cpu_percent=100.0))])
+
+    end = start + timedelta(minutes=2)
+    plain, portable = (
+        sql.fleet_minutes.plain(tenant_a.pk, start, end),
+        sql.fleet_minutes.portable(tenant_a.pk, start, end),
+    )
+    assert [p.minute for p in plain] == [p.minute for p in portable] == [start, start + timedelta(minutes=1)]
+    for p, q in zip(plain, portable, strict=True):
+        assert p._replace(cpu_sum=0, memory_sum=0) == q._replace(cpu_sum=0, memory_sum=0)
+        assert (p.cpu_sum, p.memory_sum) == pytest.approx((q.cpu_sum, q.memory_sum))
+    assert (plain[0].agents, plain[0].cpu_p95, plain[0].memory_p95) == (21, 57.0, 119.0)
+    assert (plain[1].agents, plain[1].tokens) == (10, sum(range(1, 21, 2)))
