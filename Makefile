@@ -1,12 +1,12 @@
 # The README's commands. `make run` serves the console on the embedded default;
-# `make test` runs lint, types and every test.
+# `make test` runs lint (ruff and the import contracts), types and every test.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types pytest bench soak venv clean
+.PHONY: run test lint types pytest pytest-embedded bench soak venv clean
 
 venv: $(STAMP)
 
@@ -19,9 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: venv
 	L10_DEBUG=$${L10_DEBUG:-1} $(PY) -m l10console.launch $(RUN_ARGS)
 
+# The import contracts (pyproject.toml, [tool.importlinter]) are part of lint: a broken
+# layer fails it as a style error does.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo
 
 types: venv
 	$(VENV)/bin/mypy .
@@ -31,7 +34,14 @@ pytest: venv
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
-test: lint types pytest
+# The apps `make run` serves, again on the embedded default (SQLite, local memory):
+# tests that need PostgreSQL or Redis themselves ran in the first pass.
+EMBEDDED_TESTS ?= tests/fleet tests/ingest tests/control tests/dashboard
+pytest-embedded: venv
+	L10_TEST_EMBEDDED=1 $(PY) -m pytest -m "not postgres and not redis and not browser" $(EMBEDDED_TESTS); \
+	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test: lint types pytest pytest-embedded
 
 bench: venv
 	$(PY) bench/run.py

@@ -19,12 +19,20 @@ if services.HAS_REDIS:
     os.environ["L10_REDIS_DB"] = str(services.REDIS_DB)
 else:
     os.environ.pop("L10_REDIS_HOST", None)
+if services.EMBEDDED:
+    # A file of its own (tests run in threads and in a live server): never the console's.
+    os.environ["L10_SQLITE_PATH"] = os.environ.get("L10_TEST_SQLITE_PATH", "var/tests.sqlite3")
 os.environ.setdefault("L10_SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789abcdef")
 os.environ["L10_DEBUG"] = "0"
 os.environ["L10_TLS"] = "0"
 os.environ.setdefault("L10_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 
 from l10console.settings import *  # noqa: F403
+
+if services.EMBEDDED:
+    # A file, not SQLite's shared in-memory database, whose table locks do not wait: the
+    # embedded default's writers (requests, the task runner's threads) queue on the file.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "tests-embedded.sqlite3")}  # noqa: F405
 
 # Fast hashing keeps the cast's logins cheap; production uses Django's default.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

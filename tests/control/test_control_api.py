@@ -12,7 +12,7 @@ from audit.models import AuditEntry
 from fleet.models import Agent
 from tenancy.services import personal_token_create, personal_token_revoke
 
-pytestmark = [pytest.mark.redis, pytest.mark.django_db]
+pytestmark = pytest.mark.django_db
 
 
 def post(token: str, agent: Agent, action: str, body: dict[str, Any], **headers: str) -> Any:

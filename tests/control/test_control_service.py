@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-import redis
 import time_machine
 from django.db import connection, connections
 from django.db.utils import DatabaseError
@@ -32,11 +31,10 @@ from control.services import (
 from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
 from tenancy.models import Membership, Role
-from tests import services
 from tests.conftest import wait_for
 from tests.realtime.conftest import settings_with
 
-pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def run(tenant, user, action: Action, agent, **options):
@@ -326,10 +324,8 @@ def test_an_operation_whose_lock_expired_cannot_overwrite_a_newer_change(tenant_
 
         worker = threading.Thread(target=pause)
         worker.start()
-        held = redis.Redis(host=services.REDIS_HOST, port=services.REDIS_PORT, db=services.REDIS_DB)
-        wait_for(lambda: held.exists(locks.lock_key(agent_a.pk)), timeout=5, what="the pause to take its lock")
-        wait_for(lambda: not held.exists(locks.lock_key(agent_a.pk)), timeout=5, what="the pause's lock to expire")
-        held.close()
+        wait_for(lambda: locks.holder(agent_a.pk), timeout=5, what="the pause to take its lock")
+        wait_for(lambda: locks.holder(agent_a.pk) is None, timeout=5, what="the pause's lock to expire")
         # The newer change, made while the pause waits on the row.
         other.execute(
             f"UPDATE {table} SET desired_state = 'stopped', version = version + 1 WHERE id = %s",  # noqa: S608
@@ -343,6 +339,7 @@ def test_an_operation_whose_lock_expired_cannot_overwrite_a_newer_change(tenant_
     assert audit() == [("agent.pause", "denied", "E10309")]
 
 
+@pytest.mark.redis
 def test_a_dead_redis_refuses_with_e10306_and_changes_nothing(private_redis, tenant_a, operator_a, agent_a):
     with override_settings(L10=settings_with(L10_REDIS_PORT=str(private_redis.port), L10_REDIS_DB="0")):
         private_redis.kill()

@@ -17,7 +17,7 @@ from fleet.models import Agent, DesiredState, ObservedState
 from fleet.simulator import read_tokens
 from tests.conftest import LiveServer, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
+pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 
 
