@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import threading
@@ -158,7 +159,10 @@ def _local_send(tenant_id: int, payloads: list[str]) -> list[int]:
     for hub in hubs:
         for seq, payload in numbered:
             with contextlib.suppress(RuntimeError):  # its loop has closed
-                hub.loop.call_soon_threadsafe(hub.dispatch, tenant_id, seq, payload)
+                # In a context of its own, as an event read from Redis is: the sender's
+                # (often asgiref's one database thread, marked "in use") must not follow
+                # the event into the renders it starts on the loop.
+                hub.loop.call_soon_threadsafe(hub.dispatch, tenant_id, seq, payload, context=contextvars.Context())
     return [seq for seq, _ in numbered]
 
 
