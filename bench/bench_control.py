@@ -75,7 +75,7 @@ BULK_CODE = """
 import json, os, time
 from audit.services import Actor
 from control.bulk import bulk_preview, bulk_run, bulk_select, bulk_start
-from control.services import Action
+from control.rules import Action
 from fleet.models import Agent
 from tenancy.models import Membership
 spec = json.loads(os.environ["BENCH_SPEC"])

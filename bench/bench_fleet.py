@@ -113,7 +113,7 @@ def fleet_main() -> None:
     Wall-clock times (``time.time()``) are reported so the parent can line processes up.
     """
     from l10_agent import Agent
-    from l10_agent import agent as sdk
+    from l10_agent import runtime as sdk
 
     spec = json.loads(os.environ["BENCH_FLEET"])
     url, tokens, first, count = spec["url"], spec["tokens"], int(spec["first"]), int(spec["agents"])

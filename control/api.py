@@ -20,7 +20,8 @@ from ninja import Router, Schema
 from pydantic import AwareDatetime, Field, Strict, StrictStr
 
 from audit.services import Actor
-from control.services import MAX_PAUSE_MINUTES, MAX_QUOTA, MAX_REASON, Action, ControlRequest, control_execute
+from control.rules import MAX_PAUSE_MINUTES, MAX_QUOTA, MAX_REASON, Action, ControlRequest
+from control.services import control_execute
 from core.errors import ErrorCode
 from core.schemas import StrictSchema
 from tenancy.api_auth import PersonalBearer

@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from audit.services import Actor
 from control.models import Batch, BatchItem, ItemOutcome
-from control.services import Action, ControlRequest, ControlStatus, authorize, control_execute
+from control.rules import Action, ControlRequest, ControlStatus
+from control.services import authorize, control_execute
 from core import runner
 from core.errors import ErrorCode, InterfaceError
 from fleet.models import Agent, DesiredState

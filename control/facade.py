@@ -14,7 +14,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
 
 from audit.services import Actor
-from control.services import Action, ControlRequest, ControlResult, control_execute
+from control.rules import Action, ControlRequest, ControlResult
+from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
 from tenancy.selectors import tenant_by_ref
 

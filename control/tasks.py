@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from control import services
+from control import bulk, services
 
 
 @shared_task(name="control.tasks.purge_idempotency", ignore_result=True, time_limit=300, soft_time_limit=240)
@@ -17,6 +17,4 @@ def resume_expired_pauses() -> int:
 
 @shared_task(name="control.tasks.run_batch", ignore_result=True, time_limit=600, soft_time_limit=540)
 def run_batch(batch_id: str) -> None:
-    from control import bulk
-
     bulk.bulk_run(batch_id)

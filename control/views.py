@@ -16,7 +16,8 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.services import Actor
 from control import bulk
 from control.models import Batch
-from control.services import Action, ControlRequest, ControlStatus, control_execute
+from control.rules import Action, ControlRequest, ControlStatus
+from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
 from fleet.selectors import get_agent_for_user

@@ -5,7 +5,7 @@ gathers them under one name and wires the few that span apps.
 """
 
 from control.facade import ControlService
-from control.services import ControlResult, ControlStatus
+from control.rules import ControlResult, ControlStatus
 from core.config import L10Settings
 from core.errors import ErrorCode, InterfaceError
 from dashboard.facade import (

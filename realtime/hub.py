@@ -1,18 +1,12 @@
 """Publishing changes and fanning them out to this process's sockets.
 
 ``publish(tenant_id, topic, data)`` is called by services, views and tasks; the event goes
-out after the current transaction commits. Every ASGI process runs one ``Hub`` per event
-loop: it holds one subscription per tenant that has a socket here and hands each event to
-that tenant's listeners (sockets), which queue the already-encoded frame. So a change costs
-one ``PUBLISH``, however many sockets watch, and one slow socket never holds up the rest.
-
-Two transports, chosen in settings, the same code path otherwise:
-
-- **Redis** (production): one Lua call ``INCR`` s the tenant's sequence number and
-  ``PUBLISH`` es ``"<seq> <payload>"`` on the tenant's channel, atomically, so sequence
-  numbers arrive in order. Hubs read with ``redis.asyncio`` ``SUBSCRIBE``.
-- **Local** (the embedded default): a counter per tenant in this process, delivered to
-  every hub of this process with ``call_soon_threadsafe``.
+out after the current transaction commits, through the transport (``realtime.transport``:
+Redis pub/sub in production, this process in the embedded default). Every ASGI process
+runs one ``Hub`` per event loop: it holds one subscription per tenant that has a socket
+here and hands each event to that tenant's listeners (sockets), which queue the
+already-encoded frame. So a change costs one ``PUBLISH``, however many sockets watch, and
+one slow socket never holds up the rest.
 
 Every event carries its sequence number. A hub keeps the last events per tenant, so a
 socket that reconnects with the number it saw last gets what it missed, or is told to
@@ -23,73 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
-import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from functools import cache
 from typing import Any, Protocol
-from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
 
+from realtime.transport import (
+    TOPICS,
+    channel,
+    current_seq,
+    encode,
+    local_current,
+    receive_locally,
+    send_payloads,
+    seq_key,
+    stop_receiving,
+)
+
+__all__ = ["TOPICS", "Hub", "HubEvent", "Listener", "current_seq", "encode", "publish", "publish_many", "send_payloads"]
+
 log = logging.getLogger(__name__)
 
-TOPICS = frozenset(
-    {
-        "agent.state.changed",
-        "agent.heartbeat",
-        "agent.registered",
-        "task.completed",
-        "alert.triggered",
-        "alert.resolved",
-        "control.action",
-        "control.delivered",
-        "control.batch",
-    }
-)
-SEQ_PREFIX = "l10:hub:seq:"
 CONTROL_PREFIX = '{"topic":"control.action",'
 # Events kept per tenant for sockets that come back: about a minute of a busy tenant's
 # state changes; older gaps are answered with "resync".
 RECENT = 512
-# One atomic step: the next sequence number and the publish that carries it.
-PUBLISH_LUA = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
-return seq
-"""
-
-
-def channel(tenant_id: int) -> str:
-    # Pub/sub channels are shared by all of a server's databases: name the database, or two
-    # deployments (or a deployment and its tests) on one Redis would hear each other.
-    return f"l10:hub:{settings.L10.redis_db}:t:{tenant_id}"
-
-
-def seq_key(tenant_id: int) -> str:
-    return f"{SEQ_PREFIX}{tenant_id}"
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID | Decimal):
-        return str(value)
-    raise TypeError(f"cannot publish a {type(value).__name__}")
-
-
-def encode(topic: str, data: Mapping[str, Any]) -> str:
-    if topic not in TOPICS:
-        raise ValueError(f"unknown topic {topic!r}; topics are {sorted(TOPICS)}")
-    return json.dumps({"topic": topic, "data": data}, default=_json_default, separators=(",", ":"))
 
 
 # --- publishing (any thread, sync) ------------------------------------------------------
@@ -107,80 +65,6 @@ def publish_many(tenant_id: int, topic: str, items: Iterable[Mapping[str, Any]])
     payloads = [encode(topic, data) for data in items]
     if payloads:
         transaction.on_commit(lambda: send_payloads(tenant_id, payloads))
-
-
-def send_payloads(tenant_id: int, payloads: list[str]) -> list[int]:
-    """Send encoded events now; returns their sequence numbers (empty when it failed)."""
-    try:
-        if settings.L10.uses_redis:
-            return _redis_send(tenant_id, payloads)
-        return _local_send(tenant_id, payloads)
-    except Exception as exc:  # the change is committed; losing its notice must not undo that
-        log.warning("could not publish %d event(s) of tenant %s: %s", len(payloads), tenant_id, exc)
-        return []
-
-
-@cache
-def _sync_redis(url: str) -> Any:
-    import redis
-
-    # Short timeouts: publishing sits on a request's path and must fail fast.
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1, health_check_interval=30)
-
-
-@cache
-def _publish_script(url: str) -> Any:
-    return _sync_redis(url).register_script(PUBLISH_LUA)
-
-
-def _redis_send(tenant_id: int, payloads: list[str]) -> list[int]:
-    url = settings.L10.redis_url
-    script = _publish_script(url)
-    keys = [seq_key(tenant_id), channel(tenant_id)]
-    if len(payloads) == 1:
-        return [int(script(keys=keys, args=payloads))]
-    pipe = _sync_redis(url).pipeline(transaction=False)
-    for payload in payloads:
-        script(keys=keys, args=[payload], client=pipe)
-    return [int(n) for n in pipe.execute()]
-
-
-_local_lock = threading.Lock()
-_local_seq: dict[int, int] = {}
-_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
-
-
-def _local_send(tenant_id: int, payloads: list[str]) -> list[int]:
-    with _local_lock:
-        first = _local_seq.get(tenant_id, 0) + 1
-        numbered = list(enumerate(payloads, start=first))
-        _local_seq[tenant_id] = first + len(payloads) - 1
-        hubs = list(_hubs)
-    for hub in hubs:
-        for seq, payload in numbered:
-            with contextlib.suppress(RuntimeError):  # its loop has closed
-                # In a context of its own, as an event read from Redis is: the sender's
-                # (often asgiref's one database thread, marked "in use") must not follow
-                # the event into the renders it starts on the loop.
-                hub.loop.call_soon_threadsafe(hub.dispatch, tenant_id, seq, payload, context=contextvars.Context())
-    return [seq for seq, _ in numbered]
-
-
-def _local_current(tenant_id: int) -> int:
-    with _local_lock:
-        return _local_seq.get(tenant_id, 0)
-
-
-def current_seq(tenant_id: int) -> int | None:
-    """The tenant's latest sequence number (sync, for pages); None when it cannot be read."""
-    try:
-        if settings.L10.uses_redis:
-            value = _sync_redis(settings.L10.redis_url).get(seq_key(tenant_id))
-            return int(value) if value is not None else 0
-        return _local_current(tenant_id)
-    except Exception as exc:
-        log.warning("could not read the event sequence of tenant %s: %s", tenant_id, exc)
-        return None
 
 
 # --- the hub (one per event loop, async) -----------------------------------------------
@@ -238,7 +122,7 @@ class Hub:
         return hub
 
     def start(self) -> None:
-        _hubs.add(self)
+        receive_locally(self)
         if settings.L10.uses_redis:
             self._reader = self.loop.create_task(self._read_redis(), name="l10-hub-reader")
         else:
@@ -246,7 +130,7 @@ class Hub:
         self._ticker = self.loop.create_task(self._tick(), name="l10-hub-pings")
 
     async def close(self) -> None:
-        _hubs.discard(self)
+        stop_receiving(self)
         _by_loop.pop(self.loop, None)
         for task in (self._reader, self._ticker):
             if task is not None:
@@ -314,7 +198,7 @@ class Hub:
             value = await self._redis.get(seq_key(tenant_id))
             current = int(value) if value is not None else 0
         else:
-            current = _local_current(tenant_id)
+            current = local_current(tenant_id)
         self.watched_from.setdefault(tenant_id, current)
         self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), current)
 

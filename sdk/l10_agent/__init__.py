@@ -11,7 +11,8 @@ with Agent("http://console:8010", token, "crawler-7", labels={"team": "search"})
         agent.record_usage(model="gpt-4o", input_tokens=1200, output_tokens=300)
 """
 
-from l10_agent.agent import Agent, AgentPaused, AgentStopped, Change, QuotaExceeded
+from l10_agent.agent import Agent
+from l10_agent.errors import AgentPaused, AgentStopped, Change, QuotaExceeded
 
 __all__ = ["Agent", "AgentPaused", "AgentStopped", "Change", "QuotaExceeded"]
 __version__ = "0.1.0"

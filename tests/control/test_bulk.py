@@ -10,7 +10,8 @@ from audit.models import AuditEntry
 from audit.services import Actor
 from control.bulk import bulk_preview, bulk_progress, bulk_run, bulk_select, bulk_start, bulk_undo
 from control.models import Batch, ItemOutcome
-from control.services import Action, ControlRequest, control_execute
+from control.rules import Action, ControlRequest
+from control.services import control_execute
 from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
 from tenancy.models import Membership, Role

@@ -19,15 +19,8 @@ from audit.models import AuditEntry, Outcome
 from audit.services import Actor
 from control import locks
 from control.models import IdempotencyRecord
-from control.services import (
-    Action,
-    ControlRequest,
-    ControlResult,
-    ControlStatus,
-    control_execute,
-    control_resume_expired,
-    idempotency_purge,
-)
+from control.rules import Action, ControlRequest, ControlResult, ControlStatus
+from control.services import control_execute, control_resume_expired, idempotency_purge
 from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
 from tenancy.models import Membership, Role

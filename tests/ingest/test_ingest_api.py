@@ -357,11 +357,17 @@ def test_a_post_to_an_unknown_api_path_gets_the_json_404_not_the_csrf_page():
     assert response.json()["error"]["code"] == "E10903"
 
 
-def test_the_heartbeat_answers_usage_in_each_limited_period(token_a, agent_a):
+@pytest.mark.parametrize(
+    "now, month_calls",
+    [
+        (datetime(2026, 11, 25, 12, 30, tzinfo=UTC), 3),  # two days ago is this month
+        (datetime(2026, 12, 1, 0, 10, tzinfo=UTC), 1),  # two days ago was last month
+    ],
+)
+def test_the_heartbeat_answers_usage_in_each_limited_period(token_a, agent_a, now, month_calls):
     Agent.objects.filter(pk=agent_a.pk).update(
         quotas={"tokens": {"day": 5000, "hour": 1000}, "api_calls": {"month": 9}}
     )
-    now = datetime.now(UTC)
     records = [
         {
             "external_id": agent_a.external_id,
@@ -379,8 +385,8 @@ def test_the_heartbeat_answers_usage_in_each_limited_period(token_a, agent_a):
             "at": (now - timedelta(days=2)).isoformat(),
         },
     ]
-    assert post(token_a, "/usage", {"records": records}).status_code == 200
-    body = post(token_a, f"/agents/{agent_a.external_id}/heartbeat", {"state": "running"}).json()
+    with time_machine.travel(now, tick=False):
+        assert post(token_a, "/usage", {"records": records}).status_code == 200
+        body = post(token_a, f"/agents/{agent_a.external_id}/heartbeat", {"state": "running"}).json()
     assert body["quotas"] == {"tokens": {"day": 5000, "hour": 1000}, "api_calls": {"month": 9}}
-    month_calls = 3 if (now - timedelta(days=2)).month == now.month else 1
     assert body["usage"] == {"tokens": {"day": 120, "hour": 120}, "api_calls": {"month": month_calls}}

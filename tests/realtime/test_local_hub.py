@@ -4,6 +4,7 @@ socket reaches the live pages, as it does through Redis."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.test import override_settings
@@ -34,7 +35,7 @@ def test_an_agents_report_over_its_socket_reaches_a_live_page(viewer_a, tenant_a
                     assert json.loads(sock.recv(timeout=5))["type"] == "control"
                     sock.send(json.dumps({"type": "state", "state": "paused"}))
                     assert json.loads(sock.recv(timeout=5)) == {"type": "ack", "state": "paused"}
-                    seen = []
+                    seen: list[dict[str, Any]] = []
                     while not any('data-testid="observed-state">Paused<' in f.get("html", "") for f in seen):
                         seen.append(frame(page, timeout=5))
                         assert seen[-1]["type"] == "fragments", seen[-1]
