@@ -1,7 +1,7 @@
 """Control over HTTP: pause and resume latency, beside the whole operation's raw-store floor.
 
-The issue's figures: ``POST /api/v1/agents/{id}/pause|resume`` p50 under 10 ms and p99 under
-25 ms (NOTES.md, "Floors": the same work without Django costs 1.5 ms p50, 2.3 ms p99).
+The targets: ``POST /api/v1/agents/{id}/pause|resume`` p50 under 10 ms and p99 under 25 ms
+(docs/performance.md, "Control"; the same work without Django cost 1.5 ms p50, 2.3 ms p99).
 
 Data (its own PostgreSQL database and Redis database, so it can run beside the other
 benchmarks): after ``migrate``, through the app's own code in ``manage.py shell``, one
@@ -160,7 +160,7 @@ class Seeded:
     token: str
     api_agents: list[str]  # ids (uuid text), in request order
     floor_agents: list[str]
-    versions: dict[str, int]  # each agent's version after the seed
+    versions: dict[str, int]  # each agent's version after seeding
 
     @property
     def caller(self) -> str:
@@ -212,7 +212,7 @@ def seed() -> Seeded:
         if line.startswith("L10BENCH "):
             data = json.loads(line.removeprefix("L10BENCH "))
     if data is None:
-        raise RuntimeError(f"the seed printed no token:\n{out}")
+        raise RuntimeError(f"seeding printed no token:\n{out}")
     tenant_id = int(data["tenant_id"])
     with _pg() as conn:
         found = conn.execute(
@@ -220,7 +220,7 @@ def seed() -> Seeded:
             (tenant_id,),
         ).fetchall()
         conn.execute("VACUUM ANALYZE")
-    assert len(found) == 2 * AGENTS, f"the seed made {len(found)} running agents, not {2 * AGENTS}"
+    assert len(found) == 2 * AGENTS, f"seeding made {len(found)} running agents, not {2 * AGENTS}"
     ids = {external_id: agent_id for external_id, agent_id, _ in found}
     return Seeded(
         tenant_id=tenant_id,
@@ -465,7 +465,7 @@ def measure(srv: common.Server, seeded: Seeded) -> list[Row]:
             floor=f99,
             note=f"p90 {common.percentile(api_ms, 90):.2f} ms, max {max(api_ms):.2f} ms; "
             f"floor p90 {common.percentile(floor_ms, 90):.2f} ms, max {max(floor_ms):.2f} ms "
-            "(NOTES.md: 1.5 ms p50, 2.3 ms p99)",
+            "(measured before without Django: 1.5 ms p50, 2.3 ms p99)",
         ),
         Row(
             "control replay of a finished key p50",

@@ -1,6 +1,6 @@
 """One event to 1,000 sockets: publish → the last socket's receipt, beside raw Redis pub/sub.
 
-The issue's figure: with 1,000 sockets of one tenant open on one server process, an
+The target: with 1,000 sockets of one tenant open on one server process, an
 ``agent.state.changed`` event reaches the last of them within 100 ms (p99).
 
 - The console: one uvicorn process on core 1 with PostgreSQL and Redis, as
@@ -21,7 +21,7 @@ The issue's figure: with 1,000 sockets of one tenant open on one server process,
   ``redis.asyncio`` subscriber in this process: what the data store alone costs.
 - Memory: the server's ``VmRSS`` before the first socket and with all of them open and
   idle.
-- Publishing from sync code (DESIGN.md, "Publishing changes": "measure both"): per call,
+- Publishing from sync code (docs/architecture.md, "The hub"): per call,
   the hub's ``send_payloads`` against channels-redis's ``RedisPubSubChannelLayer``
   ``group_send`` through ``async_to_sync`` (what the pub/sub layer as transport would cost
   services and Celery), beside a raw redis-py ``PUBLISH``. Measured before the server

@@ -1,6 +1,6 @@
 """A console with 1,000 SDK agents connected: heartbeat latency beside the same probe with no fleet.
 
-The issue's figure: with 1,000 simulated agents connected (control sockets open and
+The target: with 1,000 simulated agents connected (control sockets open and
 heartbeating) on this machine, heartbeat p99 stays under 50 ms.
 
 - The console: uvicorn on core 1 with PostgreSQL and Redis (the agents' sockets are fed

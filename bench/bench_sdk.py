@@ -1,6 +1,6 @@
 """The agent SDK's cost on the caller's thread: ``agent.record_usage(...)``, beside a floor.
 
-The issue's figure: the SDK's overhead per recorded usage event is under 50 µs on the
+The target: the SDK's overhead per recorded usage event is under 50 µs on the
 caller's thread. ``record_usage`` must not do I/O; it builds a record (a uuid4 and a
 timestamp), counts it, and appends it to a bounded buffer that the SDK's background thread
 sends in batches.

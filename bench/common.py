@@ -308,4 +308,4 @@ def seed_tenant(slug: str, agents: Sequence[str] = ()) -> Seed:
         if line.startswith("L10BENCH "):
             data = json.loads(line.removeprefix("L10BENCH "))
             return Seed(tenant_id=int(data["tenant_id"]), token=str(data["token"]))
-    raise RuntimeError(f"the seed printed no token:\n{out}")
+    raise RuntimeError(f"seeding printed no token:\n{out}")

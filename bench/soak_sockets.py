@@ -2,8 +2,9 @@
 
 Usage: ``make soak``, or ``.venv/bin/python bench/soak_sockets.py [seconds]``; the length
 is the argument, else ``SOAK_SECONDS``, else 600. Not part of ``make test`` or
-``make bench``: it takes ten minutes and catches what only time shows (NOTES.md: an idle
-subscription that dies after the client library's socket timeout, memory that grows).
+``make bench``: it takes ten minutes and catches what only time shows (an idle
+subscription that dies after the client library's socket timeout, memory that grows:
+docs/performance.md, "Sockets").
 
 - The console: one uvicorn process on core 1 with PostgreSQL and Redis (its own database
   and Redis database, so a soak never drops a benchmark's), with

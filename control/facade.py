@@ -1,4 +1,4 @@
-"""The seed's ``ControlService``: async methods over ``control.services``.
+"""The Python API's ``ControlService`` (docs/python-api.md): async methods over ``control.services``.
 
 ``tenant_id`` is the tenant's slug or id, ``user_id`` the acting user's username,
 ``agent_id`` the agent's id or its external id. Every method returns a
@@ -32,7 +32,7 @@ def _run(tenant_id: str | int, user_id: str, request: ControlRequest) -> Control
 
 class ControlService:
     """``state_manager``, ``event_bus``, ``audit_logger`` and ``redis_client`` are accepted
-    for the seed's signature; the console's own services, hub, audit trail and Redis are
+    for the documented signature; the console's own services, hub, audit trail and Redis are
     used."""
 
     def __init__(

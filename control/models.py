@@ -1,4 +1,4 @@
-"""Idempotency records of control requests (NOTES.md, "Idempotency"), and bulk batches."""
+"""Idempotency records of control requests (docs/architecture.md, "Idempotency"), and bulk batches."""
 
 from __future__ import annotations
 

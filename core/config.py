@@ -1,6 +1,6 @@
 """The console's configuration, read from the ``L10_*`` environment variables.
 
-``L10Settings()`` is the seed's settings object; Django's settings module builds on it,
+``L10Settings()`` is the Python API's settings object; Django's settings module builds on it,
 so the façade and the web app always agree. Every bad value raises
 ``ImproperlyConfigured`` naming the variable, so a typo stops start-up instead of
 surfacing later as a strange failure.
@@ -102,7 +102,7 @@ class L10Settings:
     def __post_init__(self) -> None:
         env = EnvReader(self.environ)
         values = {
-            "host": env.string("L10_HOST", "0.0.0.0"),  # noqa: S104 - the seed's default: listen on all interfaces
+            "host": env.string("L10_HOST", "0.0.0.0"),  # noqa: S104 - the documented default: listen on all interfaces
             "port": env.port("L10_PORT", 8010),
             "debug": env.boolean("L10_DEBUG", False),
             "secret_key": env.optional("L10_SECRET_KEY"),

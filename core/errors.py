@@ -193,7 +193,7 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
 
 
 class InterfaceError(Exception):
-    """An error with a catalog code, as the seed's façade raises it."""
+    """An error with a catalog code, as the Python API raises it."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""The seed's ``DashboardService``: the dashboard's reads as an async Python API.
+"""The Python API's ``DashboardService`` (docs/python-api.md): the dashboard's reads, async.
 
     dashboard = DashboardService()            # the console's own stores serve
     await dashboard.initialize()

@@ -1,7 +1,7 @@
 """WebSocket routes.
 
 - ``/ws/agent``: agents, authenticated by a tenant API token; no ``Origin`` needed.
-- ``/ws/events``: the seed's event protocol, for programs (API token, ``Origin``
+- ``/ws/events``: the event protocol (docs/api.md), for programs (API token, ``Origin``
   optional) and pages (session, ``Origin`` required and checked).
 - ``/ws/live/<slug>/``: the console's pages, session-authenticated behind the origin check.
 """

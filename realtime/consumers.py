@@ -1,4 +1,4 @@
-"""The seed's event socket: ``/ws/events?tenant_id=<slug or id>``.
+"""The event socket: ``/ws/events?tenant_id=<slug or id>`` (docs/api.md, "The event socket").
 
 Authentication: a browser's session (the ``Origin`` must be one of ours), or
 ``Authorization: Bearer <API token>`` (programs; ``Origin`` optional). Frames, all JSON:

@@ -1,9 +1,9 @@
-"""The seed's ``WebSocketGateway``, over the console's hub.
+"""The Python API's ``WebSocketGateway`` (docs/python-api.md), over the console's hub.
 
 ``handle_connection`` speaks the protocol of ``/ws/events`` (``realtime.consumers``) on a
 websocket object of the Starlette/FastAPI shape (``accept()``, ``receive_text()``,
 ``send_text()``, ``close(code)``): the same consumer runs behind a small adapter, so both
-doors behave alike. As in the seed, the endpoint that calls it has authenticated the
+doors behave alike. The endpoint that calls it has authenticated the
 caller and vouches for ``tenant_id``. ``broadcast_event`` publishes through the hub to every
 process's sockets.
 """
@@ -47,7 +47,7 @@ class WebSocketGateway:
     """``await gateway.start()``; ``await gateway.handle_connection(websocket=, connection_id=,
     tenant_id=)`` per socket; ``await gateway.broadcast_event(topic=, event_data=)``.
 
-    ``event_bus`` and ``redis_client`` are accepted for the seed's signature; events travel
+    ``event_bus`` and ``redis_client`` are accepted for the documented signature; events travel
     through the console's hub (Redis pub/sub, or in-process in the embedded default)."""
 
     def __init__(self, event_bus: object | None = None, redis_client: object | None = None) -> None:

@@ -76,7 +76,7 @@ class HubEvent:
     seq: int
     topic: str
     data: dict[str, Any]
-    frame: str  # the seed's event frame, encoded once for every socket
+    frame: str  # the event socket's frame, encoded once for every socket
 
 
 class Listener(Protocol):
@@ -262,7 +262,8 @@ class Hub:
         delay = 0.1
         while True:
             try:
-                # socket_timeout None: an idle subscription must not time out (NOTES.md).
+                # socket_timeout None: an idle subscription must not time out (docs/architecture.md,
+                # "The hub": redis-py 8 times idle reads out after 5 s by default).
                 self._redis = aioredis.Redis.from_url(
                     settings.L10.redis_url, socket_timeout=None, socket_connect_timeout=2, health_check_interval=0
                 )

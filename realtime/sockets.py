@@ -68,7 +68,8 @@ class Refused(Exception):
 class OptionalOriginValidator(OriginValidator):
     """Like ``AllowedHostsOriginValidator``, but a socket without an ``Origin`` header is let
     through marked ``scope["l10_origin"] = False``: only a program sends none, and such a
-    socket must then authenticate with a token, never with a session cookie (NOTES.md)."""
+    socket must then authenticate with a token, never with a session cookie (docs/architecture.md,
+    "Sockets")."""
 
     def __init__(self, application: Any) -> None:
         allowed = list(settings.ALLOWED_HOSTS)

@@ -1,4 +1,4 @@
-"""The seed's event socket, frame by frame, against uvicorn serving the console.
+"""The event socket, frame by frame, against uvicorn serving the console.
 
 Events are published the way services publish them (``hub.publish`` after commit) and
 travel through Redis pub/sub to the server's hub, or through the process in the embedded

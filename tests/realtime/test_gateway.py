@@ -1,4 +1,4 @@
-"""The seed's ``WebSocketGateway``: the README's example, and a socket handed over by
+"""The Python API's ``WebSocketGateway``: the documented example, and a socket handed over by
 another framework's endpoint (a Starlette-shaped websocket object)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from core.errors import InterfaceError
 from l10console.services import WebSocketGateway
 from realtime import hub
 from tests.realtime.conftest import events_socket, frame, subscribe
-from tests.test_readme_examples import BLOCKS, run_example
+from tests.test_python_api_examples import BLOCKS, run_example
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 GATEWAY_BLOCK = next(b for b in BLOCKS if "WebSocketGateway" in b)
@@ -63,7 +63,7 @@ def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-def test_the_readme_example_reaches_a_socket_of_the_agents_tenant(server, tenant_a, token_a, agent_a):
+def test_the_documented_example_reaches_a_socket_of_the_agents_tenant(server, tenant_a, token_a, agent_a):
     with events_socket(server, "acme", token=token_a) as ws:
         subscribe(ws, "agent.state.changed")
         printed = run_example(GATEWAY_BLOCK, {"agent_id": str(agent_a.pk)})

@@ -1,4 +1,4 @@
-"""The README's usage examples run against the code, as written."""
+"""The examples of docs/python-api.md run against the code, as written."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from django.db import connections
 
 from tests.dashboard.conftest import live_agent
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
 FACADE_BLOCKS = [b for b in BLOCKS if "l10console.services" in b]
 
 
 def run_example(code: str, names: dict[str, Any]) -> list[str]:
-    """Run a README block as the body of a coroutine (the examples use top-level await)."""
+    """Run an example as the body of a coroutine (the examples use top-level await)."""
     printed: list[str] = []
     scope: dict[str, Any] = {**names, "print": lambda *a: printed.append(" ".join(str(x) for x in a))}
-    exec(f"async def __example__():\n{textwrap.indent(code, '    ')}", scope)  # noqa: S102 - our own README
+    exec(f"async def __example__():\n{textwrap.indent(code, '    ')}", scope)  # noqa: S102 - our own documentation
 
     async def main() -> None:
         try:
@@ -36,8 +36,10 @@ def run_example(code: str, names: dict[str, Any]) -> list[str]:
     return printed
 
 
-def test_the_readme_has_examples_of_the_facade():
+def test_the_page_has_an_example_of_each_service():
     assert any("DashboardService(" in b for b in FACADE_BLOCKS)
+    assert any("ControlService(" in b for b in FACADE_BLOCKS)
+    assert any("WebSocketGateway(" in b for b in FACADE_BLOCKS)
     assert any("InterfaceError" in b for b in FACADE_BLOCKS)
 
 
