@@ -289,8 +289,8 @@ class Seed:
 
 SEED_CODE = """
 import json, os
-from fleet import services
 from fleet.models import Agent
+from tenancy import services
 from tenancy.models import Tenant
 spec = json.loads(os.environ["BENCH_SEED"])
 tenant = Tenant.objects.create(slug=spec["slug"], name=spec["slug"])

@@ -3,12 +3,12 @@ money already spent; what an agent reports after it was told to stop is flagged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from core.dedup import insert_new
+from core.records import insert_new, values
 from costs.models import UsageRecord
 
 STOPPED_FLAG = "reported after an emergency stop"
@@ -16,30 +16,26 @@ STOPPED_FLAG = "reported after an emergency stop"
 
 @dataclass(frozen=True)
 class NewUsage:
+    """Usage to store: the reported fields of ``UsageRecord``."""
+
     agent_id: UUID
     model: str
     occurred_at: datetime
     input_tokens: int = 0
     output_tokens: int = 0
     api_calls: int = 0
-    agent_stopped: bool = False  # the agent was told to stop when it reported this
     uid: UUID | None = None  # set by a sender, so a retried batch is stored once
 
 
-def usage_record(*, tenant_id: int, records: Sequence[NewUsage]) -> tuple[int, int]:
-    """Store usage, skipping records whose ``uid`` is stored; returns (stored, duplicates)."""
+def usage_record(*, tenant_id: int, records: Sequence[NewUsage], stopped: Collection[UUID] = ()) -> tuple[int, int]:
+    """Store usage, skipping records whose ``uid`` is stored; flag what agents in
+    ``stopped`` (told to stop when they reported it) used. Returns (stored, duplicates)."""
     rows = [
         UsageRecord(
             tenant_id=tenant_id,
-            agent_id=r.agent_id,
-            uid=r.uid,
-            model=r.model,
-            input_tokens=r.input_tokens,
-            output_tokens=r.output_tokens,
-            api_calls=r.api_calls,
-            occurred_at=r.occurred_at,
-            flagged=r.agent_stopped,
-            flag_reason=STOPPED_FLAG if r.agent_stopped else "",
+            flagged=r.agent_id in stopped,
+            flag_reason=STOPPED_FLAG if r.agent_id in stopped else "",
+            **values(r),
         )
         for r in records
     ]

@@ -10,43 +10,33 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from core.dedup import insert_new
+from core.records import insert_new, values
 from events.models import Event, Severity
 from realtime import hub
 
-PUBLISHED_TYPES = {"task.completed": "task.completed"}  # event type → hub topic
+PUBLISHED = {"task.completed": "task.completed"}  # event type → hub topic
 
 
 @dataclass(frozen=True)
 class NewEvent:
+    """An event to store: the fields of ``Event``, and the agent's external id to publish."""
+
     type: str
     occurred_at: datetime
     agent_id: UUID | None = None
-    external_id: str | None = None  # the agent's, for the published notice
     severity: str = Severity.INFO
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     uid: UUID | None = None  # set by a sender, so a retried batch is stored once
+    external_id: str | None = None
 
 
 def events_record(*, tenant_id: int, events: Sequence[NewEvent]) -> tuple[int, int]:
     """Store events, skipping those whose ``uid`` is stored; returns (stored, duplicates)."""
-    rows = [
-        Event(
-            tenant_id=tenant_id,
-            agent_id=e.agent_id,
-            uid=e.uid,
-            type=e.type,
-            severity=e.severity,
-            message=e.message,
-            data=e.data,
-            occurred_at=e.occurred_at,
-        )
-        for e in events
-    ]
+    rows = [Event(tenant_id=tenant_id, **values(e, leave_out=("external_id",))) for e in events]
     stored, duplicates = insert_new(Event, tenant_id, rows)
     inserted = {id(row) for row in stored}
-    for topic in set(PUBLISHED_TYPES.values()):
+    for event_type, topic in PUBLISHED.items():
         hub.publish_many(
             tenant_id,
             topic,
@@ -60,7 +50,7 @@ def events_record(*, tenant_id: int, events: Sequence[NewEvent]) -> tuple[int, i
                     "timestamp": row.occurred_at,
                 }
                 for row, event in zip(rows, events, strict=True)
-                if PUBLISHED_TYPES.get(row.type) == topic and id(row) in inserted
+                if row.type == event_type and id(row) in inserted
             ),
         )
     return len(stored), duplicates

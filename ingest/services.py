@@ -42,19 +42,9 @@ def events_ingest(*, tenant: Tenant, events: Sequence[EventIn]) -> tuple[int, in
 def usage_ingest(*, tenant: Tenant, records: Sequence[UsageIn]) -> tuple[int, int]:
     """Store usage; flag what a stopped agent reported. Returns (stored, duplicates)."""
     agents = agent_refs(tenant, (r.external_id for r in records))
-    return usage_record(
-        tenant_id=tenant.pk,
-        records=[
-            NewUsage(
-                agent_id=agents[r.external_id].pk,
-                model=r.model,
-                occurred_at=r.at,
-                input_tokens=r.input_tokens,
-                output_tokens=r.output_tokens,
-                api_calls=r.api_calls,
-                agent_stopped=agents[r.external_id].desired_state == DesiredState.STOPPED,
-                uid=r.id,
-            )
-            for r in records
-        ],
-    )
+    usage = [
+        NewUsage(agents[r.external_id].pk, r.model, r.at, r.input_tokens, r.output_tokens, r.api_calls, uid=r.id)
+        for r in records
+    ]
+    stopped = {agent.pk for agent in agents.values() if agent.desired_state == DesiredState.STOPPED}
+    return usage_record(tenant_id=tenant.pk, records=usage, stopped=stopped)

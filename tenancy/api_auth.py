@@ -6,36 +6,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from core import ratelimit
 from core.errors import ErrorCode, InterfaceError
-from tenancy.models import ApiToken, PersonalToken
 from tenancy.services import personal_token_authenticate, token_authenticate
 
 
-class TenantToken(HttpBearer):
+class _Bearer(HttpBearer):
+    """A token of one kind, checked by ``check`` and counted in the ``kind`` rate limit."""
+
+    kind: str
+    check: Callable[[str], Any]
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        if not token.strip():
+            raise InterfaceError(ErrorCode.AUTH_REQUIRED)
+        found = type(self).check(token)
+        ratelimit.enforce_per_token(self.kind, found.pk)
+        return found
+
+
+class TenantToken(_Bearer):
     """``Authorization: Bearer l10_…``: the tenant's token, rate-limited per token."""
 
     openapi_description = "A tenant API token, created by a tenant admin under Settings → API tokens."
-
-    def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
-        if not token.strip():
-            raise InterfaceError(ErrorCode.AUTH_REQUIRED)
-        api_token = token_authenticate(token)
-        ratelimit.enforce_per_token("ingest", api_token.pk)
-        return api_token
+    kind = "ingest"
+    check = staticmethod(token_authenticate)
 
 
-class PersonalBearer(HttpBearer):
+class PersonalBearer(_Bearer):
     """``Authorization: Bearer l10p_…``: a person's token, rate-limited per token."""
 
     openapi_description = "A personal API token, created under Personal tokens; it acts with your role."
-
-    def authenticate(self, request: HttpRequest, token: str) -> PersonalToken:
-        if not token.strip():
-            raise InterfaceError(ErrorCode.AUTH_REQUIRED)
-        personal = personal_token_authenticate(token)
-        ratelimit.enforce_per_token("control", personal.pk)
-        return personal
+    kind = "control"
+    check = staticmethod(personal_token_authenticate)

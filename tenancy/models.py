@@ -77,11 +77,10 @@ class Membership(models.Model):
         return self.allows(Role.ADMIN)
 
 
-class PersonalToken(models.Model):
-    """A person's token for the JSON API: it acts as that user, with the user's role in
-    each tenant. Only a SHA-256 of it is stored."""
+class Token(models.Model):
+    """What every API token stores: a name, its first characters, a SHA-256 of the whole
+    token (never the token), and when it was made, last used and revoked."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens")
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
     token_hash = models.CharField(max_length=64, unique=True)
@@ -90,27 +89,7 @@ class PersonalToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-
-class ApiToken(models.Model):
-    """A tenant's token for agents and programs. Only a SHA-256 of it is stored."""
-
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
-    token_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
+        abstract = True
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -119,3 +98,19 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class PersonalToken(Token):
+    """A person's token for the JSON API: it acts as that user, with the user's role in
+    each tenant."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens")
+
+
+class ApiToken(Token):
+    """A tenant's token for agents and programs."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )

@@ -4,6 +4,7 @@ own API tokens. Only a SHA-256 of a token is stored; its plain text is shown onc
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -41,18 +42,8 @@ def token_revoke(*, token: ApiToken) -> bool:
 
 def token_authenticate(plain: str) -> ApiToken:
     """The active token for this plain text, with its tenant; InterfaceError otherwise."""
-    if not looks_like_token(plain):
-        raise InterfaceError(ErrorCode.TOKEN_INVALID)
-    token = sql.api_token_by_hash(hash_token(plain))
-    if token is None:
-        raise InterfaceError(ErrorCode.TOKEN_INVALID)
-    if token.revoked_at is not None:
-        raise InterfaceError(ErrorCode.TOKEN_REVOKED)
-    now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > TOUCH_INTERVAL:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
-    return token
+    found = sql.api_token_by_hash(hash_token(plain)) if looks_like_token(plain) else None
+    return _active(found)
 
 
 # --- people's own API tokens -------------------------------------------------------------
@@ -75,15 +66,22 @@ def personal_token_revoke(*, token: PersonalToken) -> bool:
 
 def personal_token_authenticate(plain: str) -> PersonalToken:
     """The active token for this plain text, with its (active) user; InterfaceError otherwise."""
-    if not looks_like_token(plain, PERSONAL_SCHEME):
-        raise InterfaceError(ErrorCode.TOKEN_INVALID)
-    token = sql.personal_token_by_hash(hash_token(plain))
-    if token is None or not token.user.is_active:
+    found = sql.personal_token_by_hash(hash_token(plain)) if looks_like_token(plain, PERSONAL_SCHEME) else None
+    return _active(None if found is None or not found.user.is_active else found)
+
+
+T = TypeVar("T", ApiToken, PersonalToken)
+
+
+def _active(token: T | None) -> T:
+    """The token found, if not revoked (E10002 / E10003); its last use recorded at most
+    once per ``TOUCH_INTERVAL``."""
+    if token is None:
         raise InterfaceError(ErrorCode.TOKEN_INVALID)
     if token.revoked_at is not None:
         raise InterfaceError(ErrorCode.TOKEN_REVOKED)
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at > TOUCH_INTERVAL:
-        PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        type(token)._default_manager.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token

@@ -1,22 +1,51 @@
 """Plain statements of the tenancy domain (core/sql.py says how, docs/architecture.md why).
 
 Every ingest and control request starts by authenticating its token: reading the token
-with its tenant (or its user) is one statement, not an ORM query compiled per request.
+with its owner (a tenant, or a person) is one statement, not an ORM query compiled per
+request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 from django.contrib.auth.models import User
+from django.db.models import Model
 
 from core.sql import fetch_one, load, plain, table
 from tenancy.models import ApiToken, PersonalToken, Tenant
 
-API_TOKEN_FIELDS = ("id", "tenant_id", "revoked_at", "last_used_at")
+T = TypeVar("T", ApiToken, PersonalToken)
+
+TOKEN_FIELDS = ("id", "revoked_at", "last_used_at")
 TENANT_FIELDS = ("id", "slug", "name", "created_at")
-API_TOKEN_SQL = (
-    "SELECT k.id, k.tenant_id, k.revoked_at, k.last_used_at, t.id, t.slug, t.name, t.created_at "  # noqa: S608
-    f"FROM {table(ApiToken)} AS k JOIN {table(Tenant)} AS t ON t.id = k.tenant_id WHERE k.token_hash = %s"
-)
+USER_FIELDS = ("id", "username", "is_active")
+
+
+def _statement(token: type[Model], owner: type[Model], owner_column: str, owner_fields: Sequence[str]) -> str:
+    columns = [f"k.{f}" for f in (*TOKEN_FIELDS, owner_column)] + [f"o.{f}" for f in owner_fields]
+    return (
+        f"SELECT {', '.join(columns)} FROM {table(token)} AS k "  # noqa: S608 - constants only
+        f"JOIN {table(owner)} AS o ON o.id = k.{owner_column} WHERE k.token_hash = %s"
+    )
+
+
+API_TOKEN_SQL = _statement(ApiToken, Tenant, "tenant_id", TENANT_FIELDS)
+PERSONAL_TOKEN_SQL = _statement(PersonalToken, User, "user_id", USER_FIELDS)
+
+
+def _token_with_owner(
+    sql: str, token: type[T], owner: type[Model], owner_column: str, owner_fields: Sequence[str], digest: str
+) -> T | None:
+    """The token of ``digest`` with its owner loaded, as ``select_related`` would."""
+    row = fetch_one(sql, [digest])
+    if row is None:
+        return None
+    width = len(TOKEN_FIELDS) + 1
+    found = load(token, (*TOKEN_FIELDS, owner_column), row[:width])
+    setattr(found, owner_column.removesuffix("_id"), load(owner, owner_fields, row[width:]))
+    return found
 
 
 def _api_token_by_hash_portable(digest: str) -> ApiToken | None:
@@ -26,20 +55,7 @@ def _api_token_by_hash_portable(digest: str) -> ApiToken | None:
 @plain(portable=_api_token_by_hash_portable)
 def api_token_by_hash(digest: str) -> ApiToken | None:
     """A tenant API token by its hash, with its tenant."""
-    row = fetch_one(API_TOKEN_SQL, [digest])
-    if row is None:
-        return None
-    token = load(ApiToken, API_TOKEN_FIELDS, row[:4])
-    token.tenant = load(Tenant, TENANT_FIELDS, row[4:])
-    return token
-
-
-PERSONAL_TOKEN_FIELDS = ("id", "user_id", "revoked_at", "last_used_at")
-USER_FIELDS = ("id", "username", "is_active")
-PERSONAL_TOKEN_SQL = (
-    "SELECT k.id, k.user_id, k.revoked_at, k.last_used_at, u.id, u.username, u.is_active "  # noqa: S608
-    f"FROM {table(PersonalToken)} AS k JOIN {table(User)} AS u ON u.id = k.user_id WHERE k.token_hash = %s"
-)
+    return _token_with_owner(API_TOKEN_SQL, ApiToken, Tenant, "tenant_id", TENANT_FIELDS, digest)
 
 
 def _personal_token_by_hash_portable(digest: str) -> PersonalToken | None:
@@ -50,9 +66,4 @@ def _personal_token_by_hash_portable(digest: str) -> PersonalToken | None:
 def personal_token_by_hash(digest: str) -> PersonalToken | None:
     """A personal token by its hash, with what a request needs of its user (id, username,
     is_active)."""
-    row = fetch_one(PERSONAL_TOKEN_SQL, [digest])
-    if row is None:
-        return None
-    token = load(PersonalToken, PERSONAL_TOKEN_FIELDS, row[:4])
-    token.user = load(User, USER_FIELDS, row[4:])
-    return token
+    return _token_with_owner(PERSONAL_TOKEN_SQL, PersonalToken, User, "user_id", USER_FIELDS, digest)

@@ -1,8 +1,9 @@
-"""Inserting records that senders may send twice (a retried batch): each may carry a
-sender-given ``uid``, unique per tenant, and a record whose ``uid`` is stored is skipped."""
+"""Records that senders may send twice (a retried batch): each may carry a sender-given
+``uid``, unique per tenant, and a record whose ``uid`` is stored is skipped."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -10,6 +11,11 @@ from uuid import UUID
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
+
+
+def values(record: object, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass record's fields by name (not copied), for a model of the same fields."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in leave_out}  # type: ignore[arg-type]
 
 
 def insert_new(model: type[M], tenant_id: int, rows: Sequence[M]) -> tuple[list[M], int]:
