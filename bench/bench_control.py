@@ -125,7 +125,8 @@ end
 return 0
 """
 
-# control.services._apply, statement by statement (the ORM's columns, written out).
+# The control operation's statements (control/sql.py, control.services._apply), written out as
+# one raw transaction: the floor.
 CLAIM = (
     "INSERT INTO control_idempotencyrecord "
     "(tenant_id, caller, key, fingerprint, status_code, response, created_at, expires_at) "
@@ -133,7 +134,7 @@ CLAIM = (
     "ON CONFLICT (tenant_id, caller, key) DO NOTHING RETURNING id"
 )
 LOCK_ROW = "SELECT id, tenant_id, external_id, desired_state, version, quotas FROM fleet_agent WHERE id = %s FOR UPDATE"
-# fleet.services.agent_desired_state_set's update_fields: a pause keeps its reason, any other
+# fleet.services.desired_state_apply's columns: a pause keeps its reason, any other
 # state clears the pause; either clears an unconfirmed stop.
 SET_STATE = (
     "UPDATE fleet_agent SET desired_state = %s, desired_changed_at = %s, desired_changed_by_id = %s, "
@@ -146,7 +147,7 @@ AUDIT = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s, 'agent', %s, %s, %s, 'success', '', %s, %s, NULL) RETURNING id"
 )
 STORE_ANSWER = "UPDATE control_idempotencyrecord SET status_code = 200, response = %s WHERE id = %s"
-# control.services._replay
+# control.sql.stored_answer
 STORED_ANSWER = (
     "SELECT id, fingerprint, status_code, response FROM control_idempotencyrecord "
     "WHERE tenant_id = %s AND caller = %s AND key = %s AND expires_at > %s"

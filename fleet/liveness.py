@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # Silent for this many heartbeat intervals: unresponsive; a stop unconfirmed that long: flagged.
 SILENT_INTERVALS = 3
+
+
+def _noticed(kind: str, agent_id: UUID, now: datetime, severity: str, message: str, data: dict[str, Any]) -> NewEvent:
+    """The event recording what the console noticed about an agent."""
+    return NewEvent(type=kind, occurred_at=now, agent_id=agent_id, severity=severity, message=message, data=data)
 
 
 def _deadline(now: datetime) -> datetime:
@@ -60,13 +66,13 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
             events_record(
                 tenant_id=tenant_id,
                 events=[
-                    NewEvent(
-                        type="agent.unresponsive",
-                        occurred_at=now,
-                        agent_id=pk,
-                        severity=Severity.WARNING,
-                        message=f"No heartbeat since {last.isoformat() if last else 'registration'}; was {previous}.",
-                        data={"previous_state": previous, "last_heartbeat_at": last.isoformat() if last else None},
+                    _noticed(
+                        "agent.unresponsive",
+                        pk,
+                        now,
+                        Severity.WARNING,
+                        f"No heartbeat since {last.isoformat() if last else 'registration'}; was {previous}.",
+                        {"previous_state": previous, "last_heartbeat_at": last.isoformat() if last else None},
                     )
                     for pk, previous, last, _, _ in silent
                 ],
@@ -115,14 +121,11 @@ def agents_flag_unconfirmed_stops(*, now: datetime | None = None) -> list[UUID]:
             if not Agent.objects.filter(pk=pk, stop_unconfirmed_at__isnull=True).update(stop_unconfirmed_at=now):
                 continue
             flagged.append(pk)
-            event = NewEvent(
-                type="agent.stop_unconfirmed",
-                occurred_at=now,
-                agent_id=pk,
-                severity=Severity.CRITICAL,
-                message=f"The emergency stop is not confirmed; the agent reports {observed}.",
-                data={"observed_state": observed, "requested_at": asked.isoformat() if asked else None},
-            )
+            event = _noticed(
+                "agent.stop_unconfirmed", pk, now, Severity.CRITICAL,
+                f"The emergency stop is not confirmed; the agent reports {observed}.",
+                {"observed_state": observed, "requested_at": asked.isoformat() if asked else None},
+            )  # fmt: skip
             events_record(tenant_id=tenant_id, events=[event])
             tenant_cache.invalidate(tenant_id)
             hub.publish(
