@@ -1,0 +1,27 @@
+"""The metric store's series: windows aligned to the step of the points they hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fleet.models import MetricHour
+from fleet.series import RANGES, agent_series
+from tests.factories import AgentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_week_of_one_agent_shows_its_hours_whatever_the_minute_now(tenant_a):
+    agent = AgentFactory.create(tenant=tenant_a)
+    for hours_ago in (1, 2):
+        MetricHour.objects.create(
+            agent=agent, tenant=tenant_a, hour=datetime(2026, 11, 25, 12, tzinfo=UTC) - timedelta(hours=hours_ago),
+            samples=60, cpu_sum=600.0, cpu_max=20.0,
+        )  # fmt: skip
+    # At 12:10 a half-hour grid would start the week at :30, between the hourly points.
+    series = agent_series(agent.pk, RANGES["7d"], now=datetime(2026, 11, 25, 12, 10, tzinfo=UTC))
+    assert series.step == timedelta(hours=1) and series.start.minute == 0
+    shown = {p.at: p.cpu_sum / p.samples for p in series.slots if p is not None}
+    assert shown == {datetime(2026, 11, 25, 10, tzinfo=UTC): 10.0, datetime(2026, 11, 25, 11, tzinfo=UTC): 10.0}
