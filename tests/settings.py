@@ -32,7 +32,9 @@ from l10console.settings import *  # noqa: F403
 if services.EMBEDDED:
     # A file, not SQLite's shared in-memory database, whose table locks do not wait: the
     # embedded default's writers (requests, the task runner's threads) queue on the file.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "tests-embedded.sqlite3")}  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.environ.get("L10_TEST_EMBEDDED_DB") or str(BASE_DIR / "var" / "tests-embedded.sqlite3")  # noqa: F405
+    }
 
 # Fast hashing keeps the cast's logins cheap; production uses Django's default.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
