@@ -4,6 +4,8 @@
 - ``/ws/events``: the event protocol (docs/api.md), for programs (API token, ``Origin``
   optional) and pages (session, ``Origin`` required and checked).
 - ``/ws/live/<slug>/``: the console's pages, session-authenticated behind the origin check.
+
+Origins are compared exactly, scheme, host and port (``realtime.sockets.origin_allowed``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from channels.auth import AuthMiddlewareStack
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
 from dashboard.live import LiveConsumer
 from ingest.consumers import AgentConsumer
 from realtime.consumers import EventsConsumer
-from realtime.sockets import OptionalOriginValidator
+from realtime.sockets import OptionalOriginValidator, PageOriginValidator
 
 websocket_urlpatterns: list[Any] = [
     path("ws/agent", AgentConsumer.as_asgi()),
     path("ws/events", OptionalOriginValidator(AuthMiddlewareStack(EventsConsumer.as_asgi()))),
-    path("ws/live/<slug:slug>/", AllowedHostsOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
+    path("ws/live/<slug:slug>/", PageOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
 ]

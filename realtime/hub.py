@@ -11,6 +11,11 @@ one slow socket never holds up the rest.
 Every event carries its sequence number. A hub keeps the last events per tenant, so a
 socket that reconnects with the number it saw last gets what it missed, or is told to
 read afresh (``resync``) when the hub cannot vouch for the gap.
+
+A socket also registers the grants it lives on (its token, or its person's session:
+``tenancy.signals``' principals). ``revoke(principals, reason)`` goes out on the control
+channel that every hub of every process listens to, and each hub closes its sockets that
+hold one of them. Events never pass there, so fanning them out costs what it did.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -31,16 +37,30 @@ from django.db import transaction
 from realtime.transport import (
     TOPICS,
     channel,
+    control_channel,
     current_seq,
     encode,
     local_current,
     receive_locally,
+    send_control,
     send_payloads,
     seq_key,
     stop_receiving,
 )
 
-__all__ = ["TOPICS", "Hub", "HubEvent", "Listener", "current_seq", "encode", "publish", "publish_many", "send_payloads"]
+__all__ = [
+    "TOPICS",
+    "Grantee",
+    "Hub",
+    "HubEvent",
+    "Listener",
+    "current_seq",
+    "encode",
+    "publish",
+    "publish_many",
+    "revoke",
+    "send_payloads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +68,10 @@ CONTROL_PREFIX = '{"topic":"control.action",'
 # Events kept per tenant for sockets that come back: about a minute of a busy tenant's
 # state changes; older gaps are answered with "resync".
 RECENT = 512
+# How long a hub remembers a grant that ended: a socket that was still authenticating when
+# the word came (its check read the grant just before it ended) is refused as it registers.
+# A revoked token or a signed-out session never becomes valid again, so remembering is safe.
+REVOKED_MEMORY = 60.0
 
 
 # --- publishing (any thread, sync) ------------------------------------------------------
@@ -65,6 +89,15 @@ def publish_many(tenant_id: int, topic: str, items: Iterable[Mapping[str, Any]])
     payloads = [encode(topic, data) for data in items]
     if payloads:
         transaction.on_commit(lambda: send_payloads(tenant_id, payloads))
+
+
+def revoke(principals: Iterable[str], reason: str) -> None:
+    """End the grants ``principals`` (``tenancy.signals``' keys) now: every hub of every
+    process closes its sockets that hold one of them. Sync, from any thread; call it once
+    the revocation has committed. Never raises for a transport failure (logged)."""
+    keys = sorted({str(p) for p in principals})
+    if keys:
+        send_control(json.dumps({"type": "revoke", "principals": keys, "reason": reason}, separators=(",", ":")))
 
 
 # --- the hub (one per event loop, async) -----------------------------------------------
@@ -85,6 +118,18 @@ class Listener(Protocol):
 
     def resync(self) -> None:
         """The hub may have missed events (its transport reconnected)."""
+
+
+class Grantee(Protocol):
+    """A socket as the hub knows its grants: the principals it lives on."""
+
+    principals: tuple[str, ...]
+
+    def end_access(self, reason: str) -> None:
+        """One of its grants ended: stop sending and close (must not block)."""
+
+    def recheck(self) -> None:
+        """The hub may have missed the end of a grant: read them again (must not block)."""
 
 
 class Hub:
@@ -108,6 +153,8 @@ class Hub:
         self.ever_connected = False
         self.unsynced: set[int] = set()  # tenants joined while Redis was away
         self.delivered = 0
+        self.granted: dict[str, set[Grantee]] = {}  # principal -> its sockets here
+        self.revoked: dict[str, float] = {}  # principal -> when its end was heard (monotonic)
 
     # lifecycle
 
@@ -222,6 +269,60 @@ class Hub:
             return None
         return kept
 
+    # grants
+
+    def admit(self, socket: Grantee) -> bool:
+        """Register a socket under its principals; False, and not registered, when one of
+        them has ended since the socket read it."""
+        if any(p in self.revoked for p in socket.principals):
+            return False
+        for principal in socket.principals:
+            self.granted.setdefault(principal, set()).add(socket)
+        return True
+
+    def dismiss(self, socket: Grantee) -> None:
+        for principal in socket.principals:
+            group = self.granted.get(principal)
+            if group is not None:
+                group.discard(socket)
+                if not group:
+                    del self.granted[principal]
+
+    def control(self, payload: str) -> None:
+        """A message of the control channel: ``revoke`` closes the sockets of its principals."""
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            message = None
+        principals = message.get("principals") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or message.get("type") != "revoke" or not isinstance(principals, list):
+            log.warning("dropped a malformed message on the hub's control channel")
+            return
+        reason = str(message.get("reason") or "revoked")
+        heard = time.monotonic()
+        for key in map(str, principals):
+            self.revoked[key] = heard
+            for socket in list(self.granted.get(key, ())):
+                try:
+                    socket.end_access(reason)
+                except Exception:  # one broken socket must not keep the others open
+                    log.exception("a socket failed to close when its grant ended")
+
+    def _recheck_grants(self) -> None:
+        """After a lost connection the end of a grant may have passed unheard: each socket
+        that holds one reads its grants again (one read per socket, on reconnect only)."""
+        for socket in {s for group in self.granted.values() for s in group}:
+            try:
+                socket.recheck()
+            except Exception:
+                log.exception("a socket failed to recheck its grants")
+
+    def _forget_revoked(self) -> None:
+        cutoff = time.monotonic() - REVOKED_MEMORY
+        for key, heard in list(self.revoked.items()):
+            if heard < cutoff:
+                del self.revoked[key]
+
     # delivery
 
     def dispatch(self, tenant_id: int, seq: int, payload: str) -> None:
@@ -270,7 +371,9 @@ class Hub:
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 # Always subscribed to something, so reading never returns at once.
                 keepalive = f"l10:hub:{settings.L10.redis_db}:keepalive"
-                await self._pubsub.subscribe(keepalive, *(channel(t) for t in self.members))
+                control = control_channel()
+                control_name = control.encode()
+                await self._pubsub.subscribe(keepalive, control, *(channel(t) for t in self.members))
                 delay = 0.1
                 lost, self.ever_connected = self.ever_connected, True
                 self.connected.set()
@@ -279,9 +382,14 @@ class Hub:
                 tenants = set(self.members) if lost else self.unsynced & set(self.members)
                 self.unsynced.clear()
                 await self._after_reconnect(tenants)
+                if lost:
+                    self._recheck_grants()
                 while True:
                     message = await self._pubsub.get_message(timeout=None)
                     if message is None or message.get("type") != "message":
+                        continue
+                    if message["channel"] == control_name:
+                        self.control(message["data"].decode())
                         continue
                     name = message["channel"].decode()
                     raw = message["data"].decode()
@@ -322,6 +430,8 @@ class Hub:
         while True:
             await asyncio.sleep(1)
             second += 1
+            if self.revoked:
+                self._forget_revoked()
             interval = settings.L10.ws_heartbeat_interval
             for socket in list(self.sockets):
                 if socket.ping_slot % interval != second % interval:

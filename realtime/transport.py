@@ -7,6 +7,10 @@ out to sockets).
 - **Local** (the embedded default): a counter per tenant in this process, delivered to
   every hub of this process with ``call_soon_threadsafe``.
 
+Besides the tenants' channels there is one control channel, which every hub of every
+process listens to: it carries what concerns sockets of any tenant, such as the end of a
+grant (``realtime.hub.revoke``). Events never travel on it.
+
 Sending is sync and may run on any thread (services, views, Celery tasks).
 """
 
@@ -56,6 +60,10 @@ def channel(tenant_id: int) -> str:
     # Pub/sub channels are shared by all of a server's databases: name the database, or two
     # deployments (or a deployment and its tests) on one Redis would hear each other.
     return f"l10:hub:{settings.L10.redis_db}:t:{tenant_id}"
+
+
+def control_channel() -> str:
+    return f"l10:hub:{settings.L10.redis_db}:control"
 
 
 def seq_key(tenant_id: int) -> str:
@@ -124,6 +132,8 @@ class Receiver(Protocol):
 
     def dispatch(self, tenant_id: int, seq: int, payload: str) -> None: ...
 
+    def control(self, payload: str) -> None: ...
+
 
 def receive_locally(receiver: Receiver) -> None:
     """Hand ``receiver`` every event sent inside this process from now on."""
@@ -148,6 +158,29 @@ def _local_send(tenant_id: int, payloads: list[str]) -> list[int]:
                 # the event into the renders it starts on the loop.
                 hub.loop.call_soon_threadsafe(hub.dispatch, tenant_id, seq, payload, context=contextvars.Context())
     return [seq for seq, _ in numbered]
+
+
+def send_control(payload: str) -> bool:
+    """Send a control message to every hub of every process; False when it could not be
+    sent (then this process's hubs get it at least: logged, never raised)."""
+    try:
+        if settings.L10.uses_redis:
+            sync_redis(settings.L10.redis_url).publish(control_channel(), payload)
+            return True
+    except Exception as exc:
+        log.warning("could not publish a control message to the other processes: %s", exc)
+        _local_control(payload)
+        return False
+    _local_control(payload)
+    return True
+
+
+def _local_control(payload: str) -> None:
+    with _local_lock:
+        hubs = list(_receivers)
+    for hub in hubs:
+        with contextlib.suppress(RuntimeError):  # its loop has closed
+            hub.loop.call_soon_threadsafe(hub.control, payload, context=contextvars.Context())
 
 
 def local_current(tenant_id: int) -> int:

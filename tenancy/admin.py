@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import ForeignKey, QuerySet
 from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
 from tenancy import services
 from tenancy.models import ApiToken, Membership, Role, Tenant
+from tenancy.usernames import clean_unique_username
 
 
 def admin_tenant_ids(request: HttpRequest) -> QuerySet[Any]:
@@ -92,12 +96,33 @@ class MembershipAdmin(TenantScopedAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(TenantScopedAdmin):
-    list_display = ["name", "prefix", "tenant", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "tenant",
+        "scopes",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["tenant", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix", "tenant__name"]
     list_select_related = ["tenant", "created_by"]
-    fields = ["tenant", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "tenant",
+        "name",
+        "prefix",
+        "scopes",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    # A token made here gets the default scopes and no expiry; the tenant's token page offers both.
+    readonly_fields = ["prefix", "scopes", "created_by", "created_at", "expires_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
@@ -116,3 +141,29 @@ class ApiTokenAdmin(TenantScopedAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = sum(services.token_revoke(token=t) for t in queryset)
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+# --- people: one user per username under normalisation (tenancy/usernames.py) ------------
+
+
+class NormalizedUserCreationForm(AdminUserCreationForm):
+    def clean_username(self) -> str:
+        return clean_unique_username(self)
+
+
+class NormalizedUserChangeForm(UserChangeForm):
+    def clean_username(self) -> str:
+        return clean_unique_username(self)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class NormalizedUserAdmin(UserAdmin):
+    """Django's user admin, refusing a username another user has under normalisation
+    (``Alice``, ``ＡＬＩＣＥ`` and ``alice`` are one name) with a message that says so."""
+
+    add_form = NormalizedUserCreationForm
+    form = NormalizedUserChangeForm

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -77,9 +79,27 @@ class Membership(models.Model):
         return self.allows(Role.ADMIN)
 
 
+class Scope(models.TextChoices):
+    """What a token may be used for (docs/api.md, "Token scopes and expiry")."""
+
+    READ = "read", "Read"
+    CONTROL = "control", "Control"
+    INGEST = "ingest", "Ingest"
+
+
+def scope_text(scopes: object) -> str:
+    """The stored form of a set of scopes: known names, sorted, space-separated."""
+    return " ".join(sorted({str(s) for s in scopes} & set(Scope.values)))  # type: ignore[attr-defined]
+
+
 class Token(models.Model):
     """What every API token stores: a name, its first characters, a SHA-256 of the whole
-    token (never the token), and when it was made, last used and revoked."""
+    token (never the token), its scopes, and when it was made, last used, revoked and
+    when it expires (never, if ``expires_at`` is empty)."""
+
+    # The scopes a token of this kind may carry, and those it gets when none are chosen.
+    ALLOWED_SCOPES: frozenset[str] = frozenset()
+    DEFAULT_SCOPES: frozenset[str] = frozenset()
 
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, help_text="The token's first characters, to recognise it.")
@@ -87,6 +107,8 @@ class Token(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the token never expires.")
+    scopes = models.CharField(max_length=64, help_text="Space-separated: read, control, ingest.")
 
     class Meta:
         abstract = True
@@ -99,16 +121,32 @@ class Token(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes.split()
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
 
 class PersonalToken(Token):
     """A person's token for the JSON API: it acts as that user, with the user's role in
     each tenant."""
+
+    ALLOWED_SCOPES = frozenset({Scope.READ, Scope.CONTROL})
+    DEFAULT_SCOPES = frozenset({Scope.READ, Scope.CONTROL})
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="personal_tokens")
 
 
 class ApiToken(Token):
     """A tenant's token for agents and programs."""
+
+    ALLOWED_SCOPES = frozenset({Scope.INGEST, Scope.READ})
+    DEFAULT_SCOPES = frozenset({Scope.INGEST, Scope.READ})
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_tokens")
     created_by = models.ForeignKey(

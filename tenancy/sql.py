@@ -18,7 +18,7 @@ from tenancy.models import ApiToken, PersonalToken, Tenant
 
 T = TypeVar("T", ApiToken, PersonalToken)
 
-TOKEN_FIELDS = ("id", "revoked_at", "last_used_at")
+TOKEN_FIELDS = ("id", "revoked_at", "last_used_at", "expires_at", "scopes")
 TENANT_FIELDS = ("id", "slug", "name", "created_at")
 USER_FIELDS = ("id", "username", "is_active")
 

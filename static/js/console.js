@@ -25,6 +25,14 @@
     updateSelection(form);
   });
 
+  // Forms that ask first (revoking a token, undoing a batch): the question is the form's
+  // data-confirm; inline handlers are not allowed by the Content-Security-Policy.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    const question = form.dataset && form.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   // Control dialogs: a button opens its confirmation dialog; Cancel closes it.
   document.addEventListener("click", function (event) {
     const opener = event.target.closest && event.target.closest("[data-open-dialog]");

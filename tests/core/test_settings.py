@@ -127,3 +127,26 @@ def test_the_production_settings_pass_the_deploy_check():
     }
     result = _start(env, "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_the_sockets_allowed_origins_default_to_the_allowed_hosts_on_the_consoles_port():
+    production = L10Settings(environ={"L10_ALLOWED_HOSTS": "console.example.com,.example.org", "L10_PORT": "9000"})
+    # A pattern (.example.org) names no one origin; the scheme follows L10_TLS.
+    assert production.allowed_origins == ("https://console.example.com:9000", "https://console.example.com:443")
+    development = L10Settings(environ={"L10_DEBUG": "1"})
+    assert "http://localhost:8010" in development.allowed_origins
+    assert "http://[::1]:80" in development.allowed_origins
+    assert not any(o.startswith("https:") for o in development.allowed_origins)
+
+
+def test_l10_allowed_origins_replaces_the_default_and_is_spelled_one_way():
+    s = L10Settings(environ={"L10_ALLOWED_ORIGINS": "https://Console.Example.com/, http://10.0.0.5:8010"})
+    assert s.allowed_origins == ("https://console.example.com:443", "http://10.0.0.5:8010")
+
+
+@pytest.mark.parametrize(
+    "value", ["console.example.com", "*", "ftp://console.example.com", "https://console.example.com/app", "null"]
+)
+def test_a_bad_allowed_origin_is_refused_naming_the_variable(value):
+    with pytest.raises(ImproperlyConfigured, match="L10_ALLOWED_ORIGINS"):
+        L10Settings(environ={"L10_ALLOWED_ORIGINS": value})

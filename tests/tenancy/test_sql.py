@@ -18,10 +18,13 @@ def test_both_api_token_lookups_find_the_same_token_and_tenant(tenant_a, tenant_
     _, live = token_create(tenant=tenant_a, name="fleet", created_by=None)
     revoked, gone = token_create(tenant=tenant_b, name="old", created_by=None)
     token_revoke(token=revoked)
-    for plain in (live, gone):
+    _, short = token_create(tenant=tenant_a, name="watcher", created_by=None, scopes=["read"], expires_in_days=1)
+    for plain in (live, gone, short):
         fast, orm = sql.api_token_by_hash.plain(hash_token(plain)), sql.api_token_by_hash.portable(hash_token(plain))
         assert fast is not None and orm is not None
         assert (fast.pk, fast.revoked_at, fast.last_used_at) == (orm.pk, orm.revoked_at, orm.last_used_at)
+        assert (fast.expires_at, fast.scopes) == (orm.expires_at, orm.scopes)
+        assert fast.is_expired(timezone.now()) == orm.is_expired(timezone.now())
         assert (fast.tenant.pk, fast.tenant.slug, fast.tenant.name, fast.tenant.created_at) == (
             orm.tenant.pk, orm.tenant.slug, orm.tenant.name, orm.tenant.created_at,
         )  # fmt: skip
@@ -40,13 +43,15 @@ def test_both_personal_token_lookups_find_the_same_token_and_user(operator_a, ad
     used.__class__.objects.filter(pk=used.pk).update(last_used_at=timezone.now())
     admin_a.is_active = False
     admin_a.save()
-    for plain in (live, old):
+    _, short = personal_token_create(user=operator_a, name="read-only", scopes=["read"], expires_in_days=7)
+    for plain in (live, old, short):
         fast = sql.personal_token_by_hash.plain(hash_token(plain))
         orm = sql.personal_token_by_hash.portable(hash_token(plain))
         assert fast is not None and orm is not None
         assert (fast.pk, fast.user_id, fast.revoked_at, fast.last_used_at) == (
             orm.pk, orm.user_id, orm.revoked_at, orm.last_used_at,
         )  # fmt: skip
+        assert (fast.expires_at, fast.scopes, fast.scope_list) == (orm.expires_at, orm.scopes, orm.scope_list)
         assert (fast.user.pk, fast.user.username, fast.user.is_active) == (
             orm.user.pk, orm.user.username, orm.user.is_active,
         )  # fmt: skip
