@@ -57,6 +57,16 @@ def acquire(agent_id: object, ttl_ms: int | None = None) -> str | None:
     return token if taken else None
 
 
+def check() -> None:
+    """``LockUnavailable`` when the lock store cannot be reached now: a batch is refused
+    before anything is stored, since none of its items could take its lock."""
+    try:
+        if settings.L10.uses_redis:
+            _client(settings.L10.redis_url).ping()
+    except Exception as exc:
+        raise LockUnavailable(str(exc)) from exc
+
+
 def holder(agent_id: object) -> str | None:
     """The token of the lock's current holder, None when the lock is free."""
     try:

@@ -132,13 +132,17 @@ def _entry(request: ControlRequest, agent_ref: str, outcome: Outcome, **extra: A
     )
 
 
-def control_execute(*, actor: Actor, request: ControlRequest, tenant: Tenant | None = None) -> ControlResult:
+def control_execute(
+    *, actor: Actor, request: ControlRequest, tenant: Tenant | None = None, refusal: InterfaceError | None = None
+) -> ControlResult:
     """Run one control operation; ``InterfaceError`` (E10xxx) when refused, with nothing
     changed and, once the agent's tenant is known, one audit row there saying why.
 
     ``tenant``: the tenant the caller acts in (the agent must be its own); without it,
     the agent's tenant, where the actor must be a member. The actor's role always comes
-    from the database.
+    from the database. ``refusal``: a refusal the caller decided before (the API's rate
+    limiter could not reach Redis): raised once the agent and the actor's right to it are
+    known, so it is audited like any other.
     """
     agent_ref = str(request.agent)[:64]
     audited = tenant  # where a refusal is recorded: the tenant named, else the agent's once known
@@ -146,6 +150,8 @@ def control_execute(*, actor: Actor, request: ControlRequest, tenant: Tenant | N
         agent, role = _target(actor, request, tenant)
         audited = agent.tenant
         _allow(agent.tenant, actor, request.action, role)
+        if refusal is not None:
+            raise refusal
         return _execute(agent.tenant, actor, request, agent, agent_ref)
     except InterfaceError as exc:
         if audited is not None:
@@ -266,10 +272,22 @@ def _result(agent: Agent, request: ControlRequest, status: ControlStatus, previo
     )
 
 
-def idempotency_purge(*, now: datetime | None = None) -> int:
-    """Delete expired idempotency records; returns how many."""
-    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
-    return int(deleted)
+PURGE_BATCH = 10_000
+PURGE_MAX_BATCHES = 100
+
+
+def idempotency_purge(*, now: datetime | None = None, max_batches: int = PURGE_MAX_BATCHES) -> int:
+    """Delete expired idempotency records, in batches and at most ``max_batches`` of them
+    per run (the next hourly run goes on); returns how many."""
+    now = now or timezone.now()
+    total = 0
+    for _ in range(max_batches):
+        expired = IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:PURGE_BATCH]
+        ids = list(expired)
+        if not ids:
+            break
+        total += IdempotencyRecord.objects.filter(pk__in=ids).delete()[0]
+    return total
 
 
 def control_resume_expired(*, now: datetime | None = None) -> int:

@@ -12,6 +12,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -86,13 +87,23 @@ def _seconds(schedule: Any) -> float:
 embedded = EmbeddedRunner()
 
 
-def enqueue(name: str, *args: Any, **kwargs: Any) -> None:
-    """Run the task named ``name`` after the current transaction commits."""
+def enqueue(name: str, *args: Any, on_failure: Callable[[Exception], None] | None = None, **kwargs: Any) -> None:
+    """Run the task named ``name`` after the current transaction commits.
+
+    Sending happens after the commit, so it can no longer undo the write: a broker that
+    cannot be reached is logged and handed to ``on_failure`` (which records that the work
+    was not started), never raised into the request that committed.
+    """
 
     def send() -> None:
-        if settings.EMBEDDED:
-            embedded.submit(name, args, kwargs)
-        else:
-            celery_app.send_task(name, args=args, kwargs=kwargs)
+        try:
+            if settings.EMBEDDED:
+                embedded.submit(name, args, kwargs)
+            else:
+                celery_app.send_task(name, args=args, kwargs=kwargs)
+        except Exception as exc:
+            log.exception("task %s could not be queued", name)
+            if on_failure is not None:
+                on_failure(exc)
 
     transaction.on_commit(send)

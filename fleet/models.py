@@ -243,3 +243,43 @@ class RollupMark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} until {self.done_until:%Y-%m-%d %H:%M}"
+
+
+class RollupDirtyHour(models.Model):
+    """An hour of a tenant whose rollups must be rebuilt: samples arrived for it after the
+    routine run had passed it (an agent catching up after an outage). ``fleet.rollups.rollup_backlog``
+    works through them oldest first, a bounded number per tenant and per run, and deletes each
+    mark once its hour is rebuilt, so the next run continues where the last one stopped."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    # The latest mark: one made while the hour is being rebuilt outlives that rebuild.
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        # Its index serves the backlog's read: a tenant's oldest hours.
+        constraints = [models.UniqueConstraint(fields=["tenant", "hour"], name="rollupdirtyhour_tenant_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} at {self.hour:%Y-%m-%d %H}h"
+
+
+class MetricSampleId(models.Model):
+    """The ledger of metric sample ids a tenant has sent: claimed in the transaction that
+    merges the samples into minute rows, so a retried batch is stored once. Purged after
+    the minute rows' retention (``L10_METRICS_MINUTE_RETENTION_DAYS``)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    sample_id = models.UUIDField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        # Its index serves the claim (fleet.sql.claim_samples): INSERT … ON CONFLICT DO NOTHING.
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "sample_id"], name="metricsampleid_tenant_sample_unique")
+        ]
+        # The purge: ids seen before the cutoff.
+        indexes = [models.Index(fields=["seen_at"], name="metricsampleid_seen_at")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.sample_id}"

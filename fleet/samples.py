@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
+from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,12 +18,24 @@ from tenancy.models import Tenant
 
 
 class Sample(sql.Reading, Protocol):
-    """A reading of one agent (by external id) at a time."""
+    """A reading of one agent (by external id) at a time; with an ``id``, stored once
+    however often it is sent."""
 
     @property
     def external_id(self) -> str: ...
     @property
     def at(self) -> datetime: ...
+    @property
+    def id(self) -> UUID | None: ...
+
+
+class Recorded(NamedTuple):
+    """A batch's outcome: samples merged, minute rows written, samples skipped because
+    their id was seen before (a retried batch, or the same id twice in one)."""
+
+    accepted: int
+    written: int
+    duplicates: int
 
 
 def merge_minutes(rows: Sequence[sql.MinuteRow]) -> int:
@@ -45,14 +58,28 @@ def merge_minutes(rows: Sequence[sql.MinuteRow]) -> int:
 
 
 @transaction.atomic
-def metrics_record(*, tenant: Tenant, samples: Sequence[Sample]) -> int:
-    """Store a batch of samples (every agent must exist, or nothing is stored); returns
-    the minute rows written."""
+def metrics_record(*, tenant: Tenant, samples: Sequence[Sample]) -> Recorded:
+    """Store a batch of samples (every agent must exist, or nothing is stored).
+
+    1. Check every agent exists.
+    2. Claim the samples' ids in the tenant's ledger (``fleet.sql.claim_samples``), in this
+       transaction: an id seen before, or twice in the batch, is a duplicate and skipped.
+    3. Merge the rest into the minute rows.
+    4. Samples older than the routine rollup's look-back (an agent catching up after an
+       outage) mark their hours dirty; a bounded backlog run starts once this commits.
+    """
+    now = timezone.now()
     agents = agent_refs(tenant, (s.external_id for s in samples))
-    written = merge_minutes([sql.minute_row(agents[s.external_id].pk, tenant.pk, s.at, s) for s in samples])
-    # Samples older than the routine rollup's look-back (an agent catching up after an
-    # outage) get their range rolled up again once this commits.
-    oldest = min(s.at for s in samples)
-    if oldest < timezone.now() - rollups.LOOKBACK:
-        runner.enqueue("fleet.tasks.rollup_range", oldest.isoformat(), timezone.now().isoformat())
-    return written
+    fresh = sql.claim_samples(tenant.pk, [s.id for s in samples if s.id is not None], now)
+    kept = []
+    for sample in samples:
+        if sample.id is not None:
+            if sample.id not in fresh:
+                continue
+            fresh.discard(sample.id)  # a second copy in this batch is a duplicate too
+        kept.append(sample)
+    written = merge_minutes([sql.minute_row(agents[s.external_id].pk, tenant.pk, s.at, s) for s in kept])
+    late = [s.at for s in kept if s.at < now - rollups.LOOKBACK]
+    if late and rollups.rollup_mark_dirty(tenant_id=tenant.pk, times=late, now=now):
+        runner.enqueue("fleet.tasks.rollup_backlog")
+    return Recorded(accepted=len(kept), written=written, duplicates=len(samples) - len(kept))

@@ -4,6 +4,8 @@ docs/architecture.md why).
 - ``heartbeat``: every agent heartbeats every ``L10_AGENT_HEARTBEAT_INTERVAL``; one
   statement updates the agent and merges its sample into the minute row.
 - ``upsert_minutes``: batches of samples folded into per-minute rows.
+- ``claim_samples``: a batch's sample ids claimed in the tenant's ledger, so a retried
+  batch is merged once.
 - ``update_agent``: control writes an agent's columns on every operation.
 - ``fleet_resources`` and ``fleet_minutes``: the overview's figures and the fleet's 1 h
   chart, aggregated in the database instead of read row by row.
@@ -26,7 +28,7 @@ from core.errors import ErrorCode, InterfaceError
 from core.sql import column, execute, fetch_all, fetch_one, load, plain, prep, table
 from core.stats import SQL_PERCENTILE, percentile
 from core.timeutil import floor_minute
-from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute
+from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute, MetricSampleId
 from tenancy.models import Tenant
 
 
@@ -121,6 +123,39 @@ def upsert_minutes(rows: Sequence[MinuteRow]) -> None:
     keep the larger."""
     if rows:
         execute(UPSERT_MINUTES_SQL, [list(column) for column in zip(*rows, strict=True)])
+
+
+# --- sample ids -------------------------------------------------------------------------
+
+CLAIM_SAMPLES_SQL = (
+    f"INSERT INTO {table(MetricSampleId)} (tenant_id, sample_id, seen_at) "  # noqa: S608 - constants only
+    "SELECT %s, id, %s FROM unnest(%s::uuid[]) AS id "
+    "ON CONFLICT (tenant_id, sample_id) DO NOTHING RETURNING sample_id"
+)
+
+
+def _claim_samples_portable(tenant_id: int, ids: Sequence[UUID], now: datetime) -> set[UUID]:
+    # The caller's transaction holds SQLite's write lock (IMMEDIATE): no other writer can
+    # claim an id between the read and the insert.
+    wanted = set(ids)
+    seen = set(
+        MetricSampleId.objects.filter(tenant_id=tenant_id, sample_id__in=wanted).values_list("sample_id", flat=True)
+    )
+    fresh = wanted - seen
+    MetricSampleId.objects.bulk_create(
+        [MetricSampleId(tenant_id=tenant_id, sample_id=i, seen_at=now) for i in fresh], batch_size=1000
+    )
+    return fresh
+
+
+@plain(portable=_claim_samples_portable)
+def claim_samples(tenant_id: int, ids: Sequence[UUID], now: datetime) -> set[UUID]:
+    """Claim sample ids in the tenant's ledger (``INSERT … ON CONFLICT DO NOTHING``); returns
+    those claimed now, i.e. not seen before. Run in the transaction that merges the samples:
+    a concurrent batch with the same id waits on the unique index, then finds it taken."""
+    if not ids:
+        return set()
+    return {row[0] for row in fetch_all(CLAIM_SAMPLES_SQL, [tenant_id, now, sorted(set(ids))])}
 
 
 # --- heartbeats -------------------------------------------------------------------------

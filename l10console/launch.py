@@ -24,7 +24,14 @@ TOKEN_FILE = ROOT / "var" / "demo-tokens.txt"
 # Agent and browser frames are small JSON: per-message compression would save nothing on
 # the wire and costs a zlib context (about 100 KB) per open socket.
 UVICORN = [sys.executable, "-m", "uvicorn", "l10console.asgi:application", "--ws-per-message-deflate", "false"]
-CELERY = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "--beat", "-l", "warning", "--concurrency", "2"]
+CELERY = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "-l", "warning"]
+# One worker per queue, as in production (docs/operations.md, "Background work"): control's
+# batches and short periodic checks never wait behind rollups and purges. Beat runs once,
+# beside the control worker. The embedded default runs every task in-process instead.
+CELERY_WORKERS = {
+    "control": [*CELERY, "-Q", "control", "-n", "control@%h", "--concurrency", "2", "--beat"],
+    "background": [*CELERY, "-Q", "background", "-n", "background@%h", "--concurrency", "1"],
+}
 
 
 def _manage(*args: str) -> None:
@@ -102,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         cwd=ROOT,
     )
     fleet: subprocess.Popen[bytes] | None = None
-    worker: subprocess.Popen[bytes] | None = None
+    workers: dict[str, subprocess.Popen[bytes]] = {}
     try:
         if os.environ.get("L10_REDIS_HOST"):
-            # Production backends: periodic and background tasks run in a Celery worker with beat.
-            worker = subprocess.Popen(CELERY, cwd=ROOT)
+            # Production backends: periodic and background tasks run in Celery workers, one per queue.
+            workers = {queue: subprocess.Popen(command, cwd=ROOT) for queue, command in CELERY_WORKERS.items()}
         _wait_until_up(local, server)
         print(f"\nThe console is up: {local}/  (Ctrl-C stops the console and the fleet)\n", flush=True)
         if not args.no_fleet:
@@ -119,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             if server.poll() is not None:
                 print(f"the console exited with code {server.returncode}", file=sys.stderr)
                 return 1
-            if worker is not None and worker.poll() is not None:
-                print(f"the Celery worker exited with code {worker.returncode}", file=sys.stderr)
-                return 1
+            for queue, worker in workers.items():
+                if worker.poll() is not None:
+                    print(f"the Celery worker of {queue} exited with code {worker.returncode}", file=sys.stderr)
+                    return 1
             if fleet is not None and fleet.poll() is not None:
                 print(f"the simulated fleet exited with code {fleet.returncode}", file=sys.stderr)
                 return 1
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         _stop(fleet, timeout=20)
         _stop(server, timeout=15)
-        _stop(worker, timeout=15)
+        for worker in workers.values():
+            _stop(worker, timeout=15)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ caller's side (``task``, ``record_*``) never does I/O: it appends to a bounded b
 
 Buffers: usage, events and metric samples each hold at most ``buffer_limit`` records
 while the console is unreachable. Past that the oldest record is dropped and counted in
-``agent.dropped``. Records the console refuses as invalid (a 4xx other than 401, 403,
+``agent.dropped``. Every record carries an id, so a batch sent again (its answer was lost)
+is stored once. A heartbeat's metrics carry none: a heartbeat sent without an answer is
+not sent again as a metrics batch (it may have been stored), and counts in
+``agent.dropped["metrics"]``. Records the console refuses as invalid (a 4xx other than 401, 403,
 404 and 429) are dropped too and counted in ``agent.rejected``: retrying cannot help.
 """
 
@@ -376,12 +379,21 @@ class Agent:
         return {"Authorization": f"Bearer {self._token}"}
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response | None:
+        return (await self._send(path, body))[0]
+
+    async def _send(self, path: str, body: dict[str, Any]) -> tuple[httpx.Response | None, bool]:
+        """The console's answer (None when none came), and whether the request may have
+        reached it (False only when no connection was made: nothing was sent)."""
         try:
             async with self._bg.slots:
-                return await self._bg.http.post(f"{self.url}/api/v1/ingest{path}", json=body, headers=self._headers)
+                response = await self._bg.http.post(f"{self.url}/api/v1/ingest{path}", json=body, headers=self._headers)
+                return response, True
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            log.debug("%s: POST %s not sent: %s", self.external_id, path, exc)
+            return None, False
         except httpx.HTTPError as exc:
             log.debug("%s: POST %s failed: %s", self.external_id, path, exc)
-            return None
+            return None, True
 
     async def _run(self) -> None:
         self._stop_event = asyncio.Event()
@@ -454,12 +466,19 @@ class Agent:
         body: dict[str, Any] = {"state": state or self._observed, "at": _iso(now)}
         if sample is not None:
             body["metrics"] = sample
-        response = await self._post(f"/agents/{quote(self.external_id, safe='')}/heartbeat", body)
+        response, reached = await self._send(f"/agents/{quote(self.external_id, safe='')}/heartbeat", body)
         if response is not None and response.status_code == 200:
             self._apply_control(response.json())
             return True
-        if sample is not None:  # kept for a metrics batch once the console answers again
-            self._metrics.add((now, sample))
+        if sample is not None:
+            # A heartbeat carries no sample id, so its counters are sent at most once: kept
+            # for a metrics batch (with an id of its own from here on) when the heartbeat
+            # surely stored nothing (refused, or never sent); dropped and counted when it was
+            # sent and no answer came, since the console may have stored it already.
+            if response is not None or not reached:
+                self._metrics.add((uuid.uuid4(), now, sample))
+            else:
+                self._metrics.count_dropped()
         if response is not None and response.status_code == 404:
             self._unregistered()
         return False
@@ -535,8 +554,9 @@ class Agent:
         }
 
     def _encode_sample(self, record: Any) -> dict[str, Any]:
-        at, sample = record
-        return {"external_id": self.external_id, "at": _iso(at), **sample}
+        uid, at, sample = record
+        # The id makes a retried batch safe: the console stores each sample once.
+        return {"id": str(uid), "external_id": self.external_id, "at": _iso(at), **sample}
 
     async def _socket_loop(self) -> None:
         backoff = _Backoff()

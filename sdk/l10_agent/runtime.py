@@ -108,6 +108,11 @@ class _Buffer:
                 gone.append(self.items.popleft()[1])
         return gone
 
+    def count_dropped(self, count: int = 1) -> None:
+        """Records given up before they entered the buffer."""
+        with self.lock:
+            self.dropped += count
+
     def reject(self, last_seq: int) -> None:
         count = len(self.ack(last_seq))
         with self.lock:

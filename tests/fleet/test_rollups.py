@@ -7,8 +7,8 @@ from django.test import override_settings
 
 from core.config import L10Settings
 from fleet import rollups
-from fleet.models import MetricHour, MetricMinute, RollupMark, TenantMetricBucket
-from tests.factories import AgentFactory
+from fleet.models import MetricHour, MetricMinute, RollupDirtyHour, RollupMark, TenantMetricBucket
+from tests.factories import AgentFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -101,17 +101,26 @@ def test_an_old_batch_asks_for_its_range_to_be_rolled_up_again(
             "/api/v1/ingest/metrics", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token_a}"
         )
     assert response.status_code == 200
-    assert len(callbacks) == 1  # the enqueue of fleet.tasks.rollup_range
-    rollups.rollup_range(old, datetime.now(UTC))
+    assert len(callbacks) == 1  # the enqueue of fleet.tasks.rollup_backlog
     hour = old.replace(minute=0, second=0, microsecond=0)
+    assert list(RollupDirtyHour.objects.values_list("tenant_id", "hour")) == [(fleet[0].tenant_id, hour)]
+    run = rollups.rollup_backlog()
+    assert run.hours == {fleet[0].tenant_id: 1} and not run.more
     assert MetricHour.objects.get(agent__external_id="one", hour=hour).cpu_max == 40.0
+    assert not RollupDirtyHour.objects.exists()
 
 
 def test_purge_keeps_what_retention_allows(fleet):
     rollups.rollup_recent(now=NOW)
     config = L10Settings(environ={"L10_METRICS_MINUTE_RETENTION_DAYS": "2", "L10_METRICS_ROLLUP_RETENTION_DAYS": "8"})
     with override_settings(L10=config):
-        assert rollups.purge_metrics(now=NOW + timedelta(days=1)) == {"minutes": 0, "hours": 0, "buckets": 0}
+        assert rollups.purge_metrics(now=NOW + timedelta(days=1)) == {
+            "minutes": 0,
+            "hours": 0,
+            "buckets": 0,
+            "sample_ids": 0,
+            "dirty_hours": 0,
+        }
         expired = MetricMinute.objects.filter(minute__lt=NOW + timedelta(minutes=1)).count()
         counts = rollups.purge_metrics(now=NOW + timedelta(days=2, minutes=1))
         assert counts["minutes"] == expired == 14 + 2
@@ -119,3 +128,121 @@ def test_purge_keeps_what_retention_allows(fleet):
         assert MetricHour.objects.count() == 3  # rollups live longer
         rollups.purge_metrics(now=NOW + timedelta(days=9))
     assert MetricHour.objects.count() == 0 and TenantMetricBucket.objects.count() == 0
+
+
+# --- bounded, resumable catch-up (docs/operations.md, "Background work") -----------------
+
+
+def hours_of_minutes(tenant, hours: int, *, agents: int = 2, end: datetime = NOW) -> list[datetime]:
+    """Minute rows in each of the ``hours`` hours before ``end``'s hour (three per hour per
+    agent); returns the minutes written."""
+    made = [AgentFactory.create(tenant=tenant, external_id=f"{tenant.slug}-{n}") for n in range(agents)]
+    top = end.replace(minute=0, second=0, microsecond=0)
+    minutes = []
+    for h in range(1, hours + 1):
+        for m in (0, 17, 59):
+            minute = top - timedelta(hours=h) + timedelta(minutes=m)
+            minutes.append(minute)
+            for n, agent in enumerate(made):
+                minute_row(agent, minute, cpu=10.0 + n * 30 + h % 7, tokens=h * 10 + m)
+    return minutes
+
+
+def test_a_bounded_backlog_run_stops_at_its_bound_and_later_runs_finish_it_as_one_rebuild_would(tenant_a):
+    minutes = hours_of_minutes(tenant_a, 10)
+    assert rollups.rollup_mark_dirty(tenant_id=tenant_a.pk, times=minutes, now=NOW) == 10
+
+    first = rollups.rollup_backlog(now=NOW, per_tenant=3)
+    assert first.hours == {tenant_a.pk: 3} and first.more
+    oldest = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(hours=10)
+    # Oldest first: the three oldest hours are rebuilt, the rest still marked.
+    assert sorted(set(MetricHour.objects.values_list("hour", flat=True))) == [
+        oldest + timedelta(hours=h) for h in range(3)
+    ]
+    assert RollupDirtyHour.objects.count() == 7
+
+    runs = [first]
+    while runs[-1].more:
+        runs.append(rollups.rollup_backlog(now=NOW, per_tenant=3))
+    assert [run.hours[tenant_a.pk] for run in runs] == [3, 3, 3, 1]
+    assert not RollupDirtyHour.objects.exists()
+    resumed = snapshot()
+
+    # The same rows as one unbounded rebuild of the whole range.
+    MetricHour.objects.all().delete()
+    TenantMetricBucket.objects.all().delete()
+    rollups.rollup_range(oldest, oldest + timedelta(hours=10))
+    assert snapshot() == resumed
+    assert len(resumed[0]) == 20
+
+
+def test_one_tenants_huge_backlog_does_not_hold_up_anothers(tenant_a, tenant_b):
+    big = hours_of_minutes(tenant_a, 40, agents=1)
+    rollups.rollup_mark_dirty(tenant_id=tenant_a.pk, times=big, now=NOW - timedelta(minutes=1))
+    small = hours_of_minutes(tenant_b, 1, agents=1)
+    rollups.rollup_mark_dirty(tenant_id=tenant_b.pk, times=small, now=NOW)
+
+    run = rollups.rollup_backlog(now=NOW, per_tenant=5)
+    assert run.hours == {tenant_a.pk: 5, tenant_b.pk: 1}
+    assert MetricHour.objects.filter(tenant=tenant_b).count() == 1
+    assert not RollupDirtyHour.objects.filter(tenant=tenant_b).exists()
+
+
+def test_a_backlog_run_serves_a_bounded_number_of_tenants(tenant_a):
+    tenants = [TenantFactory.create(slug=f"t{n}") for n in range(rollups.BACKLOG_TENANTS_PER_RUN + 2)]
+    for tenant in tenants:
+        rollups.rollup_mark_dirty(tenant_id=tenant.pk, times=hours_of_minutes(tenant, 1, agents=1), now=NOW)
+    first = rollups.rollup_backlog(now=NOW, per_tenant=1)
+    assert len(first.hours) == rollups.BACKLOG_TENANTS_PER_RUN and first.more
+    second = rollups.rollup_backlog(now=NOW, per_tenant=1)
+    assert len(second.hours) == 2 and not second.more
+
+
+def test_nothing_outside_retention_is_marked_or_rebuilt(tenant_a):
+    agent = AgentFactory.create(tenant=tenant_a, external_id="old")
+    epoch = datetime(1970, 1, 1, 0, 5, tzinfo=UTC)
+    minute_row(agent, epoch, cpu=50.0)
+    minute_row(agent, NOW - timedelta(hours=2), cpu=50.0)
+    # The samples' hours: 1970 is outside retention, one in the future is not yet due.
+    marked = rollups.rollup_mark_dirty(
+        tenant_id=tenant_a.pk, times=[epoch, NOW - timedelta(hours=2), NOW + timedelta(days=3)], now=NOW
+    )
+    assert marked == 1
+    # A mark left from before (or made with a longer retention) is dropped unread.
+    RollupDirtyHour.objects.create(tenant=tenant_a, hour=epoch.replace(minute=0), marked_at=NOW)
+    run = rollups.rollup_backlog(now=NOW)
+    assert run.expired == 1 and run.hours == {tenant_a.pk: 1}
+    assert not MetricHour.objects.filter(hour__year=1970).exists()
+    # A whole range back to 1970 (a task queued by an older release) marks only what retention keeps.
+    assert rollups.rollup_mark_range(epoch, NOW, now=NOW) == 1
+    assert list(RollupDirtyHour.objects.values_list("hour", flat=True)) == [
+        (NOW - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    ]
+
+
+def test_the_routine_run_catches_up_a_mark_far_behind_a_bounded_step_at_a_time(tenant_a):
+    config = L10Settings(environ={"L10_METRICS_BACKFILL_HOURS": "6", "L10_METRICS_ROLLUP_RETENTION_DAYS": "8"})
+    hours_of_minutes(tenant_a, 3, agents=1)
+    RollupMark.objects.create(name=rollups.MARK, done_until=NOW - timedelta(days=30))
+    with override_settings(L10=config):
+        rollups.rollup_recent(now=NOW)
+        start = (NOW - timedelta(days=8)).replace(minute=0, second=0, microsecond=0)
+        # Not from 30 days back (outside retention), and six hours at most.
+        assert RollupMark.objects.get().done_until == start + timedelta(hours=6)
+        runs = 1
+        while RollupMark.objects.get().done_until < rollups.floor_bucket(NOW):
+            rollups.rollup_recent(now=NOW)
+            runs += 1
+    assert runs == 8 * 4 + 1  # 8 days of 6-hour steps, and the hour in progress
+    assert MetricHour.objects.count() == 3
+
+
+def test_a_purge_run_deletes_a_bounded_number_of_batches_and_the_next_goes_on(tenant_a):
+    agent = AgentFactory.create(tenant=tenant_a, external_id="purged")
+    for m in range(25):
+        minute_row(agent, NOW - timedelta(days=5, minutes=m), cpu=1.0)
+    cutoff = NOW - timedelta(days=3)
+    assert rollups._purge(MetricMinute, "minute", cutoff, max_batches=2, batch=10) == 20
+    assert MetricMinute.objects.count() == 5
+    assert rollups._purge(MetricMinute, "minute", cutoff, max_batches=2, batch=10) == 5
+    assert not MetricMinute.objects.exists()

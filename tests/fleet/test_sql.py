@@ -3,6 +3,7 @@ the same rows written, the same answers read."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from core.errors import ErrorCode, InterfaceError
 from fleet import sql
-from fleet.models import Agent, DesiredState, MetricMinute, ObservedState
+from fleet.models import Agent, DesiredState, MetricMinute, MetricSampleId, ObservedState
 from ingest.control import AgentControl
 from ingest.schemas import Metrics
 from tests.factories import AgentFactory
@@ -131,6 +132,23 @@ def test_both_minute_merges_add_sums_and_keep_maxima(tenant_a):
         (T0.replace(second=0), 2, 40.0, 30.0, 8.0, 8.0, 12, 0, 0, 30.0),
         (T0.replace(second=0) + timedelta(minutes=1), 1, 0.0, 0.0, 0.0, 0.0, 0, 2, 1, 0.0),
     ]
+
+
+@parity(sql.claim_samples)
+def test_both_sample_claims_claim_each_id_once_per_tenant(tenant_a, tenant_b):
+    ids = [uuid.UUID(int=n) for n in range(1, 6)]
+    claimed: dict[str, list[set[uuid.UUID]]] = {}
+    for path, tenant in zip(PATHS, (tenant_a, tenant_b), strict=True):
+        claim = getattr(sql.claim_samples, path)
+        claimed[path] = [
+            claim(tenant.pk, ids[:3], T0),
+            claim(tenant.pk, [ids[2], ids[3], ids[3]], T0),  # one seen, one new twice
+            claim(tenant.pk, [], T0),
+        ]
+    assert claimed["plain"] == claimed["portable"] == [set(ids[:3]), {ids[3]}, set()]
+    for tenant in (tenant_a, tenant_b):
+        stored = MetricSampleId.objects.filter(tenant=tenant).order_by("sample_id")
+        assert list(stored.values_list("sample_id", "seen_at")) == [(i, T0) for i in ids[:4]]
 
 
 @parity(sql.update_agent)

@@ -14,7 +14,7 @@ from costs.models import UsageRecord
 from events.models import Event
 from fleet import services
 from fleet.models import Agent as AgentRow
-from fleet.models import DesiredState, MetricMinute, ObservedState
+from fleet.models import DesiredState, MetricMinute, MetricSampleId, ObservedState
 from tests.conftest import LiveServer, UvicornThread, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
@@ -200,3 +200,26 @@ def test_an_agent_the_console_forgot_registers_again_and_obeys_the_new_record(as
     assert second.pk != first.pk and second.version == 1
     services.agent_desired_state_set(agent_id=second.pk, state=DesiredState.PAUSED, actor=None)
     wait_for(lambda: agent.state == "paused", timeout=3, what="the pause of the new record (version 2 < 3)")
+
+
+def test_metrics_kept_through_an_outage_arrive_once_each_with_an_id(
+    asgi_server_control: UvicornThread, make_agent, tenant_a
+):
+    server = asgi_server_control
+    server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    agent = make_agent(url, "metered", heartbeat_interval=0.1, flush_interval=0.1, socket=False)
+    registered(agent)
+    server.stop()  # heartbeats now find no console: nothing is sent, their samples are kept
+
+    for _ in range(5):
+        agent.record_metrics(tokens=10, requests=1)
+        wait_for(lambda: agent.buffered["metrics"] >= 1 and not agent._gauges.touched, what="a heartbeat to try")
+    kept = agent.buffered["metrics"]
+    assert kept >= 1 and agent.dropped["metrics"] == 0
+
+    server.start()
+    assert agent.flush(timeout=10)
+    rows = MetricMinute.objects.filter(agent__external_id="metered")
+    assert sum(r.tokens for r in rows) == 50 and sum(r.requests for r in rows) == 5
+    assert MetricSampleId.objects.filter(tenant=tenant_a).count() == kept
