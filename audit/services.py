@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit import sql
 from audit.models import Outcome
+from core.inputs import printable
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,19 @@ def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | N
             "tenant_id": tenant_id,
             "occurred_at": at or timezone.now(),
             "actor_id": actor.user.pk if actor.user is not None else None,
-            "actor_label": actor.label,
+            "actor_label": printable(actor.label),
             "ip": actor.ip,
-            "user_agent": actor.user_agent[:300],
+            "user_agent": printable(actor.user_agent[:300]),
             "action": entry.action,
             "resource_type": entry.resource_type,
-            "resource_id": entry.resource_id[:64],
-            "reason": entry.reason[:500],
+            # A refused attempt is recorded with what it sent, made storable (core/inputs.py).
+            "resource_id": printable(entry.resource_id[:64]),
+            "reason": printable(entry.reason[:500]),
             "delta": entry.delta,
             "outcome": entry.outcome,
             "error_code": entry.error_code,
-            "idempotency_key": entry.idempotency_key[:255],
-            "request_id": actor.request_id[:64],
+            "idempotency_key": printable(entry.idempotency_key[:255]),
+            "request_id": printable(actor.request_id[:64]),
             "batch_id": entry.batch_id,
         }
     )

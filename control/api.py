@@ -17,19 +17,37 @@ from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
-from pydantic import AwareDatetime, Field, Strict, StrictStr
+from pydantic import AwareDatetime, Field, Strict
 
 from audit.services import Actor
 from control.rules import MAX_PAUSE_MINUTES, MAX_QUOTA, MAX_REASON, Action, ControlRequest
 from control.services import control_execute
-from core.errors import ErrorCode
-from core.schemas import StrictSchema
+from core.errors import ErrorCode, InterfaceError
+from core.schemas import API_ERRORS, PARAGRAPH, ErrorOut, StrictSchema
 from tenancy.api_auth import PersonalBearer
 from tenancy.models import PersonalToken
 
-router = Router(auth=PersonalBearer(), tags=["control"])
 
-Reason = Annotated[StrictStr, Field(max_length=MAX_REASON)]
+class ControlBearer(PersonalBearer):
+    """A person's token, as ``PersonalBearer``; but when the rate limiter's store (Redis)
+    cannot be reached, the call goes on to the control service marked refused, which answers
+    E10306 (nothing changed) and audits the refused attempt in the agent's tenant, as every
+    refusal of control is (docs/api.md, "Control during a Redis outage")."""
+
+    def limit(self, request: HttpRequest, found: Any) -> None:
+        try:
+            super().limit(request, found)
+        except InterfaceError as exc:
+            if exc.code != ErrorCode.SERVICE_UNAVAILABLE:
+                raise
+            request.l10_refusal = InterfaceError(  # type: ignore[attr-defined]
+                ErrorCode.CONTROL_UNAVAILABLE, "Redis cannot be reached; nothing was changed."
+            )
+
+
+router = Router(auth=ControlBearer(), tags=["control"])
+
+Reason = Annotated[str, Strict(), Field(max_length=MAX_REASON), PARAGRAPH]
 
 
 class ReasonIn(StrictSchema):
@@ -92,13 +110,17 @@ def _call(request: HttpRequest, response: HttpResponse, agent_id: UUID, action: 
         request_id=request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8),
     )
     key = request.headers.get("Idempotency-Key")
-    result = control_execute(actor=actor, request=ControlRequest(action, str(agent_id), idempotency_key=key, **fields))
+    result = control_execute(
+        actor=actor,
+        request=ControlRequest(action, str(agent_id), idempotency_key=key, **fields),
+        refusal=getattr(request, "l10_refusal", None),
+    )
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
     return ControlOut(**result.as_dict())
 
 
-@router.post("/{agent_id}/pause", response=ControlOut, summary="Pause an agent (operator)")
+@router.post("/{agent_id}/pause", response={200: ControlOut, API_ERRORS: ErrorOut}, summary="Pause an agent (operator)")
 def pause(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload: PauseIn) -> ControlOut:
     return _call(
         request,
@@ -112,22 +134,34 @@ def pause(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload:
     )
 
 
-@router.post("/{agent_id}/resume", response=ControlOut, summary="Resume a paused agent (operator)")
+@router.post(
+    "/{agent_id}/resume", response={200: ControlOut, API_ERRORS: ErrorOut}, summary="Resume a paused agent (operator)"
+)
 def resume(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload: ReasonIn) -> ControlOut:
     return _call(request, response, agent_id, Action.RESUME, reason=payload.reason)
 
 
-@router.post("/{agent_id}/stop", response=ControlOut, summary="Emergency-stop an agent (admin; reason required)")
+@router.post(
+    "/{agent_id}/stop",
+    response={200: ControlOut, API_ERRORS: ErrorOut},
+    summary="Emergency-stop an agent (admin; reason required)",
+)
 def stop(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload: StopIn) -> ControlOut:
     return _call(request, response, agent_id, Action.STOP, reason=payload.reason)
 
 
-@router.post("/{agent_id}/restart", response=ControlOut, summary="Restart a stopped agent (admin)")
+@router.post(
+    "/{agent_id}/restart", response={200: ControlOut, API_ERRORS: ErrorOut}, summary="Restart a stopped agent (admin)"
+)
 def restart(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload: ReasonIn) -> ControlOut:
     return _call(request, response, agent_id, Action.RESTART, reason=payload.reason)
 
 
-@router.post("/{agent_id}/quota", response=ControlOut, summary="Set an api_calls or tokens limit (admin)")
+@router.post(
+    "/{agent_id}/quota",
+    response={200: ControlOut, API_ERRORS: ErrorOut},
+    summary="Set an api_calls or tokens limit (admin)",
+)
 def quota(request: HttpRequest, response: HttpResponse, agent_id: UUID, payload: QuotaIn) -> ControlOut:
     return _call(
         request,

@@ -24,13 +24,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from audit.services import Actor
+from control import locks
 from control.models import Batch, BatchItem, ItemOutcome
 from control.rules import Action, ControlRequest, ControlStatus
 from control.services import authorize, control_execute
 from core import runner
 from core.errors import ErrorCode, InterfaceError
+from fleet.labels import BadSelector, parse_selector, with_selector
 from fleet.models import Agent, DesiredState
-from fleet.selectors import BadFilter, parse_labels, with_labels
 from realtime import hub
 from tenancy.models import Tenant
 
@@ -47,14 +48,14 @@ def bulk_select(tenant: Tenant, *, agent_ids: list[str] | None = None, selector:
     agents = Agent.objects.filter(tenant=tenant).order_by("name", "pk")
     if selector is not None:
         try:
-            labels = parse_labels(selector[:500])
-        except BadFilter as exc:
+            labels = parse_selector(selector)
+        except BadSelector as exc:
             raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, str(exc)) from None
         if not labels:
             raise InterfaceError(
-                ErrorCode.CONTROL_INVALID_SELECTION, "Give a label selector, e.g. team=search,env=prod."
+                ErrorCode.CONTROL_INVALID_SELECTION, "Give a label selector, e.g. team=search,env!=dev."
             )
-        agents = with_labels(agents, labels.items())
+        agents = with_selector(agents, labels)
     else:
         try:
             ids = [UUID(str(a)) for a in agent_ids or []]
@@ -113,6 +114,14 @@ def bulk_start(
         raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
     if not agents:
         raise InterfaceError(ErrorCode.CONTROL_INVALID_SELECTION, "Select at least one agent.")
+    try:
+        # No item could take its lock: refuse before anything is stored.
+        locks.check()
+    except locks.LockUnavailable:
+        raise InterfaceError(
+            ErrorCode.CONTROL_UNAVAILABLE,
+            "The lock store (Redis) cannot be reached; the batch was not started and nothing was changed.",
+        ) from None
     batch = Batch.objects.create(
         tenant=tenant,
         created_by=actor.user,
@@ -122,8 +131,21 @@ def bulk_start(
         created_at=timezone.now(),
     )
     BatchItem.objects.bulk_create(BatchItem(batch=batch, agent=agent) for agent in agents)
-    runner.enqueue("control.tasks.run_batch", str(batch.pk))
+    runner.enqueue("control.tasks.run_batch", str(batch.pk), on_failure=lambda exc: bulk_not_queued(batch.pk))
     return batch
+
+
+NOT_QUEUED = "The batch could not be queued (Redis cannot be reached); nothing was changed. Start it again."
+
+
+def bulk_not_queued(batch_id: UUID | str) -> None:
+    """The batch's task could not be queued after its commit: its pending items fail with
+    E10306 and the batch ends, so it never stays pending with nothing to run it."""
+    with transaction.atomic():
+        BatchItem.objects.filter(batch_id=batch_id, outcome=ItemOutcome.PENDING).update(
+            outcome=ItemOutcome.FAILED, error_code=str(ErrorCode.CONTROL_UNAVAILABLE), message=NOT_QUEUED
+        )
+        Batch.objects.filter(pk=batch_id, finished_at__isnull=True).update(finished_at=timezone.now())
 
 
 def _progress(batch: Batch) -> dict[str, Any]:

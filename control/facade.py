@@ -17,14 +17,17 @@ from audit.services import Actor
 from control.rules import Action, ControlRequest, ControlResult
 from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
+from core.inputs import text_problem
 from tenancy.selectors import tenant_by_ref
+from tenancy.usernames import normalize_username
 
 
 def _run(tenant_id: str | int, user_id: str, request: ControlRequest) -> ControlResult:
     tenant = tenant_by_ref(tenant_id)
     if tenant is None:
         raise InterfaceError(ErrorCode.TENANT_NOT_FOUND, f"No tenant {tenant_id!r}.")
-    user = User.objects.filter(username=str(user_id)[:150], is_active=True).first()
+    name = normalize_username(str(user_id)[:150])  # usernames are stored so (tenancy/usernames.py)
+    user = None if text_problem(name) else User.objects.filter(username=name, is_active=True).first()
     if user is None:
         raise InterfaceError(ErrorCode.AUTH_REQUIRED, f"No active user {user_id!r}.")
     return control_execute(tenant=tenant, actor=Actor(user=user), request=request)

@@ -19,6 +19,7 @@ from uuid import UUID
 from django.utils import timezone
 
 from core.errors import ErrorCode, InterfaceError
+from core.inputs import text_problem
 from fleet.models import Agent, DesiredState, PauseMode, QuotaPeriod, QuotaType
 from tenancy.models import Role
 
@@ -100,8 +101,11 @@ class ControlResult:
 
 
 def validate(request: ControlRequest) -> None:
-    if len(request.reason) > MAX_REASON:
+    if not isinstance(request.reason, str) or len(request.reason) > MAX_REASON:
         raise InterfaceError(ErrorCode.CONTROL_INVALID_REQUEST, f"The reason may be at most {MAX_REASON} characters.")
+    problem = text_problem(request.reason, multiline=True)
+    if problem:
+        raise InterfaceError(ErrorCode.CONTROL_INVALID_REQUEST, f"The reason {problem}.")
     if request.action == Action.STOP and not request.reason.strip():
         raise InterfaceError(ErrorCode.CONTROL_REASON_REQUIRED, "An emergency stop needs a reason.")
     if request.idempotency_key is not None and not KEY_PATTERN.match(request.idempotency_key):

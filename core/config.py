@@ -12,13 +12,58 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from typing import cast
+from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def make_origin(scheme: str, host: str, port: int) -> str:
+    """The one spelling of an origin that origins are compared in: ``scheme://host:port``,
+    lowercased, the port always written, an IPv6 address in brackets."""
+    host = host.lower().strip("[]")
+    return f"{scheme.lower()}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def origin_key(value: str) -> str | None:
+    """``value`` (an ``Origin`` header, or an entry of ``L10_ALLOWED_ORIGINS``) in the
+    spelling of ``make_origin``: ``http://Example.com`` is ``http://example.com:80``.
+    None for anything that is not an http(s) origin: ``null``, a path, a user name."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None or parts.path not in ("", "/"):
+        return None
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        return None
+    return make_origin(scheme, parts.hostname, port or DEFAULT_PORTS[scheme])
+
+
+def default_origins(hosts: list[str], *, tls: bool, port: int) -> list[str]:
+    """The console's own pages, as browsers name them: each of ``L10_ALLOWED_HOSTS``
+    (patterns such as ``.example.com`` or ``*`` name no one origin and are left out),
+    https with ``L10_TLS`` and http without, on the console's port and on the scheme's
+    default port (behind a proxy or load balancer)."""
+    scheme = "https" if tls else "http"
+    found: list[str] = []
+    for host in hosts:
+        if not host or host == "*" or host.startswith("."):
+            continue
+        for each in (port, DEFAULT_PORTS[scheme]):
+            origin = make_origin(scheme, host, each)
+            if origin not in found:
+                found.append(origin)
+    return found
 
 
 class EnvReader:
@@ -79,6 +124,20 @@ class EnvReader:
             return list(default)
         return [part.strip() for part in value.split(",") if part.strip()]
 
+    def origins(self, name: str, default: list[str]) -> tuple[str, ...]:
+        """Comma-separated origins (``https://console.example.com``, a port if not the default)."""
+        found: list[str] = []
+        for entry in self.words(name, default):
+            origin = origin_key(entry)
+            if origin is None:
+                raise ImproperlyConfigured(
+                    f"{name} must list origins: a scheme (http or https), a host and an optional port, "
+                    f"no path (e.g. https://console.example.com,http://10.0.0.5:8010), got {entry!r}."
+                )
+            if origin not in found:
+                found.append(origin)
+        return tuple(found)
+
     def networks(self, name: str, default: list[str]) -> tuple[IPNetwork, ...]:
         """Comma-separated IP addresses or CIDR networks (``10.0.0.0/8``); an address is a /32 or /128."""
         found = []
@@ -130,14 +189,20 @@ class L10Settings:
             "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
+            "ingest_max_age_days": env.integer("L10_INGEST_MAX_AGE_DAYS", 30, minimum=1, maximum=3650),
             "metrics_minute_retention_days": env.integer("L10_METRICS_MINUTE_RETENTION_DAYS", 3, minimum=2),
             "metrics_rollup_retention_days": env.integer("L10_METRICS_ROLLUP_RETENTION_DAYS", 90, minimum=8),
             "metrics_budget_ms": env.integer("L10_METRICS_QUERY_BUDGET_MS", 2000, minimum=10),
+            "metrics_backfill_hours": env.integer("L10_METRICS_BACKFILL_HOURS", 24, minimum=1, maximum=10_000),
             "login_max_failures": env.integer("L10_LOGIN_MAX_FAILURES", 5, minimum=1),
             "login_lockout_seconds": env.seconds("L10_LOGIN_LOCKOUT", 900),
+            "session_idle_timeout": env.seconds("L10_SESSION_IDLE_TIMEOUT", 1800),
+            "session_max_age": env.seconds("L10_SESSION_MAX_AGE", 43_200),
             "metrics_allowed": env.networks("L10_METRICS_ALLOWED", ["127.0.0.1", "::1"]),
         }
         values["tls"] = env.boolean("L10_TLS", not values["debug"])
+        hosts, tls, port = cast(list[str], values["allowed_hosts"]), bool(values["tls"]), cast(int, values["port"])
+        values["allowed_origins"] = env.origins("L10_ALLOWED_ORIGINS", default_origins(hosts, tls=tls, port=port))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -171,12 +236,17 @@ class L10Settings:
     ingest_rate_limit: int = field(init=False)
     ingest_max_body_bytes: int = field(init=False)
     ingest_max_batch: int = field(init=False)
+    ingest_max_age_days: int = field(init=False)
     metrics_minute_retention_days: int = field(init=False)
     metrics_rollup_retention_days: int = field(init=False)
     metrics_budget_ms: int = field(init=False)
+    metrics_backfill_hours: int = field(init=False)
     login_max_failures: int = field(init=False)
     login_lockout_seconds: int = field(init=False)
+    session_idle_timeout: int = field(init=False)
+    session_max_age: int = field(init=False)
     metrics_allowed: tuple[IPNetwork, ...] = field(init=False)
+    allowed_origins: tuple[str, ...] = field(init=False)
 
     @property
     def uses_postgres(self) -> bool:

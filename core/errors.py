@@ -23,14 +23,20 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "E10004"
     TENANT_NOT_FOUND = "E10005"
     LOGIN_THROTTLED = "E10006"
+    TOKEN_EXPIRED = "E10007"
+    TOKEN_SCOPE_MISSING = "E10008"
+    LOGIN_FAILED = "E10009"
+    TOKEN_REQUEST_INVALID = "E10010"
     # E101xx dashboard
     AGENT_NOT_FOUND = "E10101"
     DASHBOARD_UNAVAILABLE = "E10102"
+    DASHBOARD_INVALID_QUERY = "E10103"
     # E102xx websocket
     WS_UNAUTHORIZED = "E10201"
     WS_TENANT_FORBIDDEN = "E10202"
     WS_BAD_FRAME = "E10203"
     WS_TOO_MANY_CONNECTIONS = "E10204"
+    WS_ACCESS_ENDED = "E10205"
     # E103xx control
     CONTROL_INVALID_TRANSITION = "E10301"
     CONTROL_LOCKED = "E10302"
@@ -62,11 +68,13 @@ class ErrorCode(StrEnum):
     INGEST_RATE_LIMITED = "E10806"
     INGEST_UNKNOWN_AGENT = "E10807"
     INGEST_UNSUPPORTED_MEDIA = "E10808"
+    INGEST_TIME_TOO_OLD = "E10809"
     # E109xx server
     INTERNAL = "E10901"
     SERVICE_UNAVAILABLE = "E10902"
     NOT_FOUND = "E10903"
     METHOD_NOT_ALLOWED = "E10904"
+    INVALID_INPUT = "E10905"
 
 
 @dataclass(frozen=True)
@@ -96,11 +104,29 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.LOGIN_THROTTLED: ErrorSpec(
         429, True, "Too many failed logins.", "Wait before trying again, or ask an admin to reset your password."
     ),
+    ErrorCode.TOKEN_EXPIRED: ErrorSpec(
+        401, False, "The API token has expired.", "Create a new token (a tenant admin, or you for a personal token)."
+    ),
+    ErrorCode.TOKEN_SCOPE_MISSING: ErrorSpec(
+        403,
+        False,
+        "The API token's scopes do not allow this.",
+        "Use a token with the scope this endpoint needs (docs/api.md, 'Token scopes and expiry').",
+    ),
+    ErrorCode.LOGIN_FAILED: ErrorSpec(
+        400, False, "The username or password is not right.", "Check both; after a few failures sign-in waits."
+    ),
+    ErrorCode.TOKEN_REQUEST_INVALID: ErrorSpec(
+        400, False, "The token could not be made as asked.", "Give a name, the scopes it needs and an expiry in days."
+    ),
     ErrorCode.AGENT_NOT_FOUND: ErrorSpec(
         404, False, "No such agent.", "Check the agent id; agents of other tenants are not visible."
     ),
     ErrorCode.DASHBOARD_UNAVAILABLE: ErrorSpec(
         503, True, "Dashboard data is temporarily unavailable.", "Retry in a few seconds."
+    ),
+    ErrorCode.DASHBOARD_INVALID_QUERY: ErrorSpec(
+        400, False, "The filter is not valid.", "Check the filter; labels are written team=search,env!=dev."
     ),
     ErrorCode.WS_UNAUTHORIZED: ErrorSpec(
         401, False, "The socket is not authenticated.", "Log in, or connect with an API token."
@@ -113,6 +139,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.WS_TOO_MANY_CONNECTIONS: ErrorSpec(
         503, True, "The server has too many open sockets.", "Reconnect later with back-off."
+    ),
+    ErrorCode.WS_ACCESS_ENDED: ErrorSpec(
+        401,
+        False,
+        "The socket's access has ended: its token was revoked or expired, or its session signed out.",
+        "Sign in again, or connect with a valid API token.",
     ),
     ErrorCode.CONTROL_INVALID_TRANSITION: ErrorSpec(
         409, False, "The agent cannot make that change from its current state.", "Check the agent's state."
@@ -183,12 +215,24 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.INGEST_UNSUPPORTED_MEDIA: ErrorSpec(
         415, False, "The request body must be JSON.", "Set Content-Type: application/json."
     ),
+    ErrorCode.INGEST_TIME_TOO_OLD: ErrorSpec(
+        422,
+        False,
+        "A timestamp is older than the console keeps that record.",
+        "Check the agent's clock (use UTC); drop reports older than the retention in /api/v1/docs.",
+    ),
     ErrorCode.INTERNAL: ErrorSpec(500, True, "Internal error.", "Retry; if it persists, tell the platform team."),
     ErrorCode.SERVICE_UNAVAILABLE: ErrorSpec(
         503, True, "A dependency is unavailable.", "Retry after Retry-After seconds."
     ),
     ErrorCode.NOT_FOUND: ErrorSpec(404, False, "Not found.", "Check the URL."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorSpec(405, False, "Method not allowed.", "Check the API documentation."),
+    ErrorCode.INVALID_INPUT: ErrorSpec(
+        400,
+        False,
+        "The request carries text the console does not accept.",
+        "Remove control characters (such as NUL) from the fields; nothing was changed.",
+    ),
 }
 
 

@@ -1,13 +1,94 @@
-"""The base of every JSON input shape: a plain pydantic model that refuses unknown fields.
+"""The base of every JSON input shape, and the field types of the input boundary.
 
-Plain pydantic rather than ninja's ``Schema``: ``Schema`` validates each nesting level
-again through its Django getter, several times slower on a 1,000-item batch.
+``StrictSchema`` is a plain pydantic model that refuses unknown fields. Plain pydantic
+rather than ninja's ``Schema``: ``Schema`` validates each nesting level again through its
+Django getter, several times slower on a 1,000-item batch.
+
+The field types apply ``core.inputs``'s rules, so a body and a Python API call are held to
+the same ones: ``LINE`` and ``PARAGRAPH`` for text, ``JsonObject`` for free-form data,
+``recent(max_age)`` for timestamps, ``ExternalId`` for the ids agents choose.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
+
+from core import inputs
 
 
 class StrictSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _text_validator(multiline: bool) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        problem = inputs.text_problem(value, multiline=multiline)
+        if problem:
+            raise PydanticCustomError("bad_text", "Text {problem}", {"problem": problem})
+        return value
+
+    return check
+
+
+# Annotate a ``str`` field with one of these: ``Annotated[str, Strict(), Field(...), LINE]``.
+LINE = AfterValidator(_text_validator(multiline=False))  # one line: no control character at all
+PARAGRAPH = AfterValidator(_text_validator(multiline=True))  # tabs and line breaks allowed
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    problem = inputs.json_problem(value)
+    if problem:
+        raise PydanticCustomError("bad_json", "{problem}", {"problem": problem})
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+
+ExternalId = Annotated[
+    str,
+    Strict(),
+    Field(
+        min_length=1,
+        max_length=inputs.EXTERNAL_ID_MAX,
+        pattern=inputs.EXTERNAL_ID_PATTERN,
+        description="Letters, digits and . _ : @ - (1 to 200).",
+    ),
+]
+
+
+def recent(max_age: Callable[[], timedelta]) -> AfterValidator:
+    """For an ``AwareDatetime``: no older than ``max_age()`` and at most
+    ``inputs.FUTURE_SKEW`` ahead of the server's clock (error types ``time_too_old`` and
+    ``time_in_future``)."""
+
+    def check(value: datetime) -> datetime:
+        found = inputs.time_problem(value, max_age=max_age())
+        if found:
+            kind, reason = found
+            raise PydanticCustomError(kind, "Timestamp {value} {reason}", {"value": str(value), "reason": reason})
+        return value
+
+    return AfterValidator(check)
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(pattern=r"^E10\d{3}$", description="The E10xxx code (docs/api.md, error codes).")
+    message: str
+    recoverable: bool
+    suggestion: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error of the JSON API: ``{"error": {"code", "message", "recoverable", "suggestion"}}``."""
+
+    error: ErrorBody
+
+
+# The statuses an API route may answer with an error body, for its OpenAPI entry.
+API_ERRORS = frozenset({400, 401, 403, 404, 409, 413, 415, 422, 429, 503})

@@ -29,12 +29,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from core import inputs
 from core.errors import ErrorCode, InterfaceError
 from dashboard import fragments, selectors
 from fleet.models import Agent
 from fleet.selectors import agents_by_ids
 from realtime.hub import Hub, HubEvent
-from realtime.sockets import HubSocket, query_param
+from realtime.sockets import HubSocket, query_param, session_principals
 from tenancy.models import Membership, Tenant
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,8 @@ class LiveConsumer(HubSocket):
         self.view = query_param(self.scope, "view") or "overview"
         user = self.scope.get("user") or AnonymousUser()
         tenant_id, self.agent_id = await _authorize(user, slug, self.view, query_param(self.scope, "agent"))
+        # Signing out of this session closes the socket (E10205, 4401); the page then says so.
+        self.principals = session_principals(self.scope)
         return tenant_id
 
     async def joined(self, current_seq: int) -> None:
@@ -224,10 +227,14 @@ class LiveConsumer(HubSocket):
         if self.hub is None:
             return
         try:
-            frame = json.loads(text_data or "")
-        except ValueError:
-            frame = None
+            frame = inputs.loads(text_data or "")
+        except inputs.InputProblem as exc:
+            return self.bad(f"Frames must be JSON objects: {exc}.")
         kind = frame.get("type") if isinstance(frame, dict) else None
+        allowed = ("type", "agents") if kind == "watch" else ("type",)
+        extra = inputs.unknown_keys(frame, allowed) if isinstance(frame, dict) else []
+        if extra:
+            return self.bad(f"Unknown field(s) {', '.join(extra)} in a {kind} frame.")
         if kind == "pong":
             self.pong()
         elif kind == "watch" and isinstance(frame, dict):

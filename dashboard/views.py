@@ -15,12 +15,14 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from core import parts
+from core.errors import ErrorCode
 from core.http import ConsoleRequest
 from dashboard import charts, fragments, selectors
 from dashboard.pagecache import Page
 from fleet import series
+from fleet.labels import BadSelector, parse_selector
 from fleet.models import ObservedState
-from fleet.selectors import SORTS, AgentQuery, BadFilter, agent_list, get_agent_for_user, parse_labels
+from fleet.selectors import SORTS, AgentQuery, agent_list, get_agent_for_user
 from realtime import hub
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership
@@ -83,15 +85,15 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 def _agent_query(request: ConsoleRequest) -> tuple[AgentQuery, str | None]:
     error = None
     try:
-        labels = parse_labels(request.GET.get("labels", "")[:500])
-    except BadFilter as exc:
-        labels, error = {}, str(exc)
+        labels = parse_selector(request.GET.get("labels", ""))
+    except BadSelector as exc:
+        labels, error = (), f"{exc} ({ErrorCode.DASHBOARD_INVALID_QUERY})"
     sort = request.GET.get("sort", "name")
     descending = sort.startswith("-")
     sort = sort.lstrip("-")
     query = AgentQuery(
         state=request.GET.get("state") or None,
-        labels=tuple(sorted(labels.items())),
+        labels=labels,
         name=(request.GET.get("q") or "").strip()[:200] or None,
         sort=sort if sort in SORTS else "name",
         descending=descending,
@@ -114,7 +116,10 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         listed = paginator.get_page(page_number)
         return {"count": paginator.count, "agents": list(listed.object_list), "number": listed.number}
 
-    data = page.cached("agent-list", tenant.pk, (query, page_number), settings.L10.cache_ttl_agent_list, compute)
+    if filter_error:  # no guess at what a filter that does not parse meant: nothing matches
+        data: dict[str, Any] = {"count": 0, "agents": [], "number": 1}
+    else:
+        data = page.cached("agent-list", tenant.pk, (query, page_number), settings.L10.cache_ttl_agent_list, compute)
     paginator = Paginator(range(data["count"]), PAGE_SIZE)
     context = {
         "agents": data["agents"],
@@ -130,7 +135,7 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         **live,
     }
     template = "dashboard/_agent_rows.html" if request.htmx else "dashboard/agents.html"
-    return render(request, template, context)
+    return render(request, template, context, status=400 if filter_error else 200)
 
 
 @require_GET

@@ -17,6 +17,7 @@ from django.http import Http404
 
 from core.errors import ErrorCode, InterfaceError
 from fleet import sql
+from fleet.labels import Requirement, with_selector
 from fleet.models import Agent, DesiredState, ObservedState
 from tenancy.access import AnyUser, membership_for
 from tenancy.models import Role, Tenant
@@ -79,34 +80,6 @@ def agent_refs(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, AgentRe
 # --- label selectors and the agent list ---------------------------------------------------
 
 
-class BadFilter(ValueError):
-    pass
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """A label selector: ``team=search,env=prod`` → {"team": "search", "env": "prod"};
-    BadFilter with a reason."""
-    labels: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise BadFilter(f"“{part}” is not a label filter; write key=value, e.g. team=search.")
-        if not all(c.isalnum() or c in "._/-" for c in key):
-            raise BadFilter(f"“{key}” is not a label name; use letters, digits and . _ / -.")
-        labels[key] = value
-    return labels
-
-
-def with_labels(agents: QuerySet[Agent], labels: Iterable[tuple[str, str]]) -> QuerySet[Agent]:
-    """The agents carrying every one of these labels."""
-    for key, value in labels:
-        agents = agents.filter(**{f"labels__{key}": value})
-    return agents
-
-
 def pending_filter() -> Q:
     """Agents whose observed state does not (yet) match what they were told."""
     return (
@@ -132,7 +105,7 @@ SORTS = {
 @dataclass(frozen=True)
 class AgentQuery:
     state: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
+    labels: tuple[Requirement, ...] = ()
     name: str | None = None
     sort: str = "name"
     descending: bool = False
@@ -166,7 +139,7 @@ def agent_list(tenant_id: int, query: AgentQuery) -> QuerySet[Agent]:
     agents = Agent.objects.filter(tenant_id=tenant_id)
     if query.state in ObservedState.values:
         agents = agents.filter(observed_state=query.state)
-    agents = with_labels(agents, query.labels)
+    agents = with_selector(agents, query.labels)
     if query.name:
         agents = agents.filter(Q(name__icontains=query.name) | Q(external_id__icontains=query.name))
     if query.pending_only:

@@ -6,7 +6,9 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from core.errors import ErrorCode, InterfaceError
+from core.inputs import EXTERNAL_ID, EXTERNAL_ID_CHARS, EXTERNAL_ID_MAX
 from core.observability import INGEST_RECORDS
+from core.schemas import API_ERRORS, ErrorOut
 from fleet import samples
 from fleet import services as fleet_services
 from ingest import services
@@ -33,7 +35,7 @@ def _token(request: HttpRequest) -> ApiToken:
     return token
 
 
-@router.post("/register", response={200: AgentControlOut, 201: AgentControlOut})
+@router.post("/register", response={200: AgentControlOut, 201: AgentControlOut, API_ERRORS: ErrorOut})
 def register(request: HttpRequest, payload: RegisterIn) -> Status:
     """Create the agent (201) or update its name and labels (200); returns what it must obey."""
     agent, created = fleet_services.agent_register(
@@ -42,9 +44,15 @@ def register(request: HttpRequest, payload: RegisterIn) -> Status:
     return Status(201 if created else 200, AgentControl.of(agent))
 
 
-@router.post("/agents/{external_id}/heartbeat", response=AgentControlOut)
+@router.post("/agents/{external_id}/heartbeat", response={200: AgentControlOut, API_ERRORS: ErrorOut})
 def heartbeat(request: HttpRequest, external_id: str, payload: HeartbeatIn) -> AgentControl:
     """Report observed state and metrics; the answer carries desired state, quotas and interval."""
+    if not EXTERNAL_ID.fullmatch(external_id):
+        raise InterfaceError(
+            ErrorCode.INGEST_INVALID,
+            f"external_id must be 1 to {EXTERNAL_ID_MAX} of {EXTERNAL_ID_CHARS}. Nothing was stored.",
+            details={"problems": [{"field": "external_id", "problem": "not a valid external id"}]},
+        )
     agent = fleet_services.agent_heartbeat(
         tenant=_token(request).tenant,
         external_id=external_id,
@@ -56,15 +64,16 @@ def heartbeat(request: HttpRequest, external_id: str, payload: HeartbeatIn) -> A
     return AgentControl.of(agent)
 
 
-@router.post("/metrics", response=AcceptedOut)
+@router.post("/metrics", response={200: AcceptedOut, API_ERRORS: ErrorOut})
 def metrics(request: HttpRequest, payload: MetricBatchIn) -> dict[str, int]:
-    """A batch of metric samples; samples within one minute are merged into its row."""
-    samples.metrics_record(tenant=_token(request).tenant, samples=payload.samples)
-    INGEST_RECORDS.labels(kind="metrics").inc(len(payload.samples))
-    return {"accepted": len(payload.samples), "duplicates": 0}
+    """A batch of metric samples; samples within one minute are merged into its row, and a
+    sample with an ``id`` seen before is skipped (counted in ``duplicates``)."""
+    recorded = samples.metrics_record(tenant=_token(request).tenant, samples=payload.samples)
+    INGEST_RECORDS.labels(kind="metrics").inc(recorded.accepted)
+    return {"accepted": recorded.accepted, "duplicates": recorded.duplicates}
 
 
-@router.post("/events", response=AcceptedOut)
+@router.post("/events", response={200: AcceptedOut, API_ERRORS: ErrorOut})
 def events(request: HttpRequest, payload: EventBatchIn) -> dict[str, int]:
     """A batch of events (task.completed, errors, …); an event with a known ``id`` is skipped."""
     stored, duplicates = services.events_ingest(tenant=_token(request).tenant, events=payload.events)
@@ -72,7 +81,7 @@ def events(request: HttpRequest, payload: EventBatchIn) -> dict[str, int]:
     return {"accepted": stored, "duplicates": duplicates}
 
 
-@router.post("/usage", response=AcceptedOut)
+@router.post("/usage", response={200: AcceptedOut, API_ERRORS: ErrorOut})
 def usage(request: HttpRequest, payload: UsageBatchIn) -> dict[str, int]:
     """A batch of model usage records; always stored (it is money already spent)."""
     stored, duplicates = services.usage_ingest(tenant=_token(request).tenant, records=payload.records)

@@ -14,7 +14,9 @@ Frames, all JSON:
 - agent → server ``{"type": "state", "state": "paused"}``, answered ``{"type": "ack", ...}``;
 - agent → server ``{"type": "ping"}``, answered ``{"type": "pong"}``;
 - server → agent ``{"type": "error", "code", "message"}`` for a bad frame (the socket
-  stays open), or before closing with 4401 (bad token), 4404 (unknown agent).
+  stays open), or before closing with 4401 (bad, revoked or expired token), 4403 (a token
+  without the ``ingest`` scope), 4404 (unknown agent). When its token is revoked or expires
+  while it is open: ``{"type": "error", "code": "E10205", ...}``, then 4401.
 """
 
 from __future__ import annotations
@@ -26,32 +28,41 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
+from core import inputs
 from core.errors import ErrorCode, InterfaceError
 from fleet import services
 from fleet.models import Agent
 from ingest.control import AgentControl
 from realtime.hub import HubEvent
-from realtime.sockets import CLOSE_UNAUTHORIZED, HubSocket, Refused, bearer, query_param
-from tenancy.models import ApiToken
+from realtime.sockets import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, HubSocket, Refused, bearer, query_param
+from tenancy.models import ApiToken, Scope
 from tenancy.services import token_authenticate
+from tenancy.signals import api_token_principal
 
 log = logging.getLogger(__name__)
 
 REPORTABLE_STATES = {"starting", "running", "paused", "stopped", "error"}
 CLOSE_UNKNOWN_AGENT = 4404
+# How a refused connect closes; anything else about the token is 4401.
+REFUSAL_CLOSE = {ErrorCode.INGEST_UNKNOWN_AGENT: CLOSE_UNKNOWN_AGENT, ErrorCode.TOKEN_SCOPE_MISSING: CLOSE_FORBIDDEN}
 
 
 @database_sync_to_async
-def _authenticate(plain: str, external_id: str) -> Agent:
+def _authenticate(plain: str, external_id: str) -> tuple[Agent, ApiToken]:
     if not plain:
         raise InterfaceError(ErrorCode.AUTH_REQUIRED)
-    token: ApiToken = token_authenticate(plain)
-    agent = Agent.objects.filter(tenant=token.tenant, external_id=external_id).first()
+    token: ApiToken = token_authenticate(plain, scope=Scope.INGEST)
+    # An id outside the documented characters names no agent (and NUL cannot be compared).
+    agent = (
+        Agent.objects.filter(tenant=token.tenant, external_id=external_id).first()
+        if inputs.EXTERNAL_ID.fullmatch(external_id)
+        else None
+    )
     if agent is None:
         raise InterfaceError(
             ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register first."
         )
-    return agent
+    return agent, token
 
 
 @database_sync_to_async
@@ -82,13 +93,15 @@ class AgentConsumer(HubSocket):
     async def open(self) -> int:
         external_id = query_param(self.scope, "external_id")
         try:
-            self.agent = await _authenticate(bearer(self.scope), external_id)
+            self.agent, token = await _authenticate(bearer(self.scope), external_id)
         except InterfaceError as exc:
-            unknown = exc.code == ErrorCode.INGEST_UNKNOWN_AGENT
+            close = REFUSAL_CLOSE.get(exc.code, CLOSE_UNAUTHORIZED)
             await self.send(text_data=json.dumps({"type": "error", "code": str(exc.code), "message": exc.message}))
-            await self.close(code=CLOSE_UNKNOWN_AGENT if unknown else CLOSE_UNAUTHORIZED)
+            await self.close(code=close)
             raise Refused from exc
         self.agent_key = str(self.agent.pk)
+        # Revoking the token (or its expiry) closes this socket (realtime.sockets, E10205).
+        self.principals, self.access_ends_at = (api_token_principal(token.pk),), token.expires_at
         return int(self.agent.tenant_id)
 
     async def joined(self, current_seq: int) -> None:
@@ -128,12 +141,16 @@ class AgentConsumer(HubSocket):
         if self.agent is None or self.hub is None:
             return
         try:
-            content = json.loads(text_data) if text_data is not None else None
-        except ValueError:
-            content = None
-        kind = content.get("type") if isinstance(content, dict) else None
+            content = inputs.loads(text_data) if text_data is not None else None
+        except inputs.InputProblem as exc:
+            return self._bad_frame(f"Frames must be JSON text: {exc}.")
+        kind = content.get("type") if isinstance(content, dict) and isinstance(content.get("type"), str) else None
+        allowed = ("type", "state") if kind == "state" else ("type",)
+        extra = inputs.unknown_keys(content, allowed) if isinstance(content, dict) else []
         if content is None:
             self._bad_frame("Frames must be JSON text.")
+        elif extra:
+            self._bad_frame(f"Unknown field(s) {', '.join(extra)} in a {kind} frame.")
         elif kind == "ping":
             self.put('{"type":"pong"}')
         elif kind == "state" and content.get("state") in REPORTABLE_STATES:

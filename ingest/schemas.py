@@ -1,8 +1,10 @@
 """Request and response shapes of the ingest API.
 
-Numbers are strict (``"5"`` is not 5, ``true`` is not 1), unknown fields are refused,
-timestamps must carry a timezone and may not lie more than ``FUTURE_TOLERANCE`` ahead of
-the server's clock, and batches are bounded by ``L10_INGEST_MAX_BATCH``.
+Numbers are strict (``"5"`` is not 5, ``true`` is not 1), unknown fields are refused, text
+and free-form data follow the input rules of ``core.inputs`` (no control characters, no
+non-finite numbers), timestamps carry a timezone and lie in a window (metric samples and
+heartbeats: the minute rows' retention; events and usage: ``L10_INGEST_MAX_AGE_DAYS``; at
+most ``FUTURE_SKEW`` ahead), and batches are bounded by ``L10_INGEST_MAX_BATCH``.
 """
 
 from __future__ import annotations
@@ -12,26 +14,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from django.conf import settings
-from django.utils import timezone
 from ninja import Schema
 from pydantic import AfterValidator, AwareDatetime, Field, Strict
 from pydantic_core import PydanticCustomError
 
-from core.schemas import StrictSchema
+from core.schemas import LINE, PARAGRAPH, ExternalId, JsonObject, StrictSchema, recent
 from fleet.models import DesiredState
 
-FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_COUNTER = 10**12
-
-
-def _not_in_future(value: AwareDatetime) -> AwareDatetime:
-    if value > timezone.now() + FUTURE_TOLERANCE:
-        raise PydanticCustomError(
-            "time_in_future",
-            "Timestamp {value} is more than {minutes} minutes ahead of the server's clock.",
-            {"value": value.isoformat(), "minutes": int(FUTURE_TOLERANCE.total_seconds() // 60)},
-        )
-    return value
 
 
 def _bounded_batch(value: list[Any]) -> list[Any]:
@@ -47,14 +37,22 @@ def _bounded_batch(value: list[Any]) -> list[Any]:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
+def _minute_retention() -> timedelta:
+    return timedelta(days=settings.L10.metrics_minute_retention_days)
+
+
+def _record_retention() -> timedelta:
+    return timedelta(days=settings.L10.ingest_max_age_days)
+
+
+SampleTime = Annotated[AwareDatetime, recent(_minute_retention)]
+RecordTime = Annotated[AwareDatetime, recent(_record_retention)]
 Gauge = Annotated[float, Strict(), Field(ge=0, le=1e9, allow_inf_nan=False)]
 Percent = Annotated[float, Strict(), Field(ge=0, le=100_000, allow_inf_nan=False)]
 Counter = Annotated[int, Strict(), Field(ge=0, le=MAX_COUNTER)]
-ExternalId = Annotated[str, Strict(), Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/-]+$")]
-Name = Annotated[str, Strict(), Field(min_length=1, max_length=200)]
+Name = Annotated[str, Strict(), Field(min_length=1, max_length=200), LINE]
 LabelKey = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9._/-]+$")]
-LabelValue = Annotated[str, Strict(), Field(max_length=200)]
+LabelValue = Annotated[str, Strict(), Field(max_length=200), LINE]
 Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=50)]
 ReportedState = Literal["starting", "running", "paused", "stopped", "error"]
 
@@ -93,12 +91,13 @@ class AgentControlOut(Schema):
 class HeartbeatIn(StrictSchema):
     state: ReportedState
     metrics: Metrics | None = None
-    at: Timestamp | None = None
+    at: SampleTime | None = None
 
 
 class MetricSampleIn(Metrics):
     external_id: ExternalId
-    at: Timestamp
+    id: UUID | None = Field(default=None, description="Set it so a retried batch is stored once.")
+    at: SampleTime
 
 
 class MetricBatchIn(StrictSchema):
@@ -110,9 +109,9 @@ class EventIn(StrictSchema):
     id: UUID | None = Field(default=None, description="Set it so a retried batch is stored once.")
     type: Annotated[str, Strict(), Field(min_length=1, max_length=100, pattern=r"^[a-z0-9_.-]+$")]
     severity: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    message: Annotated[str, Strict(), Field(max_length=1000)] = ""
-    data: Annotated[dict[str, Any], Field(max_length=100)] = {}
-    at: Timestamp
+    message: Annotated[str, Strict(), Field(max_length=1000), PARAGRAPH] = ""
+    data: Annotated[JsonObject, Field(max_length=100)] = {}
+    at: RecordTime
 
 
 class EventBatchIn(StrictSchema):
@@ -122,11 +121,11 @@ class EventBatchIn(StrictSchema):
 class UsageIn(StrictSchema):
     external_id: ExternalId
     id: UUID | None = Field(default=None, description="Set it so a retried batch is stored once.")
-    model: Annotated[str, Strict(), Field(min_length=1, max_length=100)]
+    model: Annotated[str, Strict(), Field(min_length=1, max_length=100), LINE]
     input_tokens: Counter = 0
     output_tokens: Counter = 0
     api_calls: Counter = 0
-    at: Timestamp
+    at: RecordTime
 
 
 class UsageBatchIn(StrictSchema):

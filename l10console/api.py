@@ -3,18 +3,20 @@ catalog's shape (``{"error": {"code", "message", "recoverable", "suggestion"}}``
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.urls import URLPattern, URLResolver, reverse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
 from control import api as control_api
+from core import inputs
 from core.errors import ErrorCode, InterfaceError
 from ingest import api as ingest_api
 
@@ -26,16 +28,14 @@ ROUTERS = {"/ingest": ingest_api.router, "/agents": control_api.router}
 # pydantic error types that have a code of their own (ingest); the rest are E10802.
 ERROR_TYPE_CODES = {
     "time_in_future": ErrorCode.INGEST_TIME_IN_FUTURE,
+    "time_too_old": ErrorCode.INGEST_TIME_TOO_OLD,
     "batch_too_large": ErrorCode.INGEST_BATCH_TOO_LARGE,
 }
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 class StrictJSONParser(Parser):
-    """Plain JSON only: no NaN/Infinity, an object at the top, a JSON content type."""
+    """JSON as ``core.inputs.loads`` takes it (no NaN, Infinity or overflow, bounded depth;
+    the text is left to each field's type), an object at the top, a JSON content type."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         content_type = request.content_type or ""
@@ -44,9 +44,9 @@ class StrictJSONParser(Parser):
                 ErrorCode.INGEST_UNSUPPORTED_MEDIA, f"Content-Type must be application/json, got {content_type!r}."
             )
         try:
-            data = json.loads(request.body, parse_constant=_refuse_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InterfaceError(ErrorCode.INGEST_MALFORMED_JSON, f"The body is not valid JSON: {exc}.") from exc
+            data = inputs.loads(request.body, text=False)
+        except inputs.InputProblem as exc:
+            raise InterfaceError(ErrorCode.INGEST_MALFORMED_JSON, f"The body is refused: {exc}.") from exc
         if not isinstance(data, dict):
             raise InterfaceError(ErrorCode.INGEST_MALFORMED_JSON, "The body must be a JSON object.")
         return data
@@ -140,6 +140,35 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 for prefix, router in ROUTERS.items():
     api.add_router(prefix, router)
+
+
+def _json_not_allowed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """ninja answers a method a route does not take with plain text: answer in the API's
+    error shape instead, keeping the ``Allow`` header."""
+
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if isinstance(response, HttpResponseNotAllowed):
+            allowed = response["Allow"]
+            error = InterfaceError(
+                ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.path}; use {allowed}."
+            )
+            response = JsonResponse(error.as_dict(), status=error.http_status)
+            response["Allow"] = allowed
+        return response
+
+    return wrapped
+
+
+def api_urls() -> tuple[list[URLPattern | URLResolver], str, str]:
+    """``api.urls``, each route answering a wrong method with an error body (E10904)."""
+    patterns, app_name, namespace = api.urls
+    wrapped: list[URLPattern | URLResolver] = [
+        URLPattern(p.pattern, _json_not_allowed(p.callback), p.default_args, p.name) if isinstance(p, URLPattern) else p
+        for p in patterns
+    ]
+    return wrapped, app_name, namespace
 
 
 @csrf_exempt  # it changes nothing; a POST must get the JSON 404, not the CSRF page

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "ninja",
+    "axes",
+    "csp",
     # The apps, bottom to top (docs/architecture.md, "Layers"); l10console, the wiring, is not one.
     "core",
     "tenancy",
@@ -76,6 +78,15 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After CSRF (a forged form is refused as such first): forms and query strings checked
+    # once, as core/inputs.py says, before any view reads them.
+    "core.inputs.InputBoundaryMiddleware",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
+    # After authentication: a session idle or old past its limits is signed out here.
+    "tenancy.sessions.SessionTimeoutMiddleware",
+    # Last, as django-axes asks: turns a sign-in refused during a lockout into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "l10console.urls"
@@ -166,6 +177,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sign-in (docs/operations.md, "Sign-in"): axes refuses while a lockout holds, then the
+# model backend looks the user up by the normalised username (tenancy/usernames.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "tenancy.usernames.NormalizedUsernameBackend",
+]
+# The lockout (tenancy/lockout.py): per (username, address) and, looser, per address,
+# counted in the cache; limits and cool-off follow L10_LOGIN_MAX_FAILURES and L10_LOGIN_LOCKOUT.
+AXES_HANDLER = "tenancy.lockout.LoginLockoutHandler"
+AXES_FAILURE_LIMIT = "tenancy.lockout.failure_limit"
+AXES_COOLOFF_TIME = "tenancy.lockout.cool_off"
+AXES_USERNAME_CALLABLE = "tenancy.lockout.username"
+AXES_LOCKOUT_CALLABLE = "tenancy.lockout.lockout_response"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_ENABLE_ADMIN = False  # its admin pages list database records; the cache handler keeps none
+AXES_VERBOSE = False
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password"]
+
+# Sessions (docs/operations.md, "Sessions"): signed out after L10_SESSION_IDLE_TIMEOUT
+# without a request (tenancy.sessions), and L10_SESSION_MAX_AGE after sign-in at most.
+SESSION_COOKIE_AGE = L10.session_max_age
+SESSION_SAVE_EVERY_REQUEST = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -201,6 +236,34 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Health probes come over plain HTTP from inside the cluster.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
+
+def _socket_sources() -> list[str]:
+    """The console's own origins as socket (ws/wss) sources: a browser's ``'self'`` in
+    ``connect-src`` covers them too, but not every browser did, so they are named."""
+    found = []
+    for origin in L10.allowed_origins:
+        scheme, rest = origin.split("://", 1)
+        found.append(("wss" if scheme == "https" else "ws") + "://" + rest)
+    return found
+
+
+# Content-Security-Policy (docs/operations.md, "Security headers"): no inline script or
+# style anywhere, pages and the admin alike; scripts, styles and sockets from the console only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'", *_socket_sources()],
+        "frame-ancestors": ["'none'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    },
+}
+
 # Ingest limits (ingest.api); the body limit is enforced before the body is read (core.asgi).
 DATA_UPLOAD_MAX_MEMORY_SIZE = L10.ingest_max_body_bytes
 
@@ -226,6 +289,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
 }
+# Two queues, one worker each in production (docs/operations.md, "Background work"):
+# ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
+# backfills and purges, so heavy work of any tenant never delays control. Every task is
+# routed here by name (tests/test_task_routes.py); anything unrouted goes to ``background``.
+CELERY_TASK_DEFAULT_QUEUE = "background"
+CELERY_TASK_ROUTES = {
+    "control.tasks.run_batch": {"queue": "control"},
+    "control.tasks.resume_expired_pauses": {"queue": "control"},
+    "fleet.tasks.mark_unresponsive": {"queue": "control"},
+    "fleet.tasks.rollup_metrics": {"queue": "background"},
+    "fleet.tasks.rollup_backlog": {"queue": "background"},
+    "fleet.tasks.rollup_range": {"queue": "background"},
+    "fleet.tasks.purge_metrics": {"queue": "background"},
+    "control.tasks.purge_idempotency": {"queue": "background"},
+}
+# A worker takes one task at a time beyond those it runs: a long task never sits on
+# short ones it has prefetched.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 LOGGING = {
     "version": 1,

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from core import health
-from l10console.api import api, api_not_found
+from l10console.api import api_not_found, api_urls
 from realtime.views import websocket_only
 from tenancy import views as tenancy_views
 
@@ -25,7 +25,10 @@ urlpatterns = [
     path("t/<slug:slug>/", include(tenant_patterns)),
     path("ws/live/<slug:slug>/", websocket_only, name="live"),
     path("ws/events", websocket_only, name="events"),
+    # Staff sign in where everyone does: one lockout, and a page that answers 503 (not 500)
+    # when the lockout's store is down.
+    path("admin/login/", tenancy_views.login, name="admin_login"),
     path("admin/", admin.site.urls),
-    path("api/v1/", api.urls),
+    path("api/v1/", api_urls()),
     re_path(r"^api/", api_not_found, name="api_not_found"),
 ]

@@ -351,20 +351,21 @@ def uvicorn_processes(count: int, **extra_env: str) -> Iterator[list[LiveServer]
 # --- a real Celery worker -------------------------------------------------------------
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db: None, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """``celery worker --beat`` in its own process, on the test database and the test Redis.
-
-    The agent heartbeat interval is 1 s in the worker, so beat's periodic tasks that
-    follow it (marking silent agents) run every second.
-    """
+@contextlib.contextmanager
+def celery_worker(
+    tmp_path: Path, *, queues: str = "control,background", beat: bool = True, name: str = "test", **extra_env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """``celery worker -Q <queues>`` (with ``--beat``, or not) in its own process, on the
+    test database and the test Redis; its output is kept for the failure message."""
     if not (services.HAS_POSTGRES and services.HAS_REDIS):
         pytest.skip("SKIPPED LOUDLY: a Celery worker needs PostgreSQL and Redis")
-    env = process_env(L10_AGENT_HEARTBEAT_INTERVAL="1")
-    ready = tmp_path / "worker-ready"
+    env = process_env(**extra_env)
+    ready = tmp_path / f"worker-ready-{name}"
     command = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "-l", "info", "--pool", "solo"]
-    command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"test-{os.getpid()}@%h"]
-    command += ["--beat", "--schedule", str(tmp_path / "beat-schedule")]
+    command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"{name}-{os.getpid()}@%h"]
+    command += ["-Q", queues]
+    if beat:
+        command += ["--beat", "--schedule", str(tmp_path / f"beat-schedule-{name}")]
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -384,13 +385,31 @@ def celery_worker_process(transactional_db: None, tmp_path: Path) -> Iterator[su
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        wait_for(ready.exists, timeout=30, what="the Celery worker to be ready")
+        wait_for(ready.exists, timeout=30, what=f"the Celery worker {name} to be ready")
     except AssertionError:
         process.kill()
         raise AssertionError("worker output:\n" + "".join(lines[-40:])) from None
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: None, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``celery worker --beat`` on both queues in its own process, on the test database
+    and the test Redis.
+
+    The agent heartbeat interval is 1 s in the worker, so beat's periodic tasks that
+    follow it (marking silent agents) run every second.
+    """
+    with celery_worker(tmp_path, L10_AGENT_HEARTBEAT_INTERVAL="1") as process:
+        yield process
 
 
 # --- the browser ----------------------------------------------------------------------

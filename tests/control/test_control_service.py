@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import time_machine
+from asgiref.sync import async_to_sync
 from django.db import connection, connections
 from django.db.utils import DatabaseError
 from django.test import override_settings
@@ -23,6 +24,7 @@ from control.rules import Action, ControlRequest, ControlResult, ControlStatus
 from control.services import control_execute, control_resume_expired, idempotency_purge
 from core.errors import InterfaceError
 from fleet.models import Agent, DesiredState
+from l10console.services import ControlService
 from tenancy.models import Membership, Role
 from tests.conftest import wait_for
 from tests.realtime.conftest import settings_with
@@ -428,3 +430,44 @@ def test_a_confirmed_stop_is_not_flagged(tenant_a, admin_a, agent_a):
     run(tenant_a, admin_a, Action.STOP, agent_a, reason="incident")
     Agent.objects.update(observed_state="stopped")
     assert agents_flag_unconfirmed_stops(now=timezone.now() + timedelta(minutes=5)) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"reason": "why\x00"}, "E10310"),
+        ({"reason": "\ud800"}, "E10310"),
+        ({"reason": "bell\x07"}, "E10310"),
+        ({"reason": "ok", "idempotency_key": "k\x00"}, "E10308"),
+        ({"reason": "ok", "pause_until": datetime(1, 1, 1, 0, 30, tzinfo=timezone.get_fixed_timezone(60))}, "E10311"),
+    ],
+)
+def test_text_the_database_cannot_hold_is_refused_before_it_is_written(tenant_a, admin_a, agent_a, options, code):
+    # The Python API reaches the service without the JSON API's field types: the service's
+    # own checks (control/rules.py) apply core/inputs.py's rules too.
+    refused(code, tenant_a, admin_a, Action.PAUSE, agent_a, **options)
+    agent_a.refresh_from_db()
+    assert agent_a.desired_state == DesiredState.RUNNING
+    assert not AuditEntry.objects.filter(outcome=Outcome.SUCCESS).exists()
+    # The refusal is on the record, with what it sent made storable.
+    entry = AuditEntry.objects.get()
+    assert entry.error_code == code
+    assert entry.reason == options["reason"].translate({0: "\ufffd", 7: "\ufffd", 0xD800: "\ufffd"})
+
+
+@pytest.mark.parametrize("ref", ["acme\x00", "9" * 40, "١"])
+def test_a_tenant_named_with_text_no_tenant_has_is_not_found(admin_a, agent_a, ref):
+    with pytest.raises(InterfaceError) as caught:
+        async_to_sync(ControlService().pause_agent)(
+            agent_id=str(agent_a.pk), tenant_id=ref, user_id=admin_a.username, reason="x"
+        )
+    assert str(caught.value.code) == "E10005"
+
+
+def test_the_python_api_finds_a_user_by_any_spelling_of_the_name(tenant_a, admin_a, agent_a):
+    # Usernames are stored normalised (NFKC, case-folded): "ＡＤＭＩＮ-Ａ" names admin-a.
+    spelled = admin_a.username.upper().translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)})
+    result = async_to_sync(ControlService().pause_agent)(
+        agent_id=str(agent_a.pk), tenant_id=tenant_a.slug, user_id=spelled, reason="by any name"
+    )
+    assert result.status == ControlStatus.SUCCESS

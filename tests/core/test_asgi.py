@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ from tests.conftest import wait_for
 from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+# A minute ago: inside the window a sample may be stamped in.
+RECENT = (datetime.now(UTC) - timedelta(minutes=1)).isoformat().encode()
 
 
 def test_a_declared_oversized_body_is_refused_before_it_is_sent(asgi_server, token_a):
@@ -32,7 +36,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(asgi_server, token_a, agent_a):
     def chunks():
         yield b'{"samples": ['
         for _ in range(20_000):  # about 2 MB, over the 1 MiB limit
-            yield b'{"external_id": "worker-1", "at": "2026-01-01T00:00:00Z", "cpu_percent": 1.0},' * 2
+            yield b'{"external_id": "worker-1", "at": "' + RECENT + b'", "cpu_percent": 1.0},' * 2
 
     response = httpx.post(
         f"{asgi_server.url}/api/v1/ingest/metrics",
@@ -48,7 +52,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(asgi_server, token_a, agent_a):
 def test_a_body_under_the_limit_reaches_the_api_in_chunks_too(asgi_server, token_a, agent_a):
     def chunks():
         yield b'{"samples": [{"external_id": "worker-1", '
-        yield b'"at": "2026-01-01T00:00:00Z", "cpu_percent": 1.0}]}'
+        yield b'"at": "' + RECENT + b'", "cpu_percent": 1.0}]}'
 
     response = httpx.post(
         f"{asgi_server.url}/api/v1/ingest/metrics",

@@ -171,7 +171,11 @@ def test_usage_from_a_stopped_agent_is_stored_and_flagged(token_a, agent_a):
 
 # --- bad input: a code, a message that says what is wrong, nothing stored ---------------
 
-GOOD_SAMPLE = {"external_id": "worker-1", "at": "2026-01-01T00:00:00Z", "cpu_percent": 1.0}
+RECENT = now_iso(-timedelta(minutes=1))
+GOOD_SAMPLE = {"external_id": "worker-1", "at": RECENT, "cpu_percent": 1.0}
+DEEP = "[" * 40 + "]" * 40  # 40 levels; 32 are allowed
+GOOD_EVENT = {"external_id": "worker-1", "type": "task.completed", "at": RECENT}
+GOOD_USAGE = {"external_id": "worker-1", "model": "gpt-4o", "at": RECENT, "input_tokens": 1}
 
 BAD_INPUTS = [
     # (path, body, raw?, expected status, expected code, words in the message)
@@ -196,19 +200,52 @@ BAD_INPUTS = [
     ("/metrics", {"samples": []}, False, 422, "E10802", "empty"),
     ("/metrics", {"samples": [GOOD_SAMPLE] * 1001}, False, 413, "E10804", "limit is 1000"),
     ("/metrics", {"samples": [{**GOOD_SAMPLE, "external_id": "nobody"}]}, False, 404, "E10807", "nobody"),
-    ("/events", {"events": [{"type": "Bad Type!", "at": "2026-01-01T00:00:00Z"}]}, False, 422, "E10802", "type"),
+    ("/events", {"events": [{"type": "Bad Type!", "at": RECENT}]}, False, 422, "E10802", "type"),
+    ("/usage", {"records": [{**GOOD_USAGE, "input_tokens": True}]}, False, 422, "E10802", "input_tokens"),
+    # The input rules of core/inputs.py: control characters, lone surrogates, numbers that
+    # overflow, nesting, the time window and the external id's characters.
+    ("/register", {"external_id": "x", "name": "a\x00b"}, False, 422, "E10802", "NUL"),
+    ("/register", {"external_id": "x", "labels": {"team": "se\x00arch"}}, False, 422, "E10802", "NUL"),
+    ("/register", {"external_id": "x", "name": "tab\there"}, False, 422, "E10802", "control character"),
+    ("/register", {"external_id": "team/x"}, False, 422, "E10802", "external_id"),
+    ("/register", {"external_id": "x\x00"}, False, 422, "E10802", "external_id"),
+    ("/events", {"events": [{**GOOD_EVENT, "message": "a\x00b"}]}, False, 422, "E10802", "NUL"),
+    ("/events", {"events": [{**GOOD_EVENT, "data": {"k": "v\x00"}}]}, False, 422, "E10802", "NUL"),
+    ("/events", {"events": [{**GOOD_EVENT, "data": {"k\x00": "v"}}]}, False, 422, "E10802", "NUL"),
+    ("/events", {"events": [{**GOOD_EVENT, "data": {"k": ["\ud800"]}}]}, False, 422, "E10802", "surrogate"),
+    ("/events", {"events": [{**GOOD_EVENT, "message": "\udfff"}]}, False, 422, "E10802", "message"),
     (
-        "/usage",
-        {
-            "records": [
-                {"external_id": "worker-1", "model": "gpt-4o", "at": "2026-01-01T00:00:00Z", "input_tokens": True}
-            ]
-        },
+        "/events",
+        f'{{"events": [{{"type": "x", "at": "{RECENT}", "data": {{"big": 1e999}}}}]}}',
+        True,
+        400,
+        "E10801",
+        "infinity",
+    ),
+    (
+        "/events",
+        f'{{"events": [{{"type": "x", "at": "{RECENT}", "data": {{"deep": {DEEP}}}}}]}}',
+        True,
+        400,
+        "E10801",
+        "deeper",
+    ),
+    ("/metrics", '{"samples": ' + "[" * 100_000, True, 400, "E10801", "deeper"),
+    ("/usage", {"records": [{**GOOD_USAGE, "model": "gpt\x00"}]}, False, 422, "E10802", "NUL"),
+    ("/events", {"events": [{**GOOD_EVENT, "at": "0001-01-01T00:00:00+05:00"}]}, False, 422, "E10809", "older"),
+    ("/metrics", {"samples": [{**GOOD_SAMPLE, "at": "0001-01-01T00:00:00+05:00"}]}, False, 422, "E10809", "older"),
+    ("/metrics", {"samples": [{**GOOD_SAMPLE, "at": "1970-01-01T00:00:00Z"}]}, False, 422, "E10809", "older"),
+    ("/metrics", {"samples": [{**GOOD_SAMPLE, "at": now_iso(-timedelta(days=4))}]}, False, 422, "E10809", "3 days"),
+    ("/usage", {"records": [{**GOOD_USAGE, "at": now_iso(-timedelta(days=31))}]}, False, 422, "E10809", "30 days"),
+    (
+        "/agents/worker-1/heartbeat",
+        {"state": "running", "at": "0001-01-01T00:00:00-01:00"},
         False,
         422,
-        "E10802",
-        "input_tokens",
+        "E10809",
+        "older",
     ),
+    ("/agents/bad%00id/heartbeat", {"state": "running"}, False, 422, "E10802", "external_id"),
     ("/register", {"external_id": "has space"}, False, 422, "E10802", "external_id"),
     ("/register", {"external_id": "x", "labels": {"team": 5}}, False, 422, "E10802", "labels"),
     ("/agents/worker-1/heartbeat", {"state": "unresponsive"}, False, 422, "E10802", "state"),

@@ -138,6 +138,15 @@ def test_a_client_that_misses_two_pings_is_closed(fast_pings, server, tenant_a, 
         ('{"type": "subscribe", "topics": ["agent.exploded"]}', "agent.exploded"),
         ('{"type": "subscribe", "topics": ["task.completed"], "since": -1}', "since"),
         ('{"type": "subscribe", "topics": ["task.completed"], "since": "1"}', "since"),
+        # The input rules of core/inputs.py hold for frames too.
+        ('{"type": "subscribe", "topics": ["task.completed"], "colour": 1}', "Unknown field(s) colour"),
+        ('{"type": "ping", "x": 1}', "Unknown field(s) x"),
+        ('{"type": "subscribe", "topics": ["task.\\u0000"]}', "NUL"),
+        ('{"type": "subscribe", "topics": ["\\ud800"]}', "surrogate"),
+        ('{"type": "subscribe", "topics": ["task.completed"], "since": 1e999}', "infinity"),
+        ('{"type": "subscribe", "topics": ["task.completed"], "since": NaN}', "NaN"),
+        ('{"type": {"nested": 1}}', "Unknown frame type"),
+        ("[" * 5000, "deeper"),
     ],
 )
 def test_a_bad_frame_gets_an_error_and_the_socket_stays_open(server, tenant_a, token_a, sent, says):
