@@ -74,15 +74,14 @@ def check_text(value: str, *, multiline: bool = False, field: str = "text") -> s
     return value
 
 
-def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH, text: bool = True) -> str | None:
-    """Why this decoded JSON value is refused (a non-finite number, nesting past
-    ``max_depth``, and with ``text`` a bad string or key), or None. Iterative: no depth can
-    overflow the stack."""
+def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why this decoded JSON value is refused (a non-finite number, a bad string or key,
+    nesting past ``max_depth``), or None. Iterative: no depth can overflow the stack."""
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         item, depth, where = stack.pop()
         if isinstance(item, str):
-            problem = text and text_problem(item, multiline=True)
+            problem = text_problem(item, multiline=True)
             if problem:
                 return f"{where or 'the value'} {problem}"
         elif isinstance(item, float):
@@ -95,7 +94,7 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH, text: bool = Tr
                 for key, child in item.items():
                     if not isinstance(key, str):
                         return f"{where or 'the value'} has a key that is not a string"
-                    problem = text and text_problem(key, multiline=False)
+                    problem = text_problem(key, multiline=False)
                     if problem:
                         return f"a key of {where or 'the object'} {problem}"
                     stack.append((child, depth + 1, f"{where}.{key}" if where else key))
@@ -120,8 +119,9 @@ def _finite_float(text: str) -> float:
 def loads(data: str | bytes, *, text: bool = True) -> Any:
     """Plain JSON, checked as ``json_problem`` says; InputProblem with the reason.
 
-    ``text=False`` leaves strings to the field types of the shape that reads them, so a
-    bad one is answered with its field's code (the JSON API)."""
+    ``text=False`` leaves strings and nesting to the field types of the shape that reads
+    them (the JSON API: a bad one is answered with its field's code, and free-form data is
+    ``core.schemas.JsonObject``); numbers are still checked as they are parsed."""
     try:
         value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except InputProblem:
@@ -130,7 +130,7 @@ def loads(data: str | bytes, *, text: bool = True) -> Any:
         raise InputProblem(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputProblem(f"not valid JSON: {exc}") from None
-    problem = json_problem(value, text=text)
+    problem = json_problem(value) if text else None
     if problem:
         raise InputProblem(problem)
     return value
