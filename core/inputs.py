@@ -119,11 +119,16 @@ def _finite_float(text: str) -> float:
 def loads(data: str | bytes, *, text: bool = True) -> Any:
     """Plain JSON, checked as ``json_problem`` says; InputProblem with the reason.
 
-    ``text=False`` leaves strings and nesting to the field types of the shape that reads
-    them (the JSON API: a bad one is answered with its field's code, and free-form data is
-    ``core.schemas.JsonObject``); numbers are still checked as they are parsed."""
+    ``text=False`` (the JSON API) refuses only what is not JSON here (``NaN``,
+    ``Infinity``, nesting too deep to parse) and leaves the rest to the field types of the
+    shape that reads the body, so a bad value is answered with its field's code: numbers
+    are finite (``allow_inf_nan=False``), text is ``LINE`` or ``PARAGRAPH``, free-form data
+    is ``JsonObject`` (core/schemas.py)."""
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if text:
+            value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        else:
+            value = json.loads(data, parse_constant=_refuse_constant)
     except InputProblem:
         raise
     except RecursionError:

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ErrorCode, InterfaceError
+from core.inputs import text_problem
 from core.tokens import PERSONAL_SCHEME, hash_token, looks_like_token, new_token
 from tenancy import sql
 from tenancy.models import ApiToken, PersonalToken, Scope, Tenant, Token, scope_text
@@ -25,6 +26,18 @@ from tenancy.signals import REVOKED, access_revoked, api_token_principal, person
 TOUCH_INTERVAL = timedelta(seconds=60)
 # The longest expiry a token may be given, in days (ten years).
 MAX_EXPIRY_DAYS = 3650
+
+
+def _token_name(name: str, missing: str) -> str:
+    """The name as stored; ValueError when there is none, or it holds a control character
+    (the rules of core/inputs.py, for callers that are not a form)."""
+    name = name.strip()
+    if not name:
+        raise ValueError(missing)
+    problem = text_problem(name)
+    if problem:
+        raise ValueError(f"The name {problem}.")
+    return name
 
 
 def _scopes_and_expiry(
@@ -58,9 +71,7 @@ def token_create(
 ) -> tuple[ApiToken, str]:
     """Create a token and return it with its plain text, which is shown once and never stored.
     Without ``scopes`` it may ingest and read; without ``expires_in_days`` it never expires."""
-    name = name.strip()
-    if not name:
-        raise ValueError("Give the token a name, e.g. the fleet or host that will use it.")
+    name = _token_name(name, "Give the token a name, e.g. the fleet or host that will use it.")
     stored_scopes, expires_at = _scopes_and_expiry(ApiToken, scopes, expires_in_days)
     made = new_token()
     token = ApiToken.objects.create(
@@ -105,9 +116,7 @@ def personal_token_create(
 ) -> tuple[PersonalToken, str]:
     """Create a token for ``user``; the plain text is returned once and never stored.
     Without ``scopes`` it may read and control; without ``expires_in_days`` it never expires."""
-    name = name.strip()
-    if not name:
-        raise ValueError("Give the token a name, e.g. the script or laptop that will use it.")
+    name = _token_name(name, "Give the token a name, e.g. the script or laptop that will use it.")
     stored_scopes, expires_at = _scopes_and_expiry(PersonalToken, scopes, expires_in_days)
     made = new_token(PERSONAL_SCHEME)
     token = PersonalToken.objects.create(

@@ -218,3 +218,13 @@ def test_sockets_refuse_a_token_without_their_scope_or_past_its_expiry(asgi_serv
     ApiToken.objects.filter(name="short").update(expires_at=timezone.now() - timedelta(seconds=1))
     assert refusal(events, short) == ("E10007", 4401)
     assert refusal(agent, short) == ("E10007", 4401)
+
+
+@pytest.mark.parametrize("name", ["ci\x00", "tab\there", "\ud800"])
+def test_a_token_name_with_a_control_character_is_refused_by_the_service_too(tenant_a, admin_a, name):
+    # Forms are refused at the boundary first; the Python API reaches the service directly.
+    with pytest.raises(ValueError, match="The name contains"):
+        token_create(tenant=tenant_a, name=name, created_by=admin_a)
+    with pytest.raises(ValueError, match="The name contains"):
+        personal_token_create(user=admin_a, name=name)
+    assert not ApiToken.objects.exists() and not PersonalToken.objects.exists()
