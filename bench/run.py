@@ -1,7 +1,9 @@
 """Run every ``bench/bench_*.py`` and print one table: each figure beside its floor.
 
-Usage: ``make bench`` or ``.venv/bin/python bench/run.py [name ...]`` (e.g. ``ingest`` runs
-``bench_ingest.py`` only). Each module exposes ``run() -> list[Row]``.
+Usage: ``make bench`` or ``.venv/bin/python bench/run.py [--small] [name ...]`` (e.g.
+``ingest`` runs ``bench_ingest.py`` only). Each module exposes ``run() -> list[Row]``.
+``--small`` runs each at the small size of ``bench.common.sized`` (``make test`` does, for
+every bench, in tests/test_benches.py): no targets, only that every bench still runs.
 
 A missed target is reported, not fatal: the exit code is 0. A benchmark that fails (its
 server does not start, or the rows counted in the database do not match what was sent)
@@ -11,6 +13,7 @@ makes the exit code 1, since then it has measured nothing.
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import sys
 import time
@@ -20,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if "--small" in sys.argv[1:]:  # before bench.common reads it
+    os.environ["L10_BENCH_SIZE"] = "small"
 
 from bench import common  # noqa: E402
 from bench.common import Row  # noqa: E402
@@ -68,7 +73,7 @@ def print_rows(rows: list[Row]) -> None:
 
 def main(argv: list[str]) -> int:
     pinning = common.pin_client()
-    modules = discover(argv)
+    modules = discover([a for a in argv if a != "--small"])
     rows: list[Row] = []
     failed: list[str] = []
     started = time.monotonic()
@@ -85,7 +90,8 @@ def main(argv: list[str]) -> int:
 
     print()
     print(f"L10 benchmarks: {platform.python_implementation()} {platform.python_version()}, {common.server_version()}")
-    print(f"{pinning}; everything on {common.HOST}; {time.monotonic() - started:.0f} s in all")
+    size = "small size (no targets)" if common.SMALL else "full size"
+    print(f"{pinning}; everything on {common.HOST}; {size}; {time.monotonic() - started:.0f} s in all")
     print("ratio = times the floor's cost (latency: value/floor; throughput: floor/value)")
     print()
     if rows:
