@@ -12,7 +12,7 @@ from django.utils import timezone
 from costs.selectors import quota_usage
 from events.models import Event
 from fleet.models import Agent
-from fleet.selectors import AgentsSummary, FleetResources, TopAgent, agents_summary, fleet_resources, top_agents
+from fleet.selectors import AgentsSummary, FleetResources, TopAgent, fleet_tiles, top_agents
 
 
 @dataclass
@@ -29,10 +29,11 @@ class Overview:
 def overview(tenant_id: int, *, now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     top = top_agents(tenant_id, now)
+    summary, resources = fleet_tiles(tenant_id, now)  # one pass over the agents
     return Overview(
         tenant_id=tenant_id,
-        agents_summary=agents_summary(tenant_id),
-        resources=fleet_resources(tenant_id, now),
+        agents_summary=summary,
+        resources=resources,
         top_cpu=top["cpu"],
         top_error_rate=top["error_rate"],
         top_tokens=top["tokens"],

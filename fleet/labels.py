@@ -16,11 +16,14 @@ also match agents that lack the key. A key is only ever a JSON key to look up
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from django.db import connections
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 
@@ -131,9 +134,27 @@ def parse_selector(text: str) -> tuple[Requirement, ...]:
     return tuple(requirements)
 
 
-def with_selector(agents: QuerySet[Agent], requirements: Iterable[Requirement]) -> QuerySet[Agent]:
-    """The agents that meet every requirement. Each key is a JSON key looked up as a
-    parameter of the query (``->`` on PostgreSQL, ``JSON_EXTRACT`` on SQLite)."""
+def with_selector(
+    agents: QuerySet[Agent], requirements: Iterable[Requirement], *, containment: bool | None = None
+) -> QuerySet[Agent]:
+    """The agents that meet every requirement. Each key is only ever a JSON key, passed as
+    a parameter of the query, never an ORM lookup.
+
+    On PostgreSQL a requirement is JSON containment, ``labels @> '{"team": "search"}'``
+    (``in``: one containment per value, OR-ed), which the GIN index ``agent_labels_gin``
+    serves and whose selectivity the planner estimates from the labels column's statistics
+    (docs/performance.md, "Tiles and filters at 50,000 agents"). ``!=`` and ``notin`` are
+    its negation, so an agent without the key matches them. Elsewhere (SQLite, which has no
+    JSON containment in Django) the key is looked up (``JSON_EXTRACT``), with the same
+    meaning: labels are an object of strings (fleet.services.agent_register).
+    ``containment`` chooses the form (by default: containment on PostgreSQL only)."""
+    if containment is None:
+        containment = connections[agents.db].vendor == "postgresql"
+    if containment:
+        for req in requirements:
+            has = functools.reduce(operator.or_, (Q(labels__contains={req.key: value}) for value in req.values))
+            agents = agents.filter(has if req.op in ("=", "in") else ~has)
+        return agents
     for n, req in enumerate(requirements):
         name = f"selector_label_{n}"
         agents = agents.alias(**{name: KeyTransform(req.key, "labels")})

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from tenancy.models import Tenant
@@ -40,6 +41,13 @@ class QuotaPeriod(models.TextChoices):
     HOUR = "hour", "per hour"
     DAY = "day", "per day"
     MONTH = "month", "per month"
+
+
+def error_rate() -> Coalesce:
+    """An agent's errors per request (0 without requests), as the overview ranks agents by it.
+    The top-ten index on it (``agent_top_error_rate``) serves only this same expression."""
+    rate = models.F("errors_per_min") / NullIf(models.F("requests_per_min"), 0.0, output_field=models.FloatField())
+    return Coalesce(rate, 0.0, output_field=models.FloatField())
 
 
 # A change the agent has not confirmed within this many heartbeat intervals has timed out.
@@ -118,6 +126,30 @@ class Agent(models.Model):
             models.Index(fields=["tenant", "observed_state"], name="agent_tenant_observed"),
             # mark_unresponsive: silent agents across all tenants.
             models.Index(fields=["last_heartbeat_at"], name="agent_last_heartbeat"),
+            # The overview's top tens (fleet.selectors.top_agents): each walks its index from the
+            # top and skips agents whose metrics are no longer fresh, instead of sorting every
+            # live agent. "Fresh" moves with the clock, so it cannot be the index's condition;
+            # agents that never reported (no metrics_at) are left out.
+            models.Index(
+                "tenant",
+                models.F("cpu_percent").desc(),
+                name="agent_top_cpu",
+                condition=models.Q(cpu_percent__isnull=False, metrics_at__isnull=False),
+            ),
+            models.Index(
+                "tenant",
+                models.F("tokens_per_min").desc(),
+                name="agent_top_tokens",
+                condition=models.Q(tokens_per_min__gt=0, metrics_at__isnull=False),
+            ),
+            models.Index(
+                "tenant",
+                error_rate().desc(),
+                name="agent_top_error_rate",
+                condition=models.Q(errors_per_min__gt=0, metrics_at__isnull=False),
+            ),
+            # Label selectors on PostgreSQL use a GIN index (jsonb_path_ops) on labels, made by
+            # migration 0008 for PostgreSQL only (SQLite has no such index): fleet/labels.py.
         ]
 
     def __str__(self) -> str:

@@ -11,14 +11,13 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db.models import Count, F, FloatField, Q, QuerySet
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
 from django.http import Http404
 
 from core.errors import ErrorCode, InterfaceError
 from fleet import sql
 from fleet.labels import Requirement, with_selector
-from fleet.models import Agent, DesiredState, ObservedState
+from fleet.models import Agent, DesiredState, ObservedState, error_rate
 from tenancy.access import AnyUser, membership_for
 from tenancy.models import Role, Tenant
 
@@ -241,6 +240,12 @@ def fleet_resources(tenant_id: int, now: datetime) -> FleetResources:
     return FleetResources(*sql.fleet_resources(tenant_id, fresh_since(now)))
 
 
+def fleet_tiles(tenant_id: int, now: datetime) -> tuple[AgentsSummary, FleetResources]:
+    """``agents_summary`` and ``fleet_resources`` from one pass over the tenant's agents."""
+    tiles = sql.fleet_tiles(tenant_id, fresh_since(now))
+    return AgentsSummary(tiles.total, tiles.by_state, tiles.pending), FleetResources(*tiles.resources)
+
+
 def _top(qs: QuerySet[Agent], column: str) -> list[TopAgent]:
     return [
         TopAgent(str(pk), name, value)
@@ -249,14 +254,26 @@ def _top(qs: QuerySet[Agent], column: str) -> list[TopAgent]:
 
 
 def top_agents(tenant_id: int, now: datetime) -> dict[str, list[TopAgent]]:
-    """The ten reporting agents highest in CPU, error rate and tokens per minute."""
-    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=fresh_since(now))
-    error_rate = F("errors_per_min") / NullIf(F("requests_per_min"), 0.0, output_field=FloatField())
+    """The ten reporting agents highest in CPU, error rate and tokens per minute.
+
+    Each list walks its own index (``agent_top_cpu``, ``agent_top_error_rate``,
+    ``agent_top_tokens`` in fleet/models.py) from the top, skipping agents whose metrics are
+    no longer fresh, so it reads a few rows instead of sorting every live agent. The filters
+    below are the indexes' conditions (``metrics_at >= …`` implies ``metrics_at IS NOT NULL``)
+    and the orderings their expressions: change one only with the other.
+
+    The bound is a sub-select, a value the planner cannot see: live agents report every few
+    seconds, after the last ANALYZE, so the statistics of ``metrics_at`` say that almost
+    none is live, and with the bound in sight the planner sorts a scan of the tenant instead
+    of walking the index (docs/performance.md, "Tiles and filters at 50,000 agents")."""
+    since = Func(
+        Value(fresh_since(now), output_field=DateTimeField()),
+        template="(SELECT %(expressions)s)",
+        output_field=DateTimeField(),
+    )
+    live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=since)
     return {
         "cpu": _top(live.filter(cpu_percent__isnull=False), "cpu_percent"),
-        "error_rate": _top(
-            live.annotate(error_rate=Coalesce(error_rate, 0.0, output_field=FloatField())).filter(errors_per_min__gt=0),
-            "error_rate",
-        ),
+        "error_rate": _top(live.annotate(error_rate=error_rate()).filter(errors_per_min__gt=0), "error_rate"),
         "tokens": _top(live.filter(tokens_per_min__gt=0), "tokens_per_min"),
     }

@@ -9,6 +9,7 @@ docs/architecture.md why).
 - ``update_agent``: control writes an agent's columns on every operation.
 - ``fleet_resources`` and ``fleet_minutes``: the overview's figures and the fleet's 1 h
   chart, aggregated in the database instead of read row by row.
+- ``fleet_tiles``: the overview's counts by state and its resource figures in one pass.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 
 from core.errors import ErrorCode, InterfaceError
 from core.sql import column, execute, fetch_all, fetch_one, load, plain, prep, table
 from core.stats import SQL_PERCENTILE, percentile
 from core.timeutil import floor_minute
-from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute, MetricSampleId
+from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute, MetricSampleId, ObservedState
 from tenancy.models import Tenant
 
 
@@ -291,11 +292,27 @@ class ResourceFigures(NamedTuple):
     errors_per_min: float
 
 
-# One row, whatever the fleet's size. Aggregates skip NULLs, as the portable twin does.
+# The aggregates of ResourceFigures, in its order; ``{live}`` is where a FILTER clause goes.
+# Aggregates skip NULLs, as the portable twins do.
+RESOURCE_AGGREGATES = (
+    "count(*){live}",
+    "avg(cpu_percent){live}",
+    "{pct}(0.95) WITHIN GROUP (ORDER BY cpu_percent){live}",
+    "avg(memory_mb){live}",
+    "{pct}(0.95) WITHIN GROUP (ORDER BY memory_mb){live}",
+    "coalesce(sum(tokens_per_min){live}, 0)",
+    "coalesce(sum(requests_per_min){live}, 0)",
+    "coalesce(sum(errors_per_min){live}, 0)",
+)
+
+
+def _resource_aggregates(live: str) -> str:
+    return ", ".join(a.format(live=live, pct=SQL_PERCENTILE) for a in RESOURCE_AGGREGATES)
+
+
+# One row, whatever the fleet's size.
 FLEET_RESOURCES_SQL = (
-    f"SELECT count(*), avg(cpu_percent), {SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY cpu_percent), "  # noqa: S608
-    f"avg(memory_mb), {SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY memory_mb), "
-    "coalesce(sum(tokens_per_min), 0), coalesce(sum(requests_per_min), 0), coalesce(sum(errors_per_min), 0) "
+    f"SELECT {_resource_aggregates('')} "  # noqa: S608 - constants only
     f"FROM {table(Agent)} WHERE tenant_id = %s AND metrics_at >= %s"
 )
 
@@ -324,6 +341,56 @@ def fleet_resources(tenant_id: int, since: datetime) -> ResourceFigures:
     if row is None:  # an aggregate without GROUP BY always answers one row
         raise RuntimeError("the fleet resources aggregate returned no row")
     return ResourceFigures(*row)
+
+
+class TileFigures(NamedTuple):
+    """The overview's tiles: every agent of the tenant by observed state, how many have a
+    change pending (observed state not the desired one), and the resources of those that
+    reported since ``since``."""
+
+    total: int
+    by_state: dict[str, int]  # observed states with at least one agent
+    pending: int
+    resources: ResourceFigures
+
+
+# One pass over the tenant's agents, one row: the counts take every agent, the resource
+# figures only the live ones (FILTER), so the tiles cost one scan instead of two.
+FLEET_TILES_SQL = (
+    "SELECT count(*), "  # noqa: S608 - constants only
+    + "".join(f"count(*) FILTER (WHERE observed_state = %(state_{n})s), " for n in range(len(ObservedState.values)))
+    + "count(*) FILTER (WHERE observed_state <> desired_state), "
+    + _resource_aggregates(" FILTER (WHERE metrics_at >= %(since)s)")
+    + f" FROM {table(Agent)} WHERE tenant_id = %(tenant_id)s"
+)
+
+
+def _fleet_tiles_portable(tenant_id: int, since: datetime) -> TileFigures:
+    rows = (
+        Agent.objects.filter(tenant_id=tenant_id).values_list("observed_state", "desired_state").annotate(n=Count("pk"))
+    )
+    total = pending = 0
+    by_state: dict[str, int] = {}
+    for observed, desired, n in rows.order_by():
+        total += n
+        if observed in ObservedState.values:
+            by_state[observed] = by_state.get(observed, 0) + n
+        if observed != desired:
+            pending += n
+    return TileFigures(total, by_state, pending, _fleet_resources_portable(tenant_id, since))
+
+
+@plain(portable=_fleet_tiles_portable)
+def fleet_tiles(tenant_id: int, since: datetime) -> TileFigures:
+    """The overview's counts by state and the fleet's resources (``fleet_resources``) in one read."""
+    params: dict[str, Any] = {f"state_{n}": state for n, state in enumerate(ObservedState.values)}
+    params.update(tenant_id=tenant_id, since=since)
+    row = fetch_one(FLEET_TILES_SQL, params)
+    if row is None:  # an aggregate without GROUP BY always answers one row
+        raise RuntimeError("the fleet tiles aggregate returned no row")
+    states = len(ObservedState.values)
+    by_state = {state: n for state, n in zip(ObservedState.values, row[1 : 1 + states], strict=True) if n}
+    return TileFigures(row[0], by_state, row[1 + states], ResourceFigures(*row[2 + states :]))
 
 
 # --- the fleet's chart per minute -------------------------------------------------------

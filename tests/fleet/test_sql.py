@@ -215,6 +215,46 @@ def test_both_fleet_resource_reads_agree(tenant_a):
     assert empty == sql.ResourceFigures(0, None, None, None, None, 0.0, 0.0, 0.0)
 
 
+# Observed and desired states of the same seven agents: two pending (told to pause, still
+# running; told to run, stopped), one in error, one never heard from.
+STATES = [
+    (ObservedState.RUNNING, DesiredState.RUNNING),
+    (ObservedState.RUNNING, DesiredState.PAUSED),
+    (ObservedState.PAUSED, DesiredState.PAUSED),
+    (ObservedState.ERROR, DesiredState.RUNNING),
+    (ObservedState.STOPPED, DesiredState.RUNNING),
+    (ObservedState.RUNNING, DesiredState.RUNNING),
+    (ObservedState.STARTING, DesiredState.RUNNING),
+]
+
+
+@parity(sql.fleet_tiles)
+def test_both_tile_reads_agree_and_count_as_the_resource_read_does(tenant_a, tenant_b):
+    for i, (r, (observed, desired)) in enumerate(zip(REPORTS, STATES, strict=True)):
+        AgentFactory.create(
+            tenant=tenant_a, cpu_percent=r.cpu, memory_mb=r.memory, tokens_per_min=r.tokens,
+            requests_per_min=r.requests, errors_per_min=r.errors, metrics_at=r.at, external_id=f"r-{i}",
+            observed_state=observed, desired_state=desired,
+        )  # fmt: skip
+    AgentFactory.create(tenant=tenant_b, cpu_percent=100.0, metrics_at=T0, observed_state=ObservedState.PAUSED)
+    since = T0 - timedelta(seconds=30)
+    plain, portable = sql.fleet_tiles.plain(tenant_a.pk, since), sql.fleet_tiles.portable(tenant_a.pk, since)
+    assert plain[:3] == portable[:3]
+    # Pending: the two above, the one in error and the one starting (told to run).
+    assert plain[:3] == (7, {"running": 3, "paused": 1, "error": 1, "stopped": 1, "starting": 1}, 4)
+    # The resources are those of the separate read, on either path.
+    alone = sql.fleet_resources.plain(tenant_a.pk, since)
+    assert plain.resources._replace(cpu_mean=None) == alone._replace(cpu_mean=None)
+    assert portable.resources._replace(cpu_mean=None) == alone._replace(cpu_mean=None)
+    assert plain.resources.cpu_mean == pytest.approx(portable.resources.cpu_mean) == pytest.approx(alone.cpu_mean)
+    later = T0 + timedelta(days=1)
+    empty = sql.fleet_tiles.plain(tenant_a.pk, later)
+    assert empty == sql.fleet_tiles.portable(tenant_a.pk, later)
+    assert empty.resources == sql.ResourceFigures(0, None, None, None, None, 0.0, 0.0, 0.0)
+    nobody = sql.fleet_tiles.plain(tenant_a.pk + tenant_b.pk + 1, since)
+    assert nobody == sql.fleet_tiles.portable(tenant_a.pk + tenant_b.pk + 1, since) == (0, {}, 0, empty.resources)
+
+
 @parity(sql.fleet_minutes)
 def test_both_fleet_minute_reads_agree(tenant_a, tenant_b):
     start = T0.replace(second=0)
