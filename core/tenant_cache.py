@@ -5,6 +5,11 @@ bumps the generation, so every cached page of that tenant is missed from then on
 old entries expire on their TTL). A key of tenant A can never be read for tenant B: the
 tenant is part of the key, not a parameter of the lookup.
 
+Entries that no state change can alter (charts: they are drawn from metric rows only, never
+from desired or observed state) are kept under ``METRICS_GENERATION`` instead, which no
+``invalidate`` moves: only their TTL (``L10_CACHE_TTL_METRICS``) ends them, so a burst of
+pauses does not make every chart a cache miss.
+
 The cache is behind a circuit breaker: when it fails (Redis down) the caller computes
 from the database and the request is marked degraded, so pages render with a banner.
 """
@@ -26,6 +31,8 @@ from core import breakers, observability
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 GENERATION_TTL = 7 * 86400
+# The generation of entries that state changes do not invalidate (generations count from 0).
+METRICS_GENERATION = -1
 
 
 class CacheUnavailable(Exception):

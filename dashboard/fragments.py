@@ -40,11 +40,10 @@ def overview_charts(membership: Membership, rng: Range, context: dict[str, Any],
     store fails, a panel that says so (never cached)."""
     tenant = membership.tenant
     try:
-        return page.cached(
+        return page.metrics(
             "fleet-charts",
             tenant.pk,
             (rng.key,),
-            settings.L10.cache_ttl_metrics,
             lambda: render(
                 "dashboard/_overview_charts.html", {**context, "charts": charts.fleet_charts(tenant.pk, rng)}
             ),

@@ -45,6 +45,16 @@ class Page:
         """Charts, or (None, why) when the metrics store failed or ran past its budget
         (never cached)."""
         try:
-            return self.cached(kind, tenant_id, parts, settings.L10.cache_ttl_metrics, compute), None
+            return self.metrics(kind, tenant_id, parts, compute), None
         except MetricsUnavailable as exc:
             return None, str(exc)
+
+    def metrics(self, kind: str, tenant_id: int, parts: tuple[object, ...], compute: Callable[[], T]) -> T:
+        """An entry drawn from metric rows only (a chart): cached for ``L10_CACHE_TTL_METRICS``
+        and not invalidated by state changes (``tenant_cache.METRICS_GENERATION``)."""
+        result = tenant_cache.get_or_compute(
+            kind, tenant_id, parts, settings.L10.cache_ttl_metrics, compute, gen=tenant_cache.METRICS_GENERATION
+        )
+        self.degraded |= result.degraded
+        value: T = result.value
+        return value

@@ -79,3 +79,28 @@ def test_pages_render_without_a_cache_at_all(viewer_a, acme_fleet):
     with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}):
         page = client_for(viewer_a).get("/t/acme/").content.decode()
     assert count(page, "running") == 4
+
+
+def test_a_control_action_leaves_the_charts_cached(
+    operator_a, acme_fleet, tenant_a, django_capture_on_commit_callbacks
+):
+    # Charts are drawn from metric rows only: a pause changes nothing they show, so it must
+    # not make the next overview read the minute rows again (only their TTL ends them).
+    client = client_for(operator_a)
+    pending = count(client.get("/t/acme/").content.decode(), "pending")
+    chart_key = tenant_cache.key("fleet-charts", tenant_a.pk, "1h", gen=tenant_cache.METRICS_GENERATION)
+    assert cache.get(chart_key) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_desired_state_set(agent_id=acme_fleet[0].pk, state=DesiredState.PAUSED, actor=operator_a)
+    assert cache.get(chart_key) is not None
+    page = client.get("/t/acme/").content.decode()
+    assert count(page, "pending") == pending + 1  # the tiles were invalidated and read again
+    # The agent's own charts stay cached too.
+    client.get(f"/t/acme/agents/{acme_fleet[0].pk}/")
+    agent_key = tenant_cache.key(
+        "agent-charts", tenant_a.pk, acme_fleet[0].pk, "1h", gen=tenant_cache.METRICS_GENERATION
+    )
+    assert cache.get(agent_key) is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_desired_state_set(agent_id=acme_fleet[0].pk, state=DesiredState.RUNNING, actor=operator_a)
+    assert cache.get(agent_key) is not None
