@@ -43,8 +43,9 @@ pytest-embedded: venv
 
 test: lint types pytest pytest-embedded
 
+# AGENTS sets the dashboard bench's fleet size (L10_BENCH_AGENTS): `make bench AGENTS=50000`.
 bench: venv
-	$(PY) bench/run.py
+	$(if $(AGENTS),L10_BENCH_AGENTS=$(AGENTS) )$(PY) bench/run.py
 
 # 1,000 idle sockets for SOAK_SECONDS (default 600), pinged and fed events; fails on a
 # disconnect, a lost event or memory drift. Not part of `make test` or `make bench`.

@@ -6,7 +6,8 @@ The targets: ``POST /api/v1/agents/{id}/pause|resume`` p50 under 10 ms and p99 u
 Data (its own PostgreSQL database and Redis database, so it can run beside the other
 benchmarks): after ``migrate``, through the app's own code in ``manage.py shell``, one
 tenant, one operator member with a personal token, ``AGENTS`` agents for the API and as
-many for the floor (separate rows, so neither loop changes the other's), all running.
+many for the floor (separate rows, so neither loop changes the other's), all running and
+each having reported (a heartbeat with metrics), as the live agents an operator controls have.
 
 - API: sequential POSTs over one keep-alive connection to uvicorn (core 1) from this
   process (core 0). Request k goes to agent ``k % AGENTS`` and pauses it in even rounds,
@@ -55,27 +56,29 @@ from bench import common
 from bench.bench_dashboard import Usage
 from bench.common import Row
 
-DB_NAME = "l10bench_control"
-REDIS_DB = 11  # benchmarks use 14, the dashboard 13, the soak 12, the test suite 15
+DB_NAME = common.db_name("l10bench_control")
+REDIS_DB = common.redis_db(11)  # benchmarks use 14, the dashboard 13, the soak 12, the test suite 15
 
-AGENTS = 200  # each, API and floor
-WARMUP = 200  # API and floor each; one round of pauses
-COUNT = 1000  # each, API and floor
-SECONDS = 60.0  # for API and floor together; the loop stops at whichever comes first
-BLOCK = 100  # API and floor alternate in blocks of this many
-REPLAYS = 300
-HEALTHZ = 500
+AGENTS = common.sized(200, 10)  # each, API and floor
+WARMUP = AGENTS  # API and floor each; one round of pauses
+COUNT = common.sized(1000, 40)  # each, API and floor
+SECONDS = common.sized(60.0, 10.0)  # for API and floor together; the loop stops at whichever comes first
+BLOCK = common.sized(100, 10)  # API and floor alternate in blocks of this many
+REPLAYS = common.sized(300, 10)
+HEALTHZ = common.sized(500, 20)
 TARGET_P50_MS = 10.0
 TARGET_P99_MS = 25.0
-BULK_AGENTS = 1000
+BULK_AGENTS = common.sized(1000, 20)
 TARGET_BULK_S = 5.0
 # A bulk pause, as the batch task runs it: 1,000 more agents, one batch, timed from the
-# start (the preview's selection and the batch's rows) to its last item.
+# start (the preview's selection and the batch's rows) to its last item. The agents report
+# once first, as SEED_CODE's do (live agents are what an operator pauses).
 BULK_CODE = """
-import json, os, time
+import json, os, time, types
 from audit.services import Actor
 from control.bulk import bulk_preview, bulk_run, bulk_select, bulk_start
 from control.rules import Action
+from fleet import services as fleet_services
 from fleet.models import Agent
 from tenancy.models import Membership
 spec = json.loads(os.environ["BENCH_SPEC"])
@@ -84,6 +87,10 @@ Agent.objects.bulk_create(
     Agent(tenant=member.tenant, external_id=f"bulk-{n:04d}", name=f"Bulk {n}", labels={"batch": "bench"})
     for n in range(spec["count"])
 )
+reading = types.SimpleNamespace(cpu_percent=35.0, memory_mb=800.0, tokens=900, requests=6, errors=0, latency_p95_ms=240.0)
+for n in range(spec["count"]):
+    fleet_services.agent_heartbeat(tenant=member.tenant, external_id=f"bulk-{n:04d}", state="running", reading=reading)
+reported = Agent.objects.filter(tenant=member.tenant, labels__batch="bench", last_heartbeat_at__isnull=False).count()
 started = time.perf_counter()
 agents = bulk_select(member.tenant, selector="batch=bench")
 preview = bulk_preview(Action.PAUSE, agents)
@@ -91,7 +98,7 @@ batch = bulk_start(tenant=member.tenant, actor=Actor(user=member.user), action=A
 progress = bulk_run(batch.pk)
 elapsed = time.perf_counter() - started
 paused = Agent.objects.filter(tenant=member.tenant, labels__batch="bench", desired_state="paused").count()
-print("L10BENCH " + json.dumps({"seconds": elapsed, "counts": progress["counts"], "paused": paused, "will": len(preview.change)}))
+print("L10BENCH " + json.dumps({"seconds": elapsed, "counts": progress["counts"], "paused": paused, "will": len(preview.change), "reported": reported}))
 """
 
 TENANT_SLUG = "bench-control"
@@ -102,9 +109,14 @@ USER_AGENT = "l10-bench-control"
 LOCK_TTL_MS = 30_000
 IDEMPOTENCY_TTL = timedelta(days=1)
 
+# Every seeded agent reports (a heartbeat with metrics, through the app's service) before it
+# is controlled: in production an operator pauses live agents, which are observed running,
+# carry their latest metrics and have a minute row; an agent that never reported is not
+# what the control path meets.
 SEED_CODE = """
-import json, os
+import json, os, types
 from django.contrib.auth import get_user_model
+from fleet import services as fleet_services
 from fleet.models import Agent
 from tenancy.models import Membership, Role, Tenant
 from tenancy.services import personal_token_create
@@ -114,6 +126,9 @@ user = get_user_model().objects.create_user(spec["username"])
 Membership.objects.create(user=user, tenant=tenant, role=Role.OPERATOR)
 _, plain = personal_token_create(user=user, name="bench")
 Agent.objects.bulk_create([Agent(tenant=tenant, external_id=x, name=x) for x in spec["agents"]], batch_size=500)
+reading = types.SimpleNamespace(cpu_percent=35.0, memory_mb=800.0, tokens=900, requests=6, errors=0, latency_p95_ms=240.0)
+for x in spec["agents"]:
+    fleet_services.agent_heartbeat(tenant=tenant, external_id=x, state="running", reading=reading)
 print("L10BENCH " + json.dumps({"tenant_id": tenant.pk, "user_id": user.pk, "token": plain}))
 """
 
@@ -189,7 +204,7 @@ def bulk(floor_p50_ms: float) -> Row:
     out = common.manage("shell", "--no-imports", "-c", BULK_CODE, extra_env={"BENCH_SPEC": json.dumps(spec)})
     line = next(x for x in out.splitlines() if x.startswith("L10BENCH "))
     data = json.loads(line.removeprefix("L10BENCH "))
-    assert data["paused"] == BULK_AGENTS == data["will"], data
+    assert data["paused"] == BULK_AGENTS == data["will"] == data["reported"], data
     assert data["counts"] == {"success": BULK_AGENTS}, data
     return Row(
         f"bulk pause of {BULK_AGENTS:,} agents",
@@ -217,11 +232,12 @@ def seed() -> Seeded:
     tenant_id = int(data["tenant_id"])
     with _pg() as conn:
         found = conn.execute(
-            "SELECT external_id, id::text, version FROM fleet_agent WHERE tenant_id = %s AND desired_state = 'running'",
+            "SELECT external_id, id::text, version FROM fleet_agent WHERE tenant_id = %s AND desired_state = 'running' "
+            "AND observed_state = 'running' AND last_heartbeat_at IS NOT NULL AND metrics_at IS NOT NULL",
             (tenant_id,),
         ).fetchall()
         conn.execute("VACUUM ANALYZE")
-    assert len(found) == 2 * AGENTS, f"seeding made {len(found)} running agents, not {2 * AGENTS}"
+    assert len(found) == 2 * AGENTS, f"seeding made {len(found)} running, reporting agents, not {2 * AGENTS}"
     ids = {external_id: agent_id for external_id, agent_id, _ in found}
     return Seeded(
         tenant_id=tenant_id,

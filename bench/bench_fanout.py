@@ -56,21 +56,23 @@ from websockets.exceptions import ConnectionClosed
 from bench import common
 from bench.common import Row
 
-SOCKETS = 1000
+SOCKETS = common.sized(1000, 20)
 TENANT_SLUG = "fanout"
 TOPIC = "agent.state.changed"
-EVENTS = 350
+EVENTS = common.sized(350, 40)
 EVENT_PERIOD = 0.1  # seconds between two publishes: the window (35 s) spans one of the server's
 # ping rounds (every 30 s by default, a frame to each socket at once), as a real minute would
-WARMUP_EVENTS = 10
-FLOOR_EVENTS = 200
-PUBLISH_CALLS = 300  # per publish path, from sync code
-PUBLISH_WARMUP = 20
+# A small run's window (4 s) spans ping rounds too: the server pings every 2 s there.
+SERVER_PING_ENV = common.sized({}, {"L10_WS_HEARTBEAT_INTERVAL": "2"})
+WARMUP_EVENTS = common.sized(10, 3)
+FLOOR_EVENTS = common.sized(200, 20)
+PUBLISH_CALLS = common.sized(300, 20)  # per publish path, from sync code
+PUBLISH_WARMUP = common.sized(20, 3)
 TARGET_P99_MS = 100.0
 SERVER_MAX_CONNECTIONS = 5000
-CONNECT_CONCURRENCY = 50  # handshakes in flight at once while opening the sockets
-CONNECT_SECONDS = 120.0  # bound on opening every socket
-IDLE_SECONDS = 5.0  # all sockets open and idle before the second RSS reading
+CONNECT_CONCURRENCY = common.sized(50, 5)  # handshakes in flight at once while opening the sockets
+CONNECT_SECONDS = common.sized(120.0, 30.0)  # bound on opening every socket
+IDLE_SECONDS = common.sized(5.0, 1.0)  # all sockets open and idle before the second RSS reading
 EVENT_DEADLINE_SECONDS = 5.0  # an event that has not reached every socket by then is undelivered
 GAP_SECONDS = 0.01  # between one event's last receipt and the next publish
 EVENT_PREFIX = '{"type":"event","seq":'
@@ -562,7 +564,7 @@ def run() -> list[Row]:
     common.progress(f"publish cost from sync code: {PUBLISH_CALLS} calls per path")
     costs = publish_costs(seed.tenant_id)
 
-    with common.server({"L10_WS_MAX_CONNECTIONS": str(SERVER_MAX_CONNECTIONS)}) as srv:
+    with common.server({"L10_WS_MAX_CONNECTIONS": str(SERVER_MAX_CONNECTIONS), **SERVER_PING_ENV}) as srv:
         measured: Measured = run_loop(measure(srv.base_url, seed.token, seed.tenant_id, srv.pid))
 
     fan = measured.fanout

@@ -63,22 +63,29 @@ import redis
 from bench import common
 from bench.common import Row
 
-AGENTS = 1000
-PROCESSES = 4  # load-generator processes for the measured fleet, AGENTS / PROCESSES agents each
-TENANTS = 4
-PROBE_AGENTS = 5
+# Its own database (the Redis database is the benches' shared one, flushed each run).
+DB_NAME = common.db_name("l10bench_fleet")
+REDIS_DB = common.redis_db(14)
+
+# A small run: 40 agents in 2 processes heartbeating every 2 s (the console tells the SDK its
+# interval), so the same phases and checks take seconds.
+AGENTS = common.sized(1000, 40)
+PROCESSES = common.sized(4, 2)  # load-generator processes for the measured fleet, AGENTS / PROCESSES agents each
+TENANTS = common.sized(4, 2)
+PROBE_AGENTS = common.sized(5, 2)
 PROBE_RATE = 10.0  # heartbeats per second: 10 % on top of the fleet's 100/s
-FLOOR_SECONDS = 30.0
-LOAD_SECONDS = 60.0
-WARMUP = 50
-START_SPREAD_SECONDS = 10.0  # agents start one after another over one heartbeat interval
-CONNECT_SECONDS = 120.0  # bound on registering and connecting the fleet
-SETTLE_SECONDS = 12.0  # after every agent is connected, before the window: past one heartbeat interval
-TRIAL_SECONDS = 40.0  # bound on each one-process trial
+FLOOR_SECONDS = common.sized(30.0, 2.0)
+LOAD_SECONDS = common.sized(60.0, 6.0)
+WARMUP = common.sized(50, 5)
+HEARTBEAT_INTERVAL_S = common.sized(10, 3)  # the server's and the SDK's default: 10 s
+START_SPREAD_SECONDS = float(HEARTBEAT_INTERVAL_S)  # agents start one after another over one heartbeat interval
+CONNECT_SECONDS = common.sized(120.0, 60.0)  # bound on registering and connecting the fleet
+SETTLE_SECONDS = common.sized(12.0, 4.0)  # after every agent is connected, before the window: past one interval
+TRIAL_SECONDS = common.sized(40.0, 20.0)  # bound on each one-process trial
+TRIAL_PAUSE_SECONDS = common.sized(3.0, 0.5)  # between the fleet's end and a trial, and between the trials
 FLEET_MAX_SECONDS = 900.0  # a fleet process exits by itself after this, whatever happens
-METRICS_EVERY = 2.0  # seconds between two record_metrics on each fleet agent
-HEARTBEAT_INTERVAL_S = 10.0  # the server's and the SDK's default
-FRESH_SECONDS = 2 * HEARTBEAT_INTERVAL_S  # every agent heartbeated within two intervals (the app: 3 = unresponsive)
+METRICS_EVERY = common.sized(2.0, 0.5)  # seconds between two record_metrics on each agent: under one interval
+FRESH_SECONDS = 2.0 * HEARTBEAT_INTERVAL_S  # every agent heartbeated within two intervals (the app: 3 = unresponsive)
 PROMPT_SECONDS = HEARTBEAT_INTERVAL_S + 2.0  # ... and, counted, within one interval and a little
 TARGET_P99_MS = 50.0
 FLEET_PREFIX = "fleet-"
@@ -330,6 +337,8 @@ class Fleet:
         ]
         env = {**os.environ, "BENCH_FLEET": json.dumps(spec)}
         env.pop("L10_AGENT_HEARTBEAT_INTERVAL", None)  # the SDK's default, 10 s
+        if common.SMALL:  # the console's shorter interval from the first heartbeat on
+            env["L10_AGENT_HEARTBEAT_INTERVAL"] = str(HEARTBEAT_INTERVAL_S)
         self.process = subprocess.Popen(
             command, cwd=common.ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
         )
@@ -506,7 +515,7 @@ def _established(port: int) -> int:
 
 def _fleet_db() -> dict[str, float]:
     """What the database says of the fleet: agents, fresh heartbeats, oldest, stored samples."""
-    with common.pg_connect() as conn:
+    with common.pg_connect(DB_NAME) as conn:
         row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE last_heartbeat_at >= now() - make_interval(secs => %(f)s)), "
             "       count(*) FILTER (WHERE last_heartbeat_at >= now() - make_interval(secs => %(p2)s)), "
@@ -569,11 +578,17 @@ def _trial_row(label: str, result: dict[str, Any]) -> Row:
 
 
 def run() -> list[Row]:
+    with common.own_stores(DB_NAME, REDIS_DB):
+        return _run()
+
+
+def _run() -> list[Row]:
     common.flush_redis()
     common.recreate_database()
     seeds = [common.seed_tenant(f"fleet-{k}") for k in range(TENANTS)]
     tokens = [s.token for s in seeds]
-    with common.server() as srv:
+    interval = {"L10_AGENT_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL_S)}
+    with common.server(interval) as srv:
         url = srv.base_url
         port = int(url.rsplit(":", 1)[1])
         probe = Probe(url, tokens[0])
@@ -626,9 +641,9 @@ def run() -> list[Row]:
                 if any(s.get("event") != "stats" for s in stats):
                     raise AssertionError(f"a fleet process sent no stats: {stats}")
             # One process for all 1,000 agents, as the SDK's README and fleet.simulator suggest.
-            time.sleep(3.0)
+            time.sleep(TRIAL_PAUSE_SECONDS)
             spread_trial = trial(url, tokens, "one-spread-", START_SPREAD_SECONDS)
-            time.sleep(3.0)
+            time.sleep(TRIAL_PAUSE_SECONDS)
             burst_trial = trial(url, tokens, "one-burst-", 0.0)
         finally:
             probe.close()

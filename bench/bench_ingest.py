@@ -6,9 +6,10 @@
    PostgreSQL: the token with its tenant, then one statement that updates the agent and
    merges its metric-minute row. API and floor run in alternating blocks so both see the
    same machine. A Redis PING is measured as context.
-2. Batches. ``POST /api/v1/ingest/metrics`` with 1,000 samples per batch (the API limit),
-   one sample per agent and minute, so every sample is a fresh row. Floor: the same rows
-   written with psycopg ``COPY``, one batch per transaction at the same concurrency.
+2. Batches. ``POST /api/v1/ingest/metrics`` with 1,000 samples per batch (the API limit;
+   smaller in a small run), one sample per agent and minute, so every sample is a fresh
+   row. Floor: the same rows written with psycopg ``COPY``, one batch per transaction at
+   the same concurrency.
 
 After each phase the rows in the database are counted against what was sent, so no figure
 can be reported for work that was not done.
@@ -33,22 +34,28 @@ from bench import common
 from bench.common import Row
 
 # Heartbeats.
-HB_AGENTS = 100
-HB_COUNT = 2000  # each, API and floor
-HB_SECONDS = 30.0  # for API and floor together; the loop stops at whichever comes first
-HB_BLOCK = 100  # API and floor alternate in blocks of this many
-HB_WARMUP = 50
+# Every heartbeat agent reports: HB_COUNT is many times HB_AGENTS at either size, so the timed
+# loop reaches each of them (the agents with a heartbeat are counted after it), as every live
+# agent of a fleet heartbeats.
+HB_AGENTS = common.sized(100, 10)
+HB_COUNT = common.sized(2000, 40)  # each, API and floor
+HB_SECONDS = common.sized(30.0, 10.0)  # for API and floor together; the loop stops at whichever comes first
+HB_BLOCK = common.sized(100, 10)  # API and floor alternate in blocks of this many
+HB_WARMUP = common.sized(50, 5)
 HB_TARGET_P99_MS = 15.0
-PING_COUNT = 1000
+PING_COUNT = common.sized(1000, 50)
+PING_WARMUP = common.sized(50, 5)
 # The server's heartbeat interval (L10_AGENT_HEARTBEAT_INTERVAL, default 10 s): rates per minute.
 HEARTBEAT_INTERVAL_S = 10
 
 # Batches.
-BATCH_AGENTS = 1000
-BATCH_SIZE = 1000  # L10_INGEST_MAX_BATCH's default; one sample per agent per batch
-BATCH_MAX = 60
-BATCH_SECONDS = 20.0
-BATCH_WARMUP = 2
+# The batch agents report through the batches themselves: every batch carries a sample of
+# each of them, so any batch that finishes makes every one of them a reporting agent.
+BATCH_AGENTS = common.sized(1000, 50)
+BATCH_SIZE = BATCH_AGENTS  # L10_INGEST_MAX_BATCH's default at full size; one sample per agent per batch
+BATCH_MAX = common.sized(60, 6)
+BATCH_SECONDS = common.sized(20.0, 10.0)
+BATCH_WARMUP = common.sized(2, 1)
 BATCH_THREADS = 2
 BATCH_TARGET_PER_S = 20_000.0
 # Minutes (before a base a day ago) of each batch set, far enough apart never to overlap.
@@ -248,7 +255,7 @@ def heartbeats(
     floor_after, floor_agents = _samples_of(seed.tenant_id, hb_floor)
     assert api_after - api_before == len(api_ms), f"API heartbeats: {api_after - api_before} stored, {len(api_ms)} sent"
     assert floor_after - floor_before == len(floor_ms), "floor heartbeats were not all stored"
-    # Heartbeat i goes to agent i % 100, in the warm-up and again in the timed loop.
+    # Heartbeat i goes to agent i % HB_AGENTS, in the warm-up and again in the timed loop.
     assert api_agents == min(len(hb_api), max(HB_WARMUP, len(api_ms))), f"{api_agents} agents have a heartbeat"
     assert floor_agents == min(len(hb_floor), max(HB_WARMUP, len(floor_ms)))
 
@@ -292,7 +299,7 @@ def heartbeats(
 def _redis_ping() -> list[float]:
     client = redis.Redis(host=common.HOST, port=common.REDIS_PORT, db=common.REDIS_DB)
     try:
-        for _ in range(50):
+        for _ in range(PING_WARMUP):
             client.ping()
         out = []
         for _ in range(PING_COUNT):

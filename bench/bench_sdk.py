@@ -25,7 +25,7 @@ Modes, each its own ``Agent``:
    while the calls run, the SDK's thread sends the records in batches on the same core and
    competes for the GIL, as it would in an agent. Afterwards the buffer is flushed and the
    usage rows in the database are counted against the calls made.
-3. ``drop path``: a closed port and a full buffer (``buffer_limit`` 1,000), so every call
+3. ``drop path``: a closed port and a full buffer (``buffer_limit`` ``DROP_LIMIT``), so every call
    drops the oldest record; checked against ``agent.dropped``.
 4. ``no wake`` (context): a closed port with ``batch_size`` larger than the calls made, so
    the buffer never reaches a batch and the SDK never wakes its thread from the call: what
@@ -48,19 +48,20 @@ from l10_agent import Agent
 from bench import common
 from bench.common import Row
 
-CALLS = 100_000  # per mode, as many for the floor; half timed one by one, half in batches
-BLOCK = 2_000  # SDK and floor alternate in blocks of this many calls
+CALLS = common.sized(100_000, 4_000)  # per mode, as many for the floor; half timed one by one, half in batches
+BLOCK = common.sized(2_000, 500)  # SDK and floor alternate in blocks of this many calls
 BATCH = 100  # calls per timed batch
 # A pause between blocks lets the SDK thread run what the calls queued for it (wake-ups,
 # sends), so that work is not charged to the floor's block that follows.
 SETTLE_SECONDS = 0.005
-WARMUP = 2_000
-MODE_SECONDS = 60.0  # each mode stops at CALLS or this, whichever comes first
+WARMUP = common.sized(2_000, 200)
+MODE_SECONDS = common.sized(60.0, 10.0)  # each mode stops at CALLS or this, whichever comes first
 TARGET_US = 50.0
 BIG_BUFFER = 10 * CALLS  # never reached: no drops in modes 1, 2 and 4
-DROP_LIMIT = 1_000
+DROP_LIMIT = common.sized(1_000, 100)
 REGISTER_SECONDS = 30.0
-FLUSH_SECONDS = 180.0
+FLUSH_SECONDS = common.sized(180.0, 60.0)
+UUID_BATCHES = common.sized(20, 5)  # of 1,000 each
 
 MODEL = "gpt-4o"
 INPUT_TOKENS, OUTPUT_TOKENS = 1200, 350
@@ -276,7 +277,7 @@ def uuid_cost() -> Row:
     fl: list[float] = []
     clock = time.perf_counter_ns
     new, now = uuid.uuid4, time.time
-    for _ in range(20):
+    for _ in range(UUID_BATCHES):
         start = clock()
         for _ in range(1000):
             new()
@@ -292,7 +293,7 @@ def uuid_cost() -> Row:
         common.percentile(u, 50) / 1000,
         floor=common.percentile(fl, 50) / 1000,
         note="what every record_usage pays to build its record (uuid4 reads os.urandom: a getrandom syscall); "
-        "median of 20 batches of 1,000",
+        f"median of {UUID_BATCHES} batches of 1,000",
     )
 
 

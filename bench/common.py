@@ -50,6 +50,20 @@ def redis_db(number: int) -> int:
     return number - 10 if SMALL else number
 
 
+AGENTS_VARIABLE = "L10_BENCH_AGENTS"
+
+
+def bench_agents(default: int) -> int:
+    """The fleet size a bench seeds: ``L10_BENCH_AGENTS`` (``make bench AGENTS=50000``), else
+    ``default``. A value that is not a whole number of at least 100 stops the run."""
+    raw = os.environ.get(AGENTS_VARIABLE, "").strip().replace("_", "").replace(",", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 100:
+        raise SystemExit(f"{AGENTS_VARIABLE} must be a whole number of at least 100, not {raw!r}")
+    return int(raw)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 PYTHON = BIN / "python"

@@ -39,3 +39,21 @@ def test_the_bench_runs_at_its_small_size(name):
     assert "FAILED benchmarks" not in out and "MISSED" not in out, out[-3000:]
     # It measured something: at least one row of the table has a value.
     assert re.search(r"^\S.*\s\d[\d,.]*\s(ms|µs|s|MB|samples/s|%|failures)\s", done.stdout, re.M), out[-3000:]
+
+
+@pytest.mark.timeout(600)
+def test_the_dashboard_growth_runs_at_its_small_sizes():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--small", "--growth", "dashboard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=580,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-6000:]
+    assert "FAILED benchmarks" not in out and "MISSED" not in out, out[-3000:]
+    # Both sizes' tables, then one growth row per figure with a value at each size.
+    assert "--- bench_dashboard at 200 agents ---" in done.stdout and "at 400 agents ---" in done.stdout
+    table = done.stdout.split("Growth of bench_dashboard", 1)[-1]
+    assert re.search(r"^overview p95, uncached\s+[\d.]+ ms\s+[\d.]+ ms\s+[\d.]+×", table, re.M), out[-3000:]
