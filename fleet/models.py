@@ -266,6 +266,46 @@ class TenantMetricBucket(MetricAggregate):
         return f"{self.tenant_id} at {self.bucket:%Y-%m-%d %H:%M}"
 
 
+class TenantMetricMinute(models.Model):
+    """A tenant's whole fleet in one minute, as ``fleet.sql.fleet_minutes`` computes it from
+    the minute rows: folded by the rollups (``fleet.rollups``), so a fleet chart over an
+    hour reads 60 rows whatever the fleet's size. ``agents`` reported in the minute;
+    ``cpu_p95``/``memory_p95`` are across their averages (``core.stats``'s method)."""
+
+    # Its figures, in the order of fleet.sql.MinuteFigures after the minute.
+    FIGURES = (
+        "agents", "samples", "cpu_sum", "cpu_p95", "memory_sum", "memory_p95", "tokens", "requests", "errors",
+        "latency_p95_ms",
+    )  # fmt: skip
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()
+    agents = models.PositiveIntegerField(default=0)
+    samples = models.BigIntegerField(default=0)
+    cpu_sum = models.FloatField(default=0)
+    cpu_p95 = models.FloatField(default=0)
+    memory_sum = models.FloatField(default=0)
+    memory_p95 = models.FloatField(default=0)
+    tokens = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    latency_p95_ms = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "minute"], name="tenantmetricminute_tenant_minute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+# The fleet minutes folded so far: every minute from FLEET_MINUTES_SINCE (the first fold)
+# up to FLEET_MINUTES_MARK is in TenantMetricMinute (RollupMark rows of these names).
+FLEET_MINUTES_MARK = "fleet-minutes"
+FLEET_MINUTES_SINCE = "fleet-minutes-since"
+
+
 class RollupMark(models.Model):
     """How far a rollup has got: every bucket before ``done_until`` is rolled up."""
 

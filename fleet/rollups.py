@@ -41,7 +41,11 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from core.stats import percentile
+from core.timeutil import floor_minute
+from fleet import sql
 from fleet.models import (
+    FLEET_MINUTES_MARK,
+    FLEET_MINUTES_SINCE,
     MAX_FIELDS,
     SUM_FIELDS,
     MetricHour,
@@ -50,6 +54,7 @@ from fleet.models import (
     RollupDirtyHour,
     RollupMark,
     TenantMetricBucket,
+    TenantMetricMinute,
 )
 
 log = logging.getLogger(__name__)
@@ -93,7 +98,17 @@ def rollup_recent(*, now: datetime | None = None) -> int:
     end = min(now, floor_hour(base) + timedelta(hours=settings.L10.metrics_backfill_hours))
     written = rollup_range(start, end)
     RollupMark.objects.update_or_create(name=MARK, defaults={"done_until": floor_bucket(end)})
+    fleet_minutes_folded(start, end)
     return written
+
+
+def fleet_minutes_folded(start: datetime, end: datetime) -> None:
+    """Record that the fleet minutes of [start, end) are folded (``rollup_range`` folds
+    them): the first fold says where the folded minutes begin, every fold how far they
+    reach, in whole minutes. Charts read the folded minutes between the two marks and the
+    minute rows outside them (``fleet.series``)."""
+    RollupMark.objects.get_or_create(name=FLEET_MINUTES_SINCE, defaults={"done_until": floor_minute(start)})
+    RollupMark.objects.update_or_create(name=FLEET_MINUTES_MARK, defaults={"done_until": floor_minute(end)})
 
 
 def retention_start(now: datetime) -> datetime:
@@ -195,6 +210,7 @@ def rollup_range(start: datetime, end: datetime) -> int:
 @transaction.atomic
 def _rollup_hour(hour: datetime, end: datetime, *, bucket_from: datetime, tenant_id: int | None = None) -> int:
     """Rebuild one hour's rollups: every tenant's, or ``tenant_id``'s only."""
+    only = tenant_id  # the loops below reuse the name
     rows = MetricMinute.objects.all() if tenant_id is None else MetricMinute.objects.filter(tenant_id=tenant_id)
     # 1. Agent hours: the database groups the whole hour's minute rows per agent.
     per_agent = (
@@ -259,7 +275,39 @@ def _rollup_hour(hour: datetime, end: datetime, *, bucket_from: datetime, tenant
         update_fields=["agents", "cpu_p95", "memory_p95", *SUM_FIELDS, *MAX_FIELDS],
         batch_size=1000,
     )
-    return len(hours) + len(buckets)
+    # 3. Fleet minutes: each tenant's minutes as its 1 h chart shows them.
+    folded = fold_fleet_minutes(bucket_from, end, tenant_id=only)
+    return len(hours) + len(buckets) + folded
+
+
+def fold_fleet_minutes(start: datetime, end: datetime, *, tenant_id: int | None = None) -> int:
+    """Store each tenant's fleet per minute of [start, end) (every tenant with minute rows
+    there, or ``tenant_id``'s only) as ``fleet.sql.fleet_minutes`` computes it; returns
+    the minutes written."""
+    if tenant_id is not None:
+        tenants: Iterable[int] = [tenant_id]
+    else:
+        tenants = (
+            MetricMinute.objects.filter(minute__gte=start, minute__lt=end)
+            .order_by()
+            .values_list("tenant_id", flat=True)
+            .distinct()
+        )
+    rows = [
+        TenantMetricMinute(
+            tenant_id=tenant, minute=figures.minute, **dict(zip(TenantMetricMinute.FIGURES, figures[1:], strict=True))
+        )
+        for tenant in list(tenants)
+        for figures in sql.fleet_minutes(tenant, start, end)
+    ]
+    TenantMetricMinute.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["tenant", "minute"],
+        update_fields=list(TenantMetricMinute.FIGURES),
+        batch_size=1000,
+    )
+    return len(rows)
 
 
 @dataclass
@@ -286,6 +334,7 @@ def purge_metrics(*, now: datetime | None = None) -> dict[str, int]:
     rollup_cutoff = now - timedelta(days=settings.L10.metrics_rollup_retention_days)
     return {
         "minutes": _purge(MetricMinute, "minute", minute_cutoff),
+        "fleet_minutes": _purge(TenantMetricMinute, "minute", minute_cutoff),
         "hours": _purge(MetricHour, "hour", rollup_cutoff),
         "buckets": _purge(TenantMetricBucket, "bucket", rollup_cutoff),
         "sample_ids": _purge(MetricSampleId, "seen_at", minute_cutoff),

@@ -24,7 +24,15 @@ from django.utils import timezone
 
 from core import breakers
 from fleet import sql
-from fleet.models import MetricHour, MetricMinute, TenantMetricBucket
+from fleet.models import (
+    FLEET_MINUTES_MARK,
+    FLEET_MINUTES_SINCE,
+    MetricHour,
+    MetricMinute,
+    RollupMark,
+    TenantMetricBucket,
+    TenantMetricMinute,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -167,13 +175,33 @@ def _bucket_points(tenant_id: int, start: datetime, end: datetime, step: timedel
     return list(per_step.values())
 
 
+def _minute_points(tenant_id: int, start: datetime, end: datetime) -> list[Point]:
+    """The fleet per minute: the minutes the rollups have folded (``TenantMetricMinute``,
+    one row a minute, whatever the fleet's size), and the minute rows themselves
+    (``fleet.sql.fleet_minutes``) only for the minutes outside them: the last minute or so
+    since the latest fold, and any before the first."""
+    marks = dict(
+        RollupMark.objects.filter(name__in=(FLEET_MINUTES_SINCE, FLEET_MINUTES_MARK)).values_list("name", "done_until")
+    )
+    since, until = marks.get(FLEET_MINUTES_SINCE), marks.get(FLEET_MINUTES_MARK)
+    if since is None or until is None or until <= start or since >= end:
+        return [Point(*figures) for figures in sql.fleet_minutes(tenant_id, start, end)]
+    low, high = max(start, since), min(end, until)
+    points = [Point(*figures) for figures in sql.fleet_minutes(tenant_id, start, low)] if start < low else []
+    folded = TenantMetricMinute.objects.filter(tenant_id=tenant_id, minute__gte=low, minute__lt=high).order_by("minute")
+    points += [Point(row.minute, *(getattr(row, f) for f in TenantMetricMinute.FIGURES)) for row in folded]
+    if high < end:
+        points += [Point(*figures) for figures in sql.fleet_minutes(tenant_id, high, end)]
+    return points
+
+
 def fleet_series(tenant_id: int, rng: Range, now: datetime | None = None) -> Series:
     """The tenant's fleet over a range; MetricsUnavailable when the store fails."""
     start, end = window(rng.step, rng.span, now or timezone.now())
 
     def read() -> list[Point]:
         if rng.step == timedelta(minutes=1):
-            return [Point(*figures) for figures in sql.fleet_minutes(tenant_id, start, end)]
+            return _minute_points(tenant_id, start, end)
         return _bucket_points(tenant_id, start, end, rng.step)
 
     return _fill(metrics_query(read), start, end, rng.step)

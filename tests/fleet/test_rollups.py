@@ -1,13 +1,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.test import override_settings
 
 from core.config import L10Settings
 from fleet import rollups
-from fleet.models import MetricHour, MetricMinute, RollupDirtyHour, RollupMark, TenantMetricBucket
+from fleet.models import (
+    FLEET_MINUTES_SINCE,
+    MetricHour,
+    MetricMinute,
+    RollupDirtyHour,
+    RollupMark,
+    TenantMetricBucket,
+    TenantMetricMinute,
+)
+from fleet.series import RANGES, fleet_series
 from tests.factories import AgentFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,7 +80,7 @@ def test_hours_and_buckets_are_rolled_up_from_the_minutes(fleet):
     first = by_bucket[datetime(2026, 11, 25, 12, 0, tzinfo=UTC)]  # 12:00-12:04, both agents
     assert first[1:] == (2, 5 * 2 + 5, 5 * 40.0 + 5 * 80.0, 80.0, 300.0, 100)
     assert by_bucket[datetime(2026, 11, 25, 12, 5, tzinfo=UTC)][1] == 2
-    assert RollupMark.objects.get().done_until == datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
+    assert RollupMark.objects.get(name=rollups.MARK).done_until == datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
 
 
 def test_rolling_up_twice_gives_the_same_rows(fleet):
@@ -120,6 +130,7 @@ def test_purge_keeps_what_retention_allows(fleet):
             "buckets": 0,
             "sample_ids": 0,
             "dirty_hours": 0,
+            "fleet_minutes": 0,
         }
         expired = MetricMinute.objects.filter(minute__lt=NOW + timedelta(minutes=1)).count()
         counts = rollups.purge_metrics(now=NOW + timedelta(days=2, minutes=1))
@@ -228,9 +239,9 @@ def test_the_routine_run_catches_up_a_mark_far_behind_a_bounded_step_at_a_time(t
         rollups.rollup_recent(now=NOW)
         start = (NOW - timedelta(days=8)).replace(minute=0, second=0, microsecond=0)
         # Not from 30 days back (outside retention), and six hours at most.
-        assert RollupMark.objects.get().done_until == start + timedelta(hours=6)
+        assert RollupMark.objects.get(name=rollups.MARK).done_until == start + timedelta(hours=6)
         runs = 1
-        while RollupMark.objects.get().done_until < rollups.floor_bucket(NOW):
+        while RollupMark.objects.get(name=rollups.MARK).done_until < rollups.floor_bucket(NOW):
             rollups.rollup_recent(now=NOW)
             runs += 1
     assert runs == 8 * 4 + 1  # 8 days of 6-hour steps, and the hour in progress
@@ -246,3 +257,63 @@ def test_a_purge_run_deletes_a_bounded_number_of_batches_and_the_next_goes_on(te
     assert MetricMinute.objects.count() == 5
     assert rollups._purge(MetricMinute, "minute", cutoff, max_batches=2, batch=10) == 5
     assert not MetricMinute.objects.exists()
+
+
+# --- fleet minutes: the 1 h chart from folded minutes ---------------------------------
+
+
+def fleet_chart(tenant_id: int, now: datetime) -> list[tuple[Any, ...]]:
+    series = fleet_series(tenant_id, RANGES["1h"], now=now)
+    return [
+        (p.at, p.agents, p.samples, p.cpu_sum, p.cpu_p95, p.memory_p95, p.tokens, p.latency)
+        for p in series.slots
+        if p is not None
+    ]
+
+
+def test_the_fleet_chart_from_folded_minutes_is_the_chart_from_the_minute_rows(fleet, tenant_b):
+    # A second tenant with its own rows: a fold is per tenant.
+    other = AgentFactory.create(tenant=tenant_b, external_id="b-1")
+    minute_row(other, datetime(2026, 11, 25, 12, 3, tzinfo=UTC), cpu=99.0)
+    later = NOW + timedelta(seconds=40)
+    live = fleet_chart(fleet[0].tenant_id, later)
+    assert len(live) == 9
+    rollups.rollup_recent(now=NOW)
+    folded = TenantMetricMinute.objects.filter(tenant_id=fleet[0].tenant_id)
+    assert folded.count() == 9 and TenantMetricMinute.objects.filter(tenant_id=tenant_b.pk).count() == 1
+    assert fleet_chart(fleet[0].tenant_id, later) == live
+    # The minutes before the mark come from the folded rows, not from the minute rows.
+    folded.filter(minute=datetime(2026, 11, 25, 12, 3, tzinfo=UTC)).update(tokens=12345)
+    assert 12345 in [point[6] for point in fleet_chart(fleet[0].tenant_id, later)]
+
+
+def test_minutes_after_the_latest_fold_and_before_the_first_are_read_from_the_minute_rows(fleet):
+    one, _ = fleet
+    rollups.rollup_recent(now=NOW)  # folded from 11:50 (the look-back) to 12:07
+    RollupMark.objects.filter(name=FLEET_MINUTES_SINCE).update(done_until=datetime(2026, 11, 25, 12, 1, tzinfo=UTC))
+    TenantMetricMinute.objects.filter(minute__lt=datetime(2026, 11, 25, 12, 1, tzinfo=UTC)).delete()
+    # A minute after the mark: on the chart at once, from its rows.
+    minute_row(one, datetime(2026, 11, 25, 12, 7, tzinfo=UTC), cpu=50.0)
+    chart = fleet_chart(one.tenant_id, NOW + timedelta(seconds=40))
+    minutes = [point[0].minute for point in chart]
+    assert minutes == [58, 59, 0, 1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_late_sample_is_folded_again_by_the_backlog(fleet):
+    one, _ = fleet
+    rollups.rollup_recent(now=NOW)
+    minute_row(one, datetime(2026, 11, 25, 11, 30, tzinfo=UTC), cpu=70.0)
+    # Before the backlog run the minute is not in the folded rows...
+    assert not TenantMetricMinute.objects.filter(minute=datetime(2026, 11, 25, 11, 30, tzinfo=UTC)).exists()
+    rollups.rollup_mark_dirty(tenant_id=one.tenant_id, times=[datetime(2026, 11, 25, 11, 30, tzinfo=UTC)], now=NOW)
+    rollups.rollup_backlog(now=NOW)
+    # ...and after it, it is, as the minute rows say.
+    row = TenantMetricMinute.objects.get(minute=datetime(2026, 11, 25, 11, 30, tzinfo=UTC))
+    assert (row.agents, row.cpu_sum, row.cpu_p95) == (1, 70.0, 70.0)
+
+
+def test_folded_minutes_are_purged_with_the_minute_rows(fleet):
+    rollups.rollup_recent(now=NOW)
+    assert TenantMetricMinute.objects.exists()
+    counts = rollups.purge_metrics(now=NOW + timedelta(days=30))
+    assert counts["fleet_minutes"] == 9 and not TenantMetricMinute.objects.exists()
