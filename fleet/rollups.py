@@ -284,21 +284,16 @@ def fold_fleet_minutes(start: datetime, end: datetime, *, tenant_id: int | None 
     """Store each tenant's fleet per minute of [start, end) (every tenant with minute rows
     there, or ``tenant_id``'s only) as ``fleet.sql.fleet_minutes`` computes it; returns
     the minutes written."""
-    if tenant_id is not None:
-        tenants: Iterable[int] = [tenant_id]
-    else:
-        tenants = (
-            MetricMinute.objects.filter(minute__gte=start, minute__lt=end)
-            .order_by()
-            .values_list("tenant_id", flat=True)
-            .distinct()
-        )
+    found = (
+        [(tenant_id, figures) for figures in sql.fleet_minutes(tenant_id, start, end)]
+        if tenant_id is not None
+        else sql.tenants_minutes(start, end)
+    )
     rows = [
         TenantMetricMinute(
             tenant_id=tenant, minute=figures.minute, **dict(zip(TenantMetricMinute.FIGURES, figures[1:], strict=True))
         )
-        for tenant in list(tenants)
-        for figures in sql.fleet_minutes(tenant, start, end)
+        for tenant, figures in found
     ]
     TenantMetricMinute.objects.bulk_create(
         rows,

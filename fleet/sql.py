@@ -413,35 +413,60 @@ class MinuteFigures(NamedTuple):
     latency: float
 
 
-FLEET_MINUTES_SQL = (
-    "SELECT minute, count(*), sum(samples)::bigint, sum(cpu_sum), "  # noqa: S608 - constants only
+# The figures of one minute of a fleet: what its chart shows (MinuteFigures after the minute).
+_MINUTE_FIGURES = (
+    "count(*), sum(samples)::bigint, sum(cpu_sum), "
     f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY cpu_sum / NULLIF(samples, 0)), sum(memory_sum), "
     f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY memory_sum / NULLIF(samples, 0)), "
-    "sum(tokens)::bigint, sum(requests)::bigint, sum(errors)::bigint, max(latency_p95_ms) "
-    f"FROM {table(MetricMinute)} WHERE tenant_id = %s AND minute >= %s AND minute < %s "
-    "GROUP BY minute ORDER BY minute"
+    "sum(tokens)::bigint, sum(requests)::bigint, sum(errors)::bigint, max(latency_p95_ms)"
 )
+FLEET_MINUTES_SQL = (
+    f"SELECT minute, {_MINUTE_FIGURES} FROM {table(MetricMinute)} "  # noqa: S608 - constants only
+    "WHERE tenant_id = %s AND minute >= %s AND minute < %s GROUP BY minute ORDER BY minute"
+)
+# Every tenant's at once, for the rollups' fold: one statement, not one per tenant.
+TENANTS_MINUTES_SQL = (
+    f"SELECT tenant_id, minute, {_MINUTE_FIGURES} FROM {table(MetricMinute)} "  # noqa: S608 - constants only
+    "WHERE minute >= %s AND minute < %s GROUP BY tenant_id, minute ORDER BY tenant_id, minute"
+)
+
+_MINUTE_COLUMNS = ("minute", "samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors", "latency_p95_ms")
+
+
+def _figures(minute: datetime, group: list[tuple[Any, ...]]) -> MinuteFigures:
+    """One minute's figures from its rows (``_MINUTE_COLUMNS``), as ``_MINUTE_FIGURES``."""
+    return MinuteFigures(
+        minute, len(group), sum(r[1] for r in group), sum(r[2] for r in group),
+        percentile([r[2] / r[1] for r in group if r[1]], 0.95), sum(r[3] for r in group),
+        percentile([r[3] / r[1] for r in group if r[1]], 0.95), sum(r[4] for r in group),
+        sum(r[5] for r in group), sum(r[6] for r in group), max(r[7] for r in group),
+    )  # fmt: skip
 
 
 def _fleet_minutes_portable(tenant_id: int, start: datetime, end: datetime) -> list[MinuteFigures]:
     rows = MetricMinute.objects.filter(Q(tenant_id=tenant_id) & Q(minute__gte=start) & Q(minute__lt=end)).values_list(
-        "minute", "samples", "cpu_sum", "memory_sum", "tokens", "requests", "errors", "latency_p95_ms"
+        *_MINUTE_COLUMNS
     )
     grouped: dict[datetime, list[tuple[Any, ...]]] = {}
     for row in rows:
         grouped.setdefault(row[0], []).append(row)
-    figures = []
-    for minute in sorted(grouped):
-        group = grouped[minute]
-        figures.append(
-            MinuteFigures(
-                minute, len(group), sum(r[1] for r in group), sum(r[2] for r in group),
-                percentile([r[2] / r[1] for r in group if r[1]], 0.95), sum(r[3] for r in group),
-                percentile([r[3] / r[1] for r in group if r[1]], 0.95), sum(r[4] for r in group),
-                sum(r[5] for r in group), sum(r[6] for r in group), max(r[7] for r in group),
-            )
-        )  # fmt: skip
-    return figures
+    return [_figures(minute, grouped[minute]) for minute in sorted(grouped)]
+
+
+def _tenants_minutes_portable(start: datetime, end: datetime) -> list[tuple[int, MinuteFigures]]:
+    rows = MetricMinute.objects.filter(Q(minute__gte=start) & Q(minute__lt=end)).values_list(
+        "tenant_id", *_MINUTE_COLUMNS
+    )
+    grouped: dict[tuple[int, datetime], list[tuple[Any, ...]]] = {}
+    for tenant_id, *row in rows:
+        grouped.setdefault((tenant_id, row[0]), []).append(tuple(row))
+    return [(key[0], _figures(key[1], grouped[key])) for key in sorted(grouped)]
+
+
+@plain(portable=_tenants_minutes_portable)
+def tenants_minutes(start: datetime, end: datetime) -> list[tuple[int, MinuteFigures]]:
+    """Every tenant's fleet per minute in [start, end): (tenant id, figures), by tenant and minute."""
+    return [(row[0], MinuteFigures(*row[1:])) for row in fetch_all(TENANTS_MINUTES_SQL, [start, end])]
 
 
 @plain(portable=_fleet_minutes_portable)

@@ -278,3 +278,24 @@ def test_both_fleet_minute_reads_agree(tenant_a, tenant_b):
         assert (p.cpu_sum, p.memory_sum) == pytest.approx((q.cpu_sum, q.memory_sum))
     assert (plain[0].agents, plain[0].cpu_p95, plain[0].memory_p95) == (21, 57.0, 119.0)
     assert (plain[1].agents, plain[1].tokens) == (10, sum(range(1, 21, 2)))
+
+
+@parity(sql.tenants_minutes)
+def test_both_reads_of_every_tenants_minutes_agree_with_each_tenants_own(tenant_a, tenant_b):
+    start = T0.replace(second=0)
+    for tenant, cpus in ((tenant_a, (10.0, 30.0, 50.0)), (tenant_b, (90.0,))):
+        for i, cpu in enumerate(cpus):
+            agent = AgentFactory.create(tenant=tenant, external_id=f"m-{i}")
+            rows = [sql.minute_row(agent.pk, tenant.pk, start, reading(cpu_percent=cpu, memory_mb=10.0 * (i + 1)))]
+            rows.append(sql.minute_row(agent.pk, tenant.pk, start + timedelta(minutes=1), reading(tokens=i + 1)))
+            sql.upsert_minutes.plain(rows)
+    end = start + timedelta(minutes=2)
+    plain, portable = sql.tenants_minutes.plain(start, end), sql.tenants_minutes.portable(start, end)
+    assert [(t, f.minute) for t, f in plain] == [(t, f.minute) for t, f in portable]
+    for (_, p), (_, q) in zip(plain, portable, strict=True):
+        assert p._replace(cpu_sum=0, memory_sum=0) == q._replace(cpu_sum=0, memory_sum=0)
+        assert (p.cpu_sum, p.memory_sum) == pytest.approx((q.cpu_sum, q.memory_sum))
+    # The same figures as each tenant's own read (what the charts show).
+    for tenant in (tenant_a, tenant_b):
+        assert [f for t, f in plain if t == tenant.pk] == sql.fleet_minutes.plain(tenant.pk, start, end)
+    assert [(t, f.agents) for t, f in plain if f.minute == start] == [(tenant_a.pk, 3), (tenant_b.pk, 1)]
