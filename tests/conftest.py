@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import hypothesis
 import pytest
 import uvicorn
 from django.contrib.auth.models import User
@@ -31,6 +32,19 @@ from tenancy import services as tenancy_services
 from tenancy.models import Role, Tenant
 from tests import services
 from tests.factories import AgentFactory, MembershipFactory, TenantFactory, UserFactory
+
+# Every property-based test (Hypothesis, Schemathesis) runs the same examples on every run,
+# so CI is repeatable; no example database; no deadline (a database round trip varies);
+# fixtures shared by examples are fine here (each example checks what it stored itself).
+# A test names only its number of examples: ``@settings(max_examples=N)``.
+hypothesis.settings.register_profile(
+    "console",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("console")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,13 +35,7 @@ def _operations(url: str) -> list[Any]:
 
 
 def _fuzz(strategy: Any, base_url: str, statuses: set[int]) -> None:
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck))  # and the suite's profile
     @given(case=strategy)
     def check(case: object) -> None:
         response = case.call(base_url=base_url)  # type: ignore[attr-defined]

@@ -23,11 +23,10 @@ def test_every_bench_is_run_here():
     assert len(NAMES) >= 6
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("name", NAMES)
-def test_the_bench_runs_at_its_small_size(name):
+def run_small(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``bench/run.py --small ARGS``: it ran, failed no bench and judged no target."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--small", name],
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--small", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -35,24 +34,22 @@ def test_the_bench_runs_at_its_small_size(name):
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-6000:]
-    assert "small size (no targets)" in out
     assert "FAILED benchmarks" not in out and "MISSED" not in out, out[-3000:]
+    return done, out
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", NAMES)
+def test_the_bench_runs_at_its_small_size(name):
+    done, out = run_small(name)
+    assert "small size (no targets)" in out
     # It measured something: at least one row of the table has a value.
     assert re.search(r"^\S.*\s\d[\d,.]*\s(ms|µs|s|MB|samples/s|%|failures)\s", done.stdout, re.M), out[-3000:]
 
 
 @pytest.mark.timeout(600)
 def test_the_dashboard_growth_runs_at_its_small_sizes():
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--small", "--growth", "dashboard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=580,
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-6000:]
-    assert "FAILED benchmarks" not in out and "MISSED" not in out, out[-3000:]
+    done, out = run_small("--growth", "dashboard")
     # Both sizes' tables, then one growth row per figure with a value at each size.
     assert "--- bench_dashboard at 200 agents ---" in done.stdout and "at 400 agents ---" in done.stdout
     table = done.stdout.split("Growth of bench_dashboard", 1)[-1]

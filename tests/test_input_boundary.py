@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEntry
@@ -29,13 +29,7 @@ CODE = re.compile(r"E10\d{3}")
 # Text as people and programs send it: anything, and more often the characters that hurt.
 NASTY = st.sampled_from(["\x00", "\x01", "\x1f", "\x7f", "\x85", "\t", "\n", "\r", "__", "=", "!=", "(", "%", "'"])
 TEXT = st.lists(st.one_of(st.text(max_size=8), NASTY), max_size=8).map("".join)
-FUZZ = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = settings(max_examples=30)  # the suite's profile (tests/conftest.py) does the rest
 
 
 def stored() -> tuple[int, ...]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costs.models import UsageRecord
@@ -21,13 +21,7 @@ from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = settings(max_examples=60)  # the suite's profile (tests/conftest.py) does the rest
 NASTY_TEXT = st.sampled_from(["\x00", "\ud800", "\x1b", "\n", "a/b", "0001-01-01T00:00:00+05:00", "1970-01-01T00:00Z"])
 TEXT = st.one_of(st.text(max_size=20), NASTY_TEXT)
 NUMBER = st.one_of(st.integers(min_value=-(10**30), max_value=10**30), st.floats(allow_nan=True, allow_infinity=True))
