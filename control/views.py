@@ -45,7 +45,7 @@ def _limit(value: str) -> Any:
 def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUID, action: str) -> HttpResponse:
     if action not in {a.value for a in Action}:
         raise Http404("No such control action.")
-    agent = get_agent_for_user(request.user, agent_id, tenant=membership.tenant)
+    agent = get_agent_for_user(request.user, agent_id, membership=membership)
     post = request.POST
     control = ControlRequest(
         Action(action),

@@ -5,6 +5,7 @@ pages (``dashboard.views``) and the live socket (``dashboard.live``) send the sa
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.template.loader import render_to_string
@@ -12,7 +13,7 @@ from django.template.loader import render_to_string
 from dashboard import charts, selectors
 from dashboard.pagecache import Page
 from fleet.models import ObservedState
-from fleet.series import MetricsUnavailable, Range
+from fleet.series import RANGES, MetricsUnavailable, Range
 from tenancy.models import Membership
 
 
@@ -50,3 +51,20 @@ def overview_charts(membership: Membership, rng: Range, context: dict[str, Any],
         )
     except MetricsUnavailable as exc:
         return render("dashboard/_overview_charts.html", {**context, "charts": None, "charts_error": str(exc)})
+
+
+def agent_charts(tenant_id: int, agent_id: UUID, rng: Range, page: Page) -> str:
+    """An agent's charts panel as HTML, cached per agent and range (nothing in it depends
+    on who reads it); when the metrics store fails, a panel that says so (never cached)."""
+    context = {"range": rng, "ranges": RANGES.values()}
+    try:
+        return page.metrics(
+            "agent-charts-html",
+            tenant_id,
+            (agent_id, rng.key),
+            lambda: str(
+                render("dashboard/_agent_charts.html", {**context, "charts": charts.agent_charts(agent_id, rng)})
+            ),
+        )
+    except MetricsUnavailable as exc:
+        return render("dashboard/_agent_charts.html", {**context, "charts": None, "charts_error": str(exc)})

@@ -26,10 +26,9 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
-from django.template.loader import render_to_string
 from django.urls import reverse
 
-from core import inputs
+from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
 from dashboard import fragments, selectors
 from fleet.models import Agent
@@ -69,12 +68,12 @@ def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: boo
     if rows:
         agents_url = reverse("dashboard:agents", args=[tenant.slug])
         for agent in agents_by_ids(tenant_id, rows):
-            out.rows[str(agent.pk)] = render_to_string(
+            out.rows[str(agent.pk)] = jinja.render(
                 "dashboard/_agent_row.html", {"agent": agent, "agents_url": agents_url}
             )
     for agent in Agent.objects.filter(tenant_id=tenant_id, pk__in=summaries).select_related("desired_changed_by"):
         detail = selectors.agent_detail(agent)
-        out.summaries[str(agent.pk)] = render_to_string(
+        out.summaries[str(agent.pk)] = jinja.render(
             "dashboard/_agent_summary.html", {"detail": detail, "agent": agent, "current": current}
         )
     if tiles:

@@ -5,12 +5,11 @@ banner). Entries are the tenant's (``core.tenant_cache``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 
 from core import tenant_cache
-from fleet.series import MetricsUnavailable
 
 T = TypeVar("T")
 
@@ -38,16 +37,6 @@ class Page:
         self.degraded |= result.degraded
         value: T = result.value
         return value
-
-    def charts(
-        self, kind: str, tenant_id: int, parts: tuple[object, ...], compute: Callable[[], Any]
-    ) -> tuple[Any, str | None]:
-        """Charts, or (None, why) when the metrics store failed or ran past its budget
-        (never cached)."""
-        try:
-            return self.metrics(kind, tenant_id, parts, compute), None
-        except MetricsUnavailable as exc:
-            return None, str(exc)
 
     def metrics(self, kind: str, tenant_id: int, parts: tuple[object, ...], compute: Callable[[], T]) -> T:
         """An entry drawn from metric rows only (a chart): cached for ``L10_CACHE_TTL_METRICS``

@@ -11,13 +11,15 @@ from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from core import parts
+from core import jinja, parts
+from core.display import fresh_ago
 from core.errors import ErrorCode
 from core.http import ConsoleRequest
-from dashboard import charts, fragments, selectors
+from dashboard import fragments, selectors
 from dashboard.pagecache import Page
 from fleet import series
 from fleet.labels import BadSelector, parse_selector
@@ -114,15 +116,21 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     def compute() -> dict[str, Any]:
         paginator = Paginator(agent_list(tenant.pk, query), PAGE_SIZE)
         listed = paginator.get_page(page_number)
-        return {"count": paginator.count, "agents": list(listed.object_list), "number": listed.number}
+        # The rows are cached rendered (the same for every member); their "ago"s are told
+        # again from now on each request (core.display.fresh_ago).
+        agents_url = reverse("dashboard:agents", args=[tenant.slug])
+        rows = jinja.render("dashboard/_agent_rows_body.html", {"agents": listed.object_list, "agents_url": agents_url})
+        return {"count": paginator.count, "rows": str(rows) if listed.object_list else "", "number": listed.number}
 
     if filter_error:  # no guess at what a filter that does not parse meant: nothing matches
-        data: dict[str, Any] = {"count": 0, "agents": [], "number": 1}
+        data: dict[str, Any] = {"count": 0, "rows": "", "number": 1}
     else:
-        data = page.cached("agent-list", tenant.pk, (query, page_number), settings.L10.cache_ttl_agent_list, compute)
+        data = page.cached(
+            "agent-list-rows", tenant.pk, (query, page_number), settings.L10.cache_ttl_agent_list, compute
+        )
     paginator = Paginator(range(data["count"]), PAGE_SIZE)
     context = {
-        "agents": data["agents"],
+        "rows": fresh_ago(data["rows"]) if data["rows"] else "",
         "page": paginator.get_page(data["number"]),
         "count": data["count"],
         "query": query,
@@ -147,7 +155,7 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     page = Page()
     page.prime(tenant.pk)
     live = {} if request.htmx else _live(tenant.pk, "agent", agent_id)
-    agent = get_agent_for_user(request.user, agent_id, tenant=tenant)
+    agent = get_agent_for_user(request.user, agent_id, membership=membership)
     rng = series.parse_range(request.GET.get("range"))
     detail = page.cached(
         "agent-detail",
@@ -156,24 +164,21 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         settings.L10.cache_ttl_agent_detail,
         lambda: selectors.agent_detail(agent),
     )
-    agent_charts, charts_error = page.charts(
-        "agent-charts", tenant.pk, (agent.pk, rng.key), lambda: charts.agent_charts(agent.pk, rng)
-    )
+    charts_html = fragments.agent_charts(tenant.pk, agent.pk, rng, page)
     context = {
         "detail": detail,
         "agent": detail.agent,
         "dialogs": CONTROL_DIALOGS,
         # One key per page load and action: a double click or a resubmission replays.
         "idempotency_key": secrets.token_hex(12),
-        "charts": agent_charts,
-        "charts_error": charts_error,
-        "range": rng,
-        "ranges": series.RANGES.values(),
+        # Rendered from the app's own autoescaping template.
+        "charts": mark_safe(charts_html),  # noqa: S308
         "degraded": page.degraded,
         **live,
     }
     if request.htmx and request.htmx.target == "agent-charts":
-        return render(request, "dashboard/_agent_charts.html", context)
+        return HttpResponse(charts_html)
     if request.htmx and request.htmx.target == "agent-summary":
-        return render(request, "dashboard/_agent_summary.html", context)
+        summary = {"agent": detail.agent, "detail": detail, "current": membership}
+        return HttpResponse(jinja.render("dashboard/_agent_summary.html", summary))
     return render(request, "dashboard/agent_detail.html", context)

@@ -27,6 +27,10 @@ class ObservedState(models.TextChoices):
     UNRESPONSIVE = "unresponsive", "Unresponsive"
 
 
+DESIRED_LABELS: dict[str, str] = dict(DesiredState.choices)
+OBSERVED_LABELS: dict[str, str] = dict(ObservedState.choices)
+
+
 class PauseMode(models.TextChoices):
     NOW = "now", "now (tasks stop at their next checkpoint)"
     AFTER_TASK = "after_task", "after the current task"
@@ -154,6 +158,16 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    # get_<field>_display() builds a dict of the field's choices on every call; a list page
+    # asks for two per row.
+    @property
+    def desired_label(self) -> str:
+        return DESIRED_LABELS.get(self.desired_state, self.desired_state)
+
+    @property
+    def observed_label(self) -> str:
+        return OBSERVED_LABELS.get(self.observed_state, self.observed_state)
 
     @property
     def receipt(self) -> Receipt | None:

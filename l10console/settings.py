@@ -106,6 +106,15 @@ TEMPLATES = [
             ],
         },
     },
+    # The hot fragments (an agent's row and summary), rendered once per row or live update:
+    # core.jinja, docs/architecture.md "Templates". Only asked for by name through
+    # core.jinja.render or {% fragment %}; no context processors, no request.
+    {
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "APP_DIRS": False,
+        "OPTIONS": {"environment": "core.jinja.environment"},
+    },
 ]
 
 

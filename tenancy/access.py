@@ -22,7 +22,7 @@ def _memberships(user: AnyUser) -> QuerySet[Membership]:
     return Membership.objects.select_related("tenant").filter(user_id=user.pk)
 
 
-def _checked(membership: Membership | None, need: Role) -> Membership:
+def checked(membership: Membership | None, need: Role) -> Membership:
     if membership is None:
         raise Http404("No such tenant.")
     if not membership.allows(need):
@@ -32,12 +32,12 @@ def _checked(membership: Membership | None, need: Role) -> Membership:
 
 def membership_for(user: AnyUser, tenant_id: int, *, need: Role = Role.VIEWER) -> Membership:
     """The user's membership in the tenant; 404 if none, 403 if its role is below ``need``."""
-    return _checked(_memberships(user).filter(tenant_id=tenant_id).first(), need)
+    return checked(_memberships(user).filter(tenant_id=tenant_id).first(), need)
 
 
 def choose_membership(memberships: list[Membership], slug: str, *, need: Role = Role.VIEWER) -> Membership:
     """The membership for ``slug`` among the user's own (as ``memberships_of`` lists them)."""
-    return _checked(next((m for m in memberships if m.tenant.slug == slug), None), need)
+    return checked(next((m for m in memberships if m.tenant.slug == slug), None), need)
 
 
 def memberships_of(user: AnyUser) -> list[Membership]:

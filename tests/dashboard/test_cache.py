@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.cache import cache
 from django.test import override_settings
 
 from core import tenant_cache
 from fleet import services
-from fleet.models import DesiredState
+from fleet.models import Agent, DesiredState
 from ingest.schemas import Metrics
 from tests.conftest import client_for
 
@@ -98,9 +100,24 @@ def test_a_control_action_leaves_the_charts_cached(
     # The agent's own charts stay cached too.
     client.get(f"/t/acme/agents/{acme_fleet[0].pk}/")
     agent_key = tenant_cache.key(
-        "agent-charts", tenant_a.pk, acme_fleet[0].pk, "1h", gen=tenant_cache.METRICS_GENERATION
+        "agent-charts-html", tenant_a.pk, acme_fleet[0].pk, "1h", gen=tenant_cache.METRICS_GENERATION
     )
     assert cache.get(agent_key) is not None
     with django_capture_on_commit_callbacks(execute=True):
         services.agent_desired_state_set(agent_id=acme_fleet[0].pk, state=DesiredState.RUNNING, actor=operator_a)
     assert cache.get(agent_key) is not None
+
+
+def test_a_cached_list_tells_its_times_from_now_not_from_when_it_was_cached(viewer_a, acme_fleet):
+    client = client_for(viewer_a)
+    now = max(agent.last_heartbeat_at for agent in acme_fleet) + timedelta(milliseconds=500)  # they differ by µs
+    with time_machine.travel(now + timedelta(seconds=5), tick=False):
+        first = client.get("/t/acme/agents/").content.decode()
+    assert first.count(">5 s ago</time>") == len(acme_fleet)
+    # A write that does not invalidate (as a heartbeat's metrics): the next page is the cached one...
+    Agent.objects.filter(pk=acme_fleet[0].pk).update(name="Renamed Quietly")
+    with time_machine.travel(now + timedelta(seconds=55), tick=False):
+        later = client.get("/t/acme/agents/").content.decode()
+    assert "Renamed Quietly" not in later and acme_fleet[0].name in later
+    # ...with each time told from now, not from when its rows were rendered.
+    assert later.count(">55 s ago</time>") == len(acme_fleet) and ">5 s ago<" not in later

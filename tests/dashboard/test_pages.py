@@ -166,6 +166,23 @@ def test_the_agent_detail_says_who_asked_for_a_change_still_pending(operator_a, 
     assert chart_json(page, "chart-cpu")["series"][1]["label"] == "peak"
 
 
+def test_the_agent_detail_parts_come_alone_for_htmx(operator_a, acme_fleet):
+    planner = acme_fleet[3]  # told to pause, still running
+    client = client_for(operator_a)
+    page = client.get(f"/t/acme/agents/{planner.pk}/?range=6h").content.decode()
+    summary = client.get(
+        f"/t/acme/agents/{planner.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="agent-summary"
+    ).content.decode()
+    assert summary.startswith('<section id="agent-summary"') and "<html" not in summary
+    assert 'data-testid="desired-state">Paused<' in summary and "pausing…" in summary
+    assert f'hx-get="/t/acme/agents/{planner.pk}/"' in summary
+    charts = client.get(
+        f"/t/acme/agents/{planner.pk}/?range=6h", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="agent-charts"
+    ).content.decode()
+    assert charts.startswith('<section id="agent-charts"') and "over the last 6 hours" in charts
+    assert charts in page  # the cached panel, the same in the page and alone
+
+
 def test_an_agent_of_another_of_my_tenants_is_not_shown_under_this_tenant(admin_a, tenant_b, globex_fleet):
     from tenancy.models import Membership, Role
 
