@@ -4,6 +4,7 @@ pages (``dashboard.views``) and the live socket (``dashboard.live``) send the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -36,35 +37,31 @@ def overview_tiles(membership: Membership, page: Page | None = None) -> str:
     )
 
 
-def overview_charts(membership: Membership, rng: Range, context: dict[str, Any], page: Page) -> str:
-    """The overview's charts as HTML, cached for the tenant's members; when the metrics
+def _charts_panel(
+    template: str, kind: str, tenant_id: int, parts: tuple[object, ...], context: dict[str, Any], page: Page,
+    compute: Callable[[], Any],
+) -> str:  # fmt: skip
+    """A charts panel as HTML, cached under the charts' own generation; when the metrics
     store fails, a panel that says so (never cached)."""
-    tenant = membership.tenant
     try:
-        return page.metrics(
-            "fleet-charts",
-            tenant.pk,
-            (rng.key,),
-            lambda: render(
-                "dashboard/_overview_charts.html", {**context, "charts": charts.fleet_charts(tenant.pk, rng)}
-            ),
-        )
+        return page.metrics(kind, tenant_id, parts, lambda: str(render(template, {**context, "charts": compute()})))
     except MetricsUnavailable as exc:
-        return render("dashboard/_overview_charts.html", {**context, "charts": None, "charts_error": str(exc)})
+        return render(template, {**context, "charts": None, "charts_error": str(exc)})
+
+
+def overview_charts(membership: Membership, rng: Range, context: dict[str, Any], page: Page) -> str:
+    """The overview's charts, cached for the tenant's members."""
+    tenant_id = membership.tenant.pk
+    return _charts_panel(
+        "dashboard/_overview_charts.html", "fleet-charts", tenant_id, (rng.key,), context, page,
+        lambda: charts.fleet_charts(tenant_id, rng),
+    )  # fmt: skip
 
 
 def agent_charts(tenant_id: int, agent_id: UUID, rng: Range, page: Page) -> str:
-    """An agent's charts panel as HTML, cached per agent and range (nothing in it depends
-    on who reads it); when the metrics store fails, a panel that says so (never cached)."""
+    """An agent's charts, cached per agent and range (nothing in them depends on who reads them)."""
     context = {"range": rng, "ranges": RANGES.values()}
-    try:
-        return page.metrics(
-            "agent-charts-html",
-            tenant_id,
-            (agent_id, rng.key),
-            lambda: str(
-                render("dashboard/_agent_charts.html", {**context, "charts": charts.agent_charts(agent_id, rng)})
-            ),
-        )
-    except MetricsUnavailable as exc:
-        return render("dashboard/_agent_charts.html", {**context, "charts": None, "charts_error": str(exc)})
+    return _charts_panel(
+        "dashboard/_agent_charts.html", "agent-charts-html", tenant_id, (agent_id, rng.key), context, page,
+        lambda: charts.agent_charts(agent_id, rng),
+    )  # fmt: skip

@@ -25,34 +25,27 @@ from tenancy.models import Membership, Role, Tenant
 
 
 def get_agent_for_user(
-    user: AnyUser,
-    agent_id: UUID | str,
-    *,
-    need: Role = Role.VIEWER,
-    tenant: Tenant | None = None,
-    membership: Membership | None = None,
+    user: AnyUser, agent_id: UUID | str, *, need: Role = Role.VIEWER, membership: Membership | None = None
 ) -> Agent:
     """The agent, if the user's role in its tenant is at least ``need``; else 404/403.
 
-    With ``tenant``, an agent of another tenant is a 404 even if the user belongs to both
-    (a URL under one tenant never shows another's agent). ``membership`` is the user's
-    membership the view already holds (``tenancy.decorators.tenant_view``): it names the
-    tenant and the role, so the agent is the one read.
+    ``membership`` is the user's membership the view already holds
+    (``tenancy.decorators.tenant_view``): an agent of another tenant is then a 404 even if
+    the user belongs to both (a URL under one tenant never shows another's agent), and
+    the role is taken from it, so the agent is the one read.
     """
-    if membership is not None:
-        if membership.user_id != getattr(user, "pk", None):
-            raise Http404("No such agent.")
-        tenant = membership.tenant
+    if membership is not None and membership.user_id != getattr(user, "pk", None):
+        raise Http404("No such agent.")
     try:
         agent = Agent.objects.select_related("tenant", "desired_changed_by").get(pk=agent_id)
     except (Agent.DoesNotExist, ValueError, TypeError, ValidationError):
         raise Http404("No such agent.") from None
-    if tenant is not None and agent.tenant_id != tenant.pk:
-        raise Http404("No such agent in this tenant.")
-    if membership is not None:
-        checked(membership, need)
-    else:
+    if membership is None:
         membership_for(user, agent.tenant_id, need=need)
+        return agent
+    if agent.tenant_id != membership.tenant_id:
+        raise Http404("No such agent in this tenant.")
+    checked(membership, need)
     return agent
 
 
