@@ -14,15 +14,10 @@ from typing import Any
 
 from django.template import engines
 from django.template.defaultfilters import date, floatformat, pluralize
-from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from jinja2 import Environment, StrictUndefined
 
-from core.display import ago, num, with_params
-
-
-def url(name: str, *args: Any) -> str:
-    return reverse(name, args=args)
+from core.display import ago, num, url, with_params
 
 
 def environment(**options: Any) -> Environment:

@@ -208,6 +208,8 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "password"]
 # Sessions (docs/operations.md, "Sessions"): signed out after L10_SESSION_IDLE_TIMEOUT
 # without a request (tenancy.sessions), and L10_SESSION_MAX_AGE after sign-in at most.
 SESSION_COOKIE_AGE = L10.session_max_age
+# Django's database sessions, read by one plain statement (tenancy/session_store.py).
+SESSION_ENGINE = "tenancy.session_store"
 SESSION_SAVE_EVERY_REQUEST = False
 
 LOGIN_URL = "login"

@@ -17,6 +17,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
+from tenancy import sql
+
 
 def normalize_username(value: str) -> str:
     """NFKC, case-folded, NFKC again (case folding can undo a composition), stripped."""
@@ -44,6 +46,15 @@ class NormalizedUsernameBackend(ModelBackend):
         if username is None:
             return None
         return super().authenticate(request, username=normalize_username(username), password=password, **kwargs)
+
+    def get_user(self, user_id: Any) -> Any:
+        """The user of a signed-in session: read on every request, so one plain statement
+        (``tenancy.sql.user_by_id``), not an ORM query."""
+        try:
+            user = sql.user_by_id(int(user_id))
+        except (TypeError, ValueError):
+            return None
+        return user if user is not None and self.user_can_authenticate(user) else None
 
 
 def clean_unique_username(form: forms.ModelForm[Any]) -> str:

@@ -13,6 +13,9 @@ register = template.Library()
 
 register.filter("ago", display.ago)
 register.filter("num", display.num)
+# {% link "name" arg %} and {% asset "path" %}: {% url %} and {% static %}, remembered.
+register.simple_tag(display.url, name="link")
+register.simple_tag(display.asset, name="asset")
 
 
 @register.simple_tag

@@ -59,3 +59,22 @@ def test_the_fragment_tag_renders_a_jinja_fragment_inside_a_django_template():
     html = template.render(Context({"s": "name", "p": QueryDict("")}))
     assert '<th aria-sort="ascending"><a href="?sort=-name">Name ▲</a></th>' in html
     assert "&lt;th" not in html  # inserted as markup, not escaped twice
+
+
+def test_links_and_assets_are_djangos_own_remembered():
+    from django.templatetags.static import static
+    from django.urls import reverse
+
+    from core.display import _reversed, asset, url
+
+    assert url("dashboard:agents", "acme") == reverse("dashboard:agents", args=["acme"]) == "/t/acme/agents/"
+    before = _reversed.cache_info().hits
+    assert url("dashboard:agents", "acme") == "/t/acme/agents/"
+    assert _reversed.cache_info().hits == before + 1
+    assert asset("css/console.css") == static("css/console.css")
+    html = Template('{% load console %}{% link "dashboard:home" s %} {% asset "js/live.js" %}').render(
+        Context({"s": "a-b"})
+    )
+    assert (
+        html == f"{reverse('dashboard:home', args=['a-b'])} {static('js/live.js')}" == f"/t/a-b/ {static('js/live.js')}"
+    )
