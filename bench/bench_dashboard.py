@@ -40,6 +40,7 @@ and how much of that was the server, so a run disturbed by other processes shows
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -110,6 +111,10 @@ BLOCK = common.sized(25, 5)
 UNCACHED_COUNT, UNCACHED_SECONDS = common.sized((300, 45.0), (15, 5.0))
 CACHED_COUNT, CACHED_SECONDS = common.sized((2_000, 20.0), (40, 3.0))
 CONTEXT_COUNT, CONTEXT_SECONDS = common.sized((150, 20.0), (10, 3.0))
+# Throughput of cached pages at each concurrency: CONCURRENCY[-1] must serve at least as
+# many pages a second as CONCURRENCY[-2] (more clients waiting must not cost more per page).
+CONCURRENCY = (1, 8, 32)
+THROUGHPUT_SECONDS = common.sized(8.0, 1.0)
 
 TARGET_OVERVIEW_MS = 100.0
 TARGET_CACHED_MS = 10.0
@@ -901,6 +906,27 @@ def measure(pages: Pages, floor: Floor, pid: int, s: Seeded) -> list[Row]:
         )
     )
 
+    # 4b. Throughput of the cached pages as concurrency grows.
+    for label, path, expect in (
+        ("overview", f"{base}/", f'data-testid="total-agents">{s.agents:,}<'),
+        ("agent list", f"{base}/agents/", f">{s.agents} agents<"),
+        ("agent detail 24 h", f"{base}/agents/{agent}/?range=24h", f"<h1>{s.names[agent]} "),
+    ):
+        pages.get(path, miss=False)  # warm
+        runs = [_throughput(pages, pid, path, expect, c) for c in CONCURRENCY]
+        low, high = runs[-2], runs[-1]
+        rows.append(
+            Row(
+                f"{label}, cached: pages/s at concurrency {CONCURRENCY[-1]} ÷ at {CONCURRENCY[-2]}",
+                "×",
+                high.per_second / low.per_second,
+                better="higher",
+                target=1.0,
+                note=f"GET {path}, {THROUGHPUT_SECONDS:.0f} s at each concurrency (asyncio clients on the load "
+                "generator's core, one keep-alive connection each): " + "; ".join(r.describe() for r in runs),
+            )
+        )
+
     # 5. Context: the overview over 24 h, from the rollups.
     overview_24h, _ = _overview_phase(pages, floor, pid, s, f"{base}/?range=24h", "24h", CONTEXT_COUNT, CONTEXT_SECONDS)
     rows.append(
@@ -986,6 +1012,53 @@ def _cached_phase(pages: Pages, pid: int, path: str, expect: str, kinds: tuple[s
         left = pages.redis.pttl(k)
         assert 0 < left <= ttl - elapsed_ms + 50, f"{k!r} was stored again during the cached phase: a miss"
     return measured, size
+
+
+@dataclass
+class Throughput:
+    concurrency: int
+    pages: int
+    seconds: float
+    server_cpu: float
+    latencies_ms: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.pages / self.seconds
+
+    def describe(self) -> str:
+        return (
+            f"c={self.concurrency}: {self.per_second:.0f} pages/s, p50 {common.percentile(self.latencies_ms, 50):.1f}, "
+            f"p99 {common.percentile(self.latencies_ms, 99):.1f} ms, server CPU {self.server_cpu * 1000 / self.pages:.2f} "
+            "ms per page"
+        )
+
+
+def _throughput(pages: Pages, pid: int, path: str, expect: str, concurrency: int) -> Throughput:
+    """``concurrency`` clients, each GETting ``path`` in a loop for THROUGHPUT_SECONDS."""
+    latencies: list[float] = []
+    cookies = dict(pages.client.cookies.items())
+
+    async def client(deadline: float) -> None:
+        async with httpx.AsyncClient(base_url=str(pages.client.base_url), cookies=cookies, timeout=60.0) as http:
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                response = await http.get(path)
+                latencies.append((time.perf_counter() - start) * 1000)
+                _expect(response, 200)
+                assert expect in response.text, f"{path}: {expect!r} not in the page"
+
+    async def run() -> float:
+        deadline = time.monotonic() + THROUGHPUT_SECONDS
+        start = time.monotonic()
+        await asyncio.gather(*(client(deadline) for _ in range(concurrency)))
+        return time.monotonic() - start
+
+    before = common.cpu_seconds(pid)
+    seconds = asyncio.run(run())
+    cpu = common.cpu_seconds(pid) - before
+    assert latencies, f"no page of {path} was served"
+    return Throughput(concurrency, len(latencies), seconds, cpu, latencies)
 
 
 def _list_phase(pages: Pages, floor: Floor, pid: int, s: Seeded, filtered: bool) -> tuple[Measured, int]:

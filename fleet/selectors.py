@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
 from django.http import Http404
 
@@ -37,9 +36,11 @@ def get_agent_for_user(
     if membership is not None and membership.user_id != getattr(user, "pk", None):
         raise Http404("No such agent.")
     try:
-        agent = Agent.objects.select_related("tenant", "desired_changed_by").get(pk=agent_id)
-    except (Agent.DoesNotExist, ValueError, TypeError, ValidationError):
-        raise Http404("No such agent.") from None
+        agent = sql.agent_by_id(agent_id if isinstance(agent_id, UUID) else UUID(str(agent_id)))
+    except (ValueError, TypeError):
+        agent = None
+    if agent is None:
+        raise Http404("No such agent.")
     if membership is None:
         membership_for(user, agent.tenant_id, need=need)
         return agent

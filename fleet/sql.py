@@ -10,6 +10,8 @@ docs/architecture.md why).
 - ``fleet_resources`` and ``fleet_minutes``: the overview's figures and the fleet's 1 h
   chart, aggregated in the database instead of read row by row.
 - ``fleet_tiles``: the overview's counts by state and its resource figures in one pass.
+- ``agent_by_id``: an agent's page and every control request read the agent with its
+  tenant and who last changed it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
@@ -473,3 +476,34 @@ def tenants_minutes(start: datetime, end: datetime) -> list[tuple[int, MinuteFig
 def fleet_minutes(tenant_id: int, start: datetime, end: datetime) -> list[MinuteFigures]:
     """The tenant's fleet per minute in [start, end), oldest first."""
     return [MinuteFigures(*row) for row in fetch_all(FLEET_MINUTES_SQL, [tenant_id, start, end])]
+
+
+# --- one agent ----------------------------------------------------------------------------
+
+AGENT_ALL_FIELDS = tuple(f.attname for f in Agent._meta.concrete_fields)
+TENANT_ALL_FIELDS = tuple(f.attname for f in Tenant._meta.concrete_fields)
+CHANGED_BY_FIELDS = ("id", "username")
+AGENT_SQL = (
+    f"SELECT {', '.join(f'a.{c}' for c in AGENT_ALL_FIELDS)}, {', '.join(f't.{c}' for c in TENANT_ALL_FIELDS)}, "  # noqa: S608
+    f"{', '.join(f'u.{c}' for c in CHANGED_BY_FIELDS)} FROM {table(Agent)} AS a "
+    f"JOIN {table(Tenant)} AS t ON t.id = a.tenant_id "
+    f"LEFT JOIN {table(User)} AS u ON u.id = a.{column(Agent, 'desired_changed_by_id')} WHERE a.id = %s"
+)
+
+
+def _agent_by_id_portable(agent_id: UUID) -> Agent | None:
+    return Agent.objects.select_related("tenant", "desired_changed_by").filter(pk=agent_id).first()
+
+
+@plain(portable=_agent_by_id_portable)
+def agent_by_id(agent_id: UUID) -> Agent | None:
+    """The agent with its tenant and the person who last changed its desired state (their
+    id and name), as ``select_related`` would load them."""
+    row = fetch_one(AGENT_SQL, [agent_id])
+    if row is None:
+        return None
+    a, t = len(AGENT_ALL_FIELDS), len(AGENT_ALL_FIELDS) + len(TENANT_ALL_FIELDS)
+    agent = load(Agent, AGENT_ALL_FIELDS, row[:a])
+    agent.tenant = load(Tenant, TENANT_ALL_FIELDS, row[a:t])
+    agent.desired_changed_by = None if row[t] is None else load(User, CHANGED_BY_FIELDS, row[t:])
+    return agent

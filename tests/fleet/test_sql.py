@@ -299,3 +299,26 @@ def test_both_reads_of_every_tenants_minutes_agree_with_each_tenants_own(tenant_
     for tenant in (tenant_a, tenant_b):
         assert [f for t, f in plain if t == tenant.pk] == sql.fleet_minutes.plain(tenant.pk, start, end)
     assert [(t, f.agents) for t, f in plain if f.minute == start] == [(tenant_a.pk, 3), (tenant_b.pk, 1)]
+
+
+@parity(sql.agent_by_id)
+def test_both_agent_reads_load_the_agent_its_tenant_and_who_changed_it(tenant_a, operator_a):
+    from fleet import services
+
+    changed = AgentFactory.create(tenant=tenant_a, labels={"team": "search"}, quotas={"tokens": {"day": 5}})
+    untouched = AgentFactory.create(tenant=tenant_a)
+    services.agent_desired_state_set(agent_id=changed.pk, state=DesiredState.PAUSED, actor=operator_a)
+    for agent in (changed, untouched):
+        fast, orm = sql.agent_by_id.plain(agent.pk), sql.agent_by_id.portable(agent.pk)
+        assert fast is not None and orm is not None
+        fields = [f.attname for f in type(orm)._meta.concrete_fields]
+        assert [getattr(fast, f) for f in fields] == [getattr(orm, f) for f in fields]
+        tenant_fields = [f.attname for f in type(orm.tenant)._meta.concrete_fields]
+        assert [getattr(fast.tenant, f) for f in tenant_fields] == [getattr(orm.tenant, f) for f in tenant_fields]
+        assert (fast.desired_changed_by and fast.desired_changed_by.get_username()) == (
+            orm.desired_changed_by and orm.desired_changed_by.get_username()
+        )
+    paused = sql.agent_by_id.plain(changed.pk)
+    assert paused is not None and paused.desired_changed_by is not None
+    assert paused.desired_changed_by.get_username() == operator_a.get_username() and paused.labels == {"team": "search"}
+    assert sql.agent_by_id.plain(uuid.uuid4()) is None and sql.agent_by_id.portable(uuid.uuid4()) is None
