@@ -12,6 +12,8 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +152,50 @@ def pin_client() -> str:
         return f"not pinned: this process may use cores {sorted(cores)} only"
     os.sched_setaffinity(0, {CLIENT_CORE})
     return f"load generator on core {CLIENT_CORE}, server on core {SERVER_CORE}"
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk measured: ``concurrency`` connections for ``seconds``."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_ms(text: str, label: str) -> float:
+    found = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not found:
+        raise RuntimeError(f"wrk printed no {label} latency:\n{text}")
+    return float(found.group(1)) * _WRK_UNITS[found.group(2)]
+
+
+def wrk(url: str, *, concurrency: int, seconds: float, headers: dict[str, str]) -> Load:
+    """``concurrency`` keep-alive connections GETting ``url`` for ``seconds`` (wrk, one
+    thread, on this process's core). Every answer must be a 2xx and no socket may fail."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk); the throughput phases need it")
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "30s"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    done = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60, check=True)
+    out = done.stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+    total = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", out)
+    if not total:
+        raise RuntimeError(f"wrk printed no request count:\n{out}")
+    span = float(total.group(2)) * (0.001 if total.group(3) == "ms" else 1.0)
+    return Load(concurrency, int(total.group(1)), span, _wrk_ms(out, "50%"), _wrk_ms(out, "99%"))
 
 
 @contextlib.contextmanager

@@ -176,6 +176,7 @@ class L10Settings:
             "postgres_user": env.string("L10_POSTGRES_USER", "postgres"),
             "postgres_password": env.string("L10_POSTGRES_PASSWORD", ""),
             "postgres_pool_max": env.integer("L10_POSTGRES_POOL_MAX", 20, minimum=1, maximum=1000),
+            "http_threads": env.integer("L10_HTTP_THREADS", 4, minimum=1, maximum=1000),
             "sqlite_path": env.optional("L10_SQLITE_PATH"),
             "cache_ttl_agent_list": env.seconds("L10_CACHE_TTL_AGENT_LIST", 60),
             "cache_ttl_metrics": env.seconds("L10_CACHE_TTL_METRICS", 300),
@@ -223,6 +224,7 @@ class L10Settings:
     postgres_user: str = field(init=False)
     postgres_password: str = field(init=False, repr=False)
     postgres_pool_max: int = field(init=False)
+    http_threads: int = field(init=False)
     sqlite_path: str | None = field(init=False)
     cache_ttl_agent_list: int = field(init=False)
     cache_ttl_metrics: int = field(init=False)

@@ -22,9 +22,10 @@ PART_THREADS = 2
 _executor = ThreadPoolExecutor(max_workers=PART_THREADS, thread_name_prefix="page-part")
 
 
-def http_threads(pool_max: int) -> int:
-    """HTTP threads for a pool of ``pool_max`` connections: the rest is kept for parts."""
-    return pool_max - PART_THREADS if pool_max > PART_THREADS else pool_max
+def http_threads(pool_max: int, wanted: int) -> int:
+    """HTTP threads: ``wanted`` (``L10_HTTP_THREADS``), at most what a pool of ``pool_max``
+    connections serves beside the part threads, so no thread waits for a connection."""
+    return min(wanted, pool_max - PART_THREADS if pool_max > PART_THREADS else pool_max)
 
 
 def beside(fn: Callable[[], T]) -> Callable[[], T]:

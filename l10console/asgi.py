@@ -4,8 +4,10 @@ Django's views are synchronous, so HTTP goes to Django's WSGI handler on a fixed
 threads (a2wsgi): one hop to a warm thread per request. Under Django's ASGI handler each
 request started a new thread (asgiref's per-request thread-sensitive context); measured,
 that path cost about 2 ms more CPU per request than this one, more than a heartbeat's own
-work. One thread per pooled database connection, less those kept for page parts read side
-by side (``core.parts``), so a thread never waits for a connection.
+work. ``L10_HTTP_THREADS`` threads (4), never more than the pooled database connections
+less those kept for page parts read side by side (``core.parts``), so a thread never
+waits for a connection. More threads than the process's core can keep busy cost CPU per
+request and throughput as clients grow (docs/performance.md, "Threads per process").
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
 # django-stubs types the handler's return as HttpResponseBase, which is iterable bytes.
 django_http = WSGIMiddleware(
     get_wsgi_application(),  # type: ignore[arg-type]
-    workers=http_threads(settings.L10.postgres_pool_max),
+    workers=http_threads(settings.L10.postgres_pool_max, settings.L10.http_threads),
 )
 
 # Imports that touch models come after Django is set up.

@@ -42,5 +42,6 @@ def test_inside_a_transaction_a_part_runs_inline_and_sees_its_rows():
 
 
 def test_http_threads_leave_room_for_the_parts_in_the_pool():
-    assert parts.http_threads(20) == 20 - parts.PART_THREADS
-    assert parts.http_threads(parts.PART_THREADS) == parts.PART_THREADS  # parts run inline then
+    assert parts.http_threads(20, wanted=100) == 20 - parts.PART_THREADS
+    assert parts.http_threads(parts.PART_THREADS, wanted=100) == parts.PART_THREADS  # parts run inline then
+    assert parts.http_threads(20, wanted=4) == 4  # L10_HTTP_THREADS, below what the pool allows
