@@ -17,6 +17,8 @@ from fleet.models import ObservedState
 from fleet.series import RANGES, MetricsUnavailable, Range
 from tenancy.models import Membership
 
+FLEET_CHARTS = "fleet-charts"
+
 
 def render(template: str, context: dict[str, Any]) -> str:
     return render_to_string(template, context)
@@ -49,11 +51,17 @@ def _charts_panel(
         return render(template, {**context, "charts": None, "charts_error": str(exc)})
 
 
+def cached_overview_charts(tenant_id: int, rng: Range, page: Page) -> str | None:
+    """The overview's charts if they are cached (read inline: no part thread for a hit)."""
+    found = page.peek_metrics(FLEET_CHARTS, tenant_id, (rng.key,))
+    return found if isinstance(found, str) else None
+
+
 def overview_charts(membership: Membership, rng: Range, context: dict[str, Any], page: Page) -> str:
     """The overview's charts, cached for the tenant's members."""
     tenant_id = membership.tenant.pk
     return _charts_panel(
-        "dashboard/_overview_charts.html", "fleet-charts", tenant_id, (rng.key,), context, page,
+        "dashboard/_overview_charts.html", FLEET_CHARTS, tenant_id, (rng.key,), context, page,
         lambda: charts.fleet_charts(tenant_id, rng),
     )  # fmt: skip
 

@@ -5,7 +5,7 @@ banner). Entries are the tenant's (``core.tenant_cache``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -37,6 +37,15 @@ class Page:
         self.degraded |= result.degraded
         value: T = result.value
         return value
+
+    def peek_metrics(self, kind: str, tenant_id: int, parts: tuple[object, ...]) -> Any | None:
+        """The cached entry ``metrics`` would return, if it is there; None on a miss or when
+        the cache cannot answer (``metrics`` then computes, and says so)."""
+        try:
+            found = tenant_cache.lookup(kind, tenant_id, parts, gen=tenant_cache.METRICS_GENERATION)
+        except tenant_cache.CacheUnavailable:
+            return None
+        return None if found is tenant_cache.MISSING else found
 
     def metrics(self, kind: str, tenant_id: int, parts: tuple[object, ...], compute: Callable[[], T]) -> T:
         """An entry drawn from metric rows only (a chart): cached for ``L10_CACHE_TTL_METRICS``

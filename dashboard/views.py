@@ -65,13 +65,15 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         part = Page()
         return fragments.overview_charts(membership, rng, shared, part), part.degraded
 
-    # The charts are read beside the tiles (their queries are independent).
-    charts_result = parts.beside(charts_part) if target != "overview-tiles" else None
     page = Page()
+    # Cached charts are read here; on a miss they are drawn beside the tiles (their queries
+    # are independent).
+    cached = fragments.cached_overview_charts(tenant.pk, rng, page) if target != "overview-tiles" else ""
+    charts_result = parts.beside(charts_part) if cached is None else None
     tiles = ""
     if target != "overview-charts":
         tiles = fragments.overview_tiles(membership, page)
-    charts_html = ""
+    charts_html = cached or ""
     if charts_result is not None:
         charts_html, charts_degraded = charts_result()
         page.degraded |= charts_degraded
