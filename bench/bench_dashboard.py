@@ -1,9 +1,11 @@
 """The dashboard's pages against PostgreSQL at fleet scale, each beside its raw-SQL floor.
 
 The targets: 10,000 agents, every live one reporting (writing minute rows) as in
-production; overview uncached p95 under 100 ms (the documented SLA is 500 ms), cached p95
-under 10 ms (SLA: 50 ms), agent list p95 under 50 ms, agent detail with a 24 h chart p95
-under 100 ms; the floor is the same queries in raw SQL. ``L10_BENCH_AGENTS`` sets another
+production; overview uncached p95 under 50 ms (under 100 ms past 10,000 agents; the
+documented SLA is 500 ms), cached p95 under 5 ms (SLA: 50 ms), agent list p95 under 50 ms
+and under 40 ms with a label filter, agent detail with a 24 h chart p95 under 100 ms, the
+cached list and detail under 4 and 5 ms of server CPU, and cached pages served at 32
+clients at least as fast as at 8; the floor is the same queries in raw SQL. ``L10_BENCH_AGENTS`` sets another
 fleet size; ``bench/run.py --growth dashboard`` runs the table at each size of ``GROWTH``
 and prints the figures side by side.
 
@@ -116,9 +118,9 @@ CONCURRENCY = (1, 8, 32)
 THROUGHPUT_SECONDS = common.sized(8.0, 1.0)
 THROUGHPUT_HOLDS = 0.97  # "does not fall", within the few per cent two 8 s runs differ by on this machine
 
-TARGET_OVERVIEW_MS = 100.0
-TARGET_CACHED_MS = 10.0
-TARGET_LIST_MS = 50.0
+TARGET_OVERVIEW_MS = {10_000: 50.0, 50_000: 100.0}  # by fleet size: the smallest size at or above it
+TARGET_CACHED_MS = 5.0
+TARGET_LIST_MS, TARGET_FILTERED_MS = 50.0, 40.0
 TARGET_DETAIL_MS = 100.0
 TARGET_LIST_CPU_MS, TARGET_DETAIL_CPU_MS = 4.0, 5.0  # server CPU per cached page
 SLA_OVERVIEW_MS, SLA_CACHED_MS = 500.0, 50.0
@@ -810,6 +812,13 @@ class Usage:
         )
 
 
+def overview_target(agents: int) -> float:
+    """The uncached overview's target for a fleet of ``agents``."""
+    return next(
+        (ms for size, ms in sorted(TARGET_OVERVIEW_MS.items()) if agents <= size), max(TARGET_OVERVIEW_MS.values())
+    )
+
+
 def measure(pages: Pages, floor: Floor, pid: int, s: Seeded) -> list[Row]:
     base = f"/t/{TENANT_SLUG}"
     rows = []
@@ -821,7 +830,7 @@ def measure(pages: Pages, floor: Floor, pid: int, s: Seeded) -> list[Row]:
             "overview p95, uncached",
             "ms",
             overview_1h.p(95),
-            target=TARGET_OVERVIEW_MS,
+            target=overview_target(s.agents),
             floor=overview_1h.p(95, floor=True),
             note=f"GET {base}/ (1 h charts), every request a cache miss; {overview_1h.describe()}; "
             f"reads {s.agents:,} agents, {s.live:,} live (each with minute rows: {expect_1h:,} in the hour, "
@@ -884,7 +893,7 @@ def measure(pages: Pages, floor: Floor, pid: int, s: Seeded) -> list[Row]:
                 "agent list p95, uncached" + (" (label filter, sort -cpu)" if filtered else ""),
                 "ms",
                 measured.p(95),
-                target=TARGET_LIST_MS,
+                target=TARGET_FILTERED_MS if filtered else TARGET_LIST_MS,
                 floor=measured.p(95, floor=True),
                 note=f"GET {base}/agents/{query}: page 1 of {count:,}, {min(PAGE_SIZE, count)} rows, checked "
                 f"against the floor's; {measured.describe()}; floor: the count + the page query",

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.auth import AuthMiddlewareStack
 from django.urls import path
 
 from dashboard.live import LiveConsumer
 from ingest.consumers import AgentConsumer
 from realtime.consumers import EventsConsumer
+from realtime.sessions import socket_auth
 from realtime.sockets import OptionalOriginValidator, PageOriginValidator
 
 websocket_urlpatterns: list[Any] = [
     path("ws/agent", AgentConsumer.as_asgi()),
-    path("ws/events", OptionalOriginValidator(AuthMiddlewareStack(EventsConsumer.as_asgi()))),
-    path("ws/live/<slug:slug>/", PageOriginValidator(AuthMiddlewareStack(LiveConsumer.as_asgi()))),
+    path("ws/events", OptionalOriginValidator(socket_auth(EventsConsumer.as_asgi()))),
+    path("ws/live/<slug:slug>/", PageOriginValidator(socket_auth(LiveConsumer.as_asgi()))),
 ]
