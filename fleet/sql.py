@@ -34,6 +34,7 @@ from core.stats import SQL_PERCENTILE, percentile
 from core.timeutil import floor_minute
 from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute, MetricSampleId, ObservedState
 from tenancy.models import Tenant
+from tenancy.sql import TENANT_ALL_FIELDS
 
 
 class Reading(Protocol):
@@ -481,7 +482,6 @@ def fleet_minutes(tenant_id: int, start: datetime, end: datetime) -> list[Minute
 # --- one agent ----------------------------------------------------------------------------
 
 AGENT_ALL_FIELDS = tuple(f.attname for f in Agent._meta.concrete_fields)
-TENANT_ALL_FIELDS = tuple(f.attname for f in Tenant._meta.concrete_fields)
 CHANGED_BY_FIELDS = ("id", "username")
 AGENT_SQL = (
     f"SELECT {', '.join(f'a.{c}' for c in AGENT_ALL_FIELDS)}, {', '.join(f't.{c}' for c in TENANT_ALL_FIELDS)}, "  # noqa: S608
