@@ -1,12 +1,12 @@
 """ASGI entry point: HTTP through Django, sockets through Channels, lifespan hooks.
 
 Django's views are synchronous, so HTTP goes to Django's WSGI handler on a fixed pool of
-threads (a2wsgi): one hop to a warm thread per request. Under Django's ASGI handler each
-request started a new thread (asgiref's per-request thread-sensitive context); measured,
-that path cost about 2 ms more CPU per request than this one, more than a heartbeat's own
-work. ``L10_HTTP_THREADS`` threads (4), never more than the pooled database connections
-less those kept for page parts read side by side (``core.parts``), so a thread never
-waits for a connection. More threads than the process's core can keep busy cost CPU per
+threads (``core.asgi.WsgiThreads``): one hop to a warm thread per request and one back.
+Under Django's ASGI handler each request started a new thread (asgiref's per-request
+thread-sensitive context); measured, that path cost about 2 ms more CPU per request than
+a pool, more than a heartbeat's own work. ``L10_HTTP_THREADS`` threads (4), never more
+than the pooled database connections less those kept for page parts read side by side
+(``core.parts``), so a thread never waits for a connection. More threads than the process's core can keep busy cost CPU per
 request and throughput as clients grow (docs/performance.md, "Threads per process").
 """
 
@@ -15,23 +15,21 @@ from __future__ import annotations
 import gc
 import os
 
-from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from core.asgi import BodyLimit, Lifespan, WsgiThreads
 from core.parts import http_threads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "l10console.settings")
-# django-stubs types the handler's return as HttpResponseBase, which is iterable bytes.
-django_http = WSGIMiddleware(
-    get_wsgi_application(),  # type: ignore[arg-type]
-    workers=http_threads(settings.L10.postgres_pool_max, settings.L10.http_threads),
+django_http = WsgiThreads(
+    get_wsgi_application(),
+    threads=http_threads(settings.L10.postgres_pool_max, settings.L10.http_threads),
 )
 
 # Imports that touch models come after Django is set up.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from core.asgi import BodyLimit, Lifespan  # noqa: E402
 from core.errors import ErrorCode, InterfaceError  # noqa: E402
 from core.runner import embedded  # noqa: E402
 from l10console.routing import websocket_urlpatterns  # noqa: E402
