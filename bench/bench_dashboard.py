@@ -461,8 +461,8 @@ def app_sql(name: str) -> str:
 LIVE = "FROM fleet_agent WHERE tenant_id = %s AND metrics_at >= (SELECT %s::timestamptz)"
 SQL_TOP_CPU = f"SELECT id, name, cpu_percent {LIVE} AND cpu_percent IS NOT NULL ORDER BY cpu_percent DESC LIMIT 10"
 SQL_TOP_ERRORS = (
-    "SELECT id, name, COALESCE((errors_per_min / NULLIF(requests_per_min, 0.0)), 0.0) AS error_rate "
-    f"{LIVE} AND errors_per_min > 0 ORDER BY 3 DESC LIMIT 10"
+    "SELECT id, name, (LEAST(errors_per_min, requests_per_min) / NULLIF(requests_per_min, 0.0)) AS error_rate "
+    f"{LIVE} AND errors_per_min > 0 AND requests_per_min > 0 ORDER BY 3 DESC LIMIT 10"
 )
 SQL_TOP_TOKENS = f"SELECT id, name, tokens_per_min {LIVE} AND tokens_per_min > 0 ORDER BY tokens_per_min DESC LIMIT 10"
 SQL_FOLD_MARKS = "SELECT name, done_until FROM fleet_rollupmark WHERE name IN ('fleet-minutes-since', 'fleet-minutes')"
@@ -478,7 +478,8 @@ USER_COLUMNS += "u.is_staff, u.is_active, u.date_joined"
 # fleet.selectors.LIST_FIELDS: the list reads only what its rows show.
 LIST_COLUMNS = (
     "a.id, a.tenant_id, a.name, a.external_id, a.labels, a.desired_state, a.desired_changed_at, "
-    "a.desired_changed_by_id, a.observed_state, a.last_heartbeat_at, a.cpu_percent, a.memory_mb, "
+    "a.desired_changed_by_id, a.pause_reason, a.pause_until, a.pause_mode, a.observed_state, "
+    "a.observed_changed_at, a.last_heartbeat_at, a.metrics_at, a.cpu_percent, a.memory_mb, "
     "a.tokens_per_min, a.errors_per_min, u.id, u.username"
 )
 LIST_FROM = "FROM fleet_agent a LEFT OUTER JOIN auth_user u ON (a.desired_changed_by_id = u.id)"

@@ -269,7 +269,7 @@ class DashboardService:
             labels=agent.labels,
             state=agent.observed_state,
             desired_state=agent.desired_state,
-            pending=agent.desired_state != agent.observed_state,
+            pending=agent.pending_text is not None,
             last_heartbeat_at=agent.last_heartbeat_at,
             version=agent.version,
             quotas=agent.quotas,

@@ -6,9 +6,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Least, NullIf
 from django.utils import timezone
 
+from fleet import states
 from tenancy.models import Tenant
 
 
@@ -47,11 +49,12 @@ class QuotaPeriod(models.TextChoices):
     MONTH = "month", "per month"
 
 
-def error_rate() -> Coalesce:
-    """An agent's errors per request (0 without requests), as the overview ranks agents by it.
-    The top-ten index on it (``agent_top_error_rate``) serves only this same expression."""
-    rate = models.F("errors_per_min") / NullIf(models.F("requests_per_min"), 0.0, output_field=models.FloatField())
-    return Coalesce(rate, 0.0, output_field=models.FloatField())
+def error_rate() -> CombinedExpression:
+    """An agent's failed requests per request, 0..1, NULL without requests
+    (``core.stats.error_rate``), as the overview ranks agents by it. The top-ten index on it
+    (``agent_top_error_rate``) serves only this same expression."""
+    failed = Least(models.F("errors_per_min"), models.F("requests_per_min"), output_field=models.FloatField())
+    return failed / NullIf(models.F("requests_per_min"), 0.0, output_field=models.FloatField())
 
 
 # A change the agent has not confirmed within this many heartbeat intervals has timed out.
@@ -150,7 +153,7 @@ class Agent(models.Model):
                 "tenant",
                 error_rate().desc(),
                 name="agent_top_error_rate",
-                condition=models.Q(errors_per_min__gt=0, metrics_at__isnull=False),
+                condition=models.Q(errors_per_min__gt=0, requests_per_min__gt=0, metrics_at__isnull=False),
             ),
             # Label selectors on PostgreSQL use a GIN index (jsonb_path_ops) on labels, made by
             # migration 0008 for PostgreSQL only (SQLite has no such index): fleet/labels.py.
@@ -168,6 +171,16 @@ class Agent(models.Model):
     @property
     def observed_label(self) -> str:
         return OBSERVED_LABELS.get(self.observed_state, self.observed_state)
+
+    @property
+    def pending_text(self) -> str | None:
+        """What a change under way is called ("pausing…"), or None (``fleet.states``)."""
+        return states.pending_text(self.desired_state, self.observed_state)
+
+    @property
+    def metrics_stale(self) -> bool:
+        """Its figures are the last it reported, not current work (``fleet.states``)."""
+        return states.metrics_stale(self.observed_state, self.metrics_at, timezone.now())
 
     @property
     def receipt(self) -> Receipt | None:

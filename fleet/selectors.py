@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
-from django.conf import settings
 from django.db.models import Count, DateTimeField, F, Func, Q, QuerySet, Value
 from django.http import Http404
 
+from core import stats
 from core.errors import ErrorCode, InterfaceError
-from fleet import sql
+from fleet import sql, states
 from fleet.labels import Requirement, with_selector
-from fleet.models import Agent, DesiredState, ObservedState, error_rate
+from fleet.models import Agent, ObservedState, error_rate
+from fleet.states import fresh_since
 from tenancy.access import AnyUser, checked, membership_for
 from tenancy.models import Membership, Role, Tenant
 
@@ -88,12 +89,8 @@ def agent_refs(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, AgentRe
 
 
 def pending_filter() -> Q:
-    """Agents whose observed state does not (yet) match what they were told."""
-    return (
-        (Q(desired_state=DesiredState.RUNNING) & ~Q(observed_state=ObservedState.RUNNING))
-        | (Q(desired_state=DesiredState.PAUSED) & ~Q(observed_state=ObservedState.PAUSED))
-        | (Q(desired_state=DesiredState.STOPPED) & ~Q(observed_state=ObservedState.STOPPED))
-    )
+    """Agents with a change under way (``fleet.states``)."""
+    return states.pending_q()
 
 
 SORTS = {
@@ -134,7 +131,9 @@ LIST_FIELDS = (
     "pause_until",
     "pause_mode",
     "observed_state",
+    "observed_changed_at",
     "last_heartbeat_at",
+    "metrics_at",
     "cpu_percent",
     "memory_mb",
     "tokens_per_min",
@@ -211,12 +210,12 @@ class FleetResources:
     memory_p95: float | None = None
     tokens_per_min: float = 0.0
     requests_per_min: float = 0.0
-    errors_per_min: float = 0.0
+    failed_per_min: float = 0.0  # each agent's errors, capped at its requests
 
     @property
     def error_rate(self) -> float | None:
-        """Errors per request, 0..1."""
-        return self.errors_per_min / self.requests_per_min if self.requests_per_min else None
+        """The fleet's failed requests per request, 0..1 (``core.stats.error_rate``)."""
+        return stats.error_rate(self.failed_per_min, self.requests_per_min)
 
 
 @dataclass
@@ -224,11 +223,6 @@ class TopAgent:
     id: str
     name: str
     value: float
-
-
-def fresh_since(now: datetime) -> datetime:
-    """Metrics older than three heartbeats describe an agent that has gone quiet."""
-    return now - timedelta(seconds=3 * settings.L10.agent_heartbeat_interval)
 
 
 def agents_summary(tenant_id: int) -> AgentsSummary:
@@ -239,7 +233,7 @@ def agents_summary(tenant_id: int) -> AgentsSummary:
         observed, desired, n = row["observed_state"], row["desired_state"], row["n"]
         summary.total_count += n
         summary.by_state[observed] = summary.by_state.get(observed, 0) + n
-        if observed != desired:
+        if states.is_pending(desired, observed):
             summary.pending_count += n
     return summary
 
@@ -282,6 +276,8 @@ def top_agents(tenant_id: int, now: datetime) -> dict[str, list[TopAgent]]:
     live = Agent.objects.filter(tenant_id=tenant_id, metrics_at__gte=since)
     return {
         "cpu": _top(live.filter(cpu_percent__isnull=False), "cpu_percent"),
-        "error_rate": _top(live.annotate(error_rate=error_rate()).filter(errors_per_min__gt=0), "error_rate"),
+        "error_rate": _top(
+            live.annotate(error_rate=error_rate()).filter(errors_per_min__gt=0, requests_per_min__gt=0), "error_rate"
+        ),
         "tokens": _top(live.filter(tokens_per_min__gt=0), "tokens_per_min"),
     }

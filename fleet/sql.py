@@ -32,6 +32,7 @@ from core.errors import ErrorCode, InterfaceError
 from core.sql import column, execute, fetch_all, fetch_one, load, plain, prep, table
 from core.stats import SQL_PERCENTILE, percentile
 from core.timeutil import floor_minute
+from fleet import states
 from fleet.models import MAX_FIELDS, SUM_FIELDS, Agent, MetricMinute, MetricSampleId, ObservedState
 from tenancy.models import Tenant
 from tenancy.sql import TENANT_ALL_FIELDS
@@ -293,7 +294,7 @@ class ResourceFigures(NamedTuple):
     memory_p95: float | None
     tokens_per_min: float
     requests_per_min: float
-    errors_per_min: float
+    failed_per_min: float  # each agent's errors, capped at its requests (core.stats.error_rate)
 
 
 # The aggregates of ResourceFigures, in its order; ``{live}`` is where a FILTER clause goes.
@@ -306,7 +307,7 @@ RESOURCE_AGGREGATES = (
     "{pct}(0.95) WITHIN GROUP (ORDER BY memory_mb){live}",
     "coalesce(sum(tokens_per_min){live}, 0)",
     "coalesce(sum(requests_per_min){live}, 0)",
-    "coalesce(sum(errors_per_min){live}, 0)",
+    "coalesce(sum(least(coalesce(errors_per_min, 0), coalesce(requests_per_min, 0))){live}, 0)",
 )
 
 
@@ -334,7 +335,7 @@ def _fleet_resources_portable(tenant_id: int, since: datetime) -> ResourceFigure
         memory_p95=percentile(mems, 0.95) if mems else None,
         tokens_per_min=sum(r[2] or 0.0 for r in rows),
         requests_per_min=sum(r[3] or 0.0 for r in rows),
-        errors_per_min=sum(r[4] or 0.0 for r in rows),
+        failed_per_min=sum(min(r[4] or 0.0, r[3] or 0.0) for r in rows),
     )
 
 
@@ -349,8 +350,8 @@ def fleet_resources(tenant_id: int, since: datetime) -> ResourceFigures:
 
 class TileFigures(NamedTuple):
     """The overview's tiles: every agent of the tenant by observed state, how many have a
-    change pending (observed state not the desired one), and the resources of those that
-    reported since ``since``."""
+    change under way (``fleet.states``), and the resources of those that reported since
+    ``since``."""
 
     total: int
     by_state: dict[str, int]  # observed states with at least one agent
@@ -363,7 +364,7 @@ class TileFigures(NamedTuple):
 FLEET_TILES_SQL = (
     "SELECT count(*), "  # noqa: S608 - constants only
     + "".join(f"count(*) FILTER (WHERE observed_state = %(state_{n})s), " for n in range(len(ObservedState.values)))
-    + "count(*) FILTER (WHERE observed_state <> desired_state), "
+    + f"count(*) FILTER (WHERE {states.pending_sql()}), "
     + _resource_aggregates(" FILTER (WHERE metrics_at >= %(since)s)")
     + f" FROM {table(Agent)} WHERE tenant_id = %(tenant_id)s"
 )
@@ -379,7 +380,7 @@ def _fleet_tiles_portable(tenant_id: int, since: datetime) -> TileFigures:
         total += n
         if observed in ObservedState.values:
             by_state[observed] = by_state.get(observed, 0) + n
-        if observed != desired:
+        if states.is_pending(desired, observed):
             pending += n
     return TileFigures(total, by_state, pending, _fleet_resources_portable(tenant_id, since))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.stats import percentile
+from core.stats import error_rate, percentile
 
 
 def test_percentile_is_the_nearest_rank_never_an_interpolation():
@@ -20,3 +20,20 @@ def test_percentile_is_the_nearest_rank_never_an_interpolation():
 def test_a_quantile_outside_zero_to_one_is_refused(q):
     with pytest.raises(ValueError, match="q must be"):
         percentile([1.0], q)
+
+
+@pytest.mark.parametrize(
+    ("errors", "requests", "rate"),
+    [
+        (1.0, 4.0, 0.25),
+        (0.0, 4.0, 0.0),
+        (None, 4.0, 0.0),  # no errors reported: none failed
+        (7.0, 4.0, 1.0),  # more errors than requests (retries): capped, never 175 %
+        (-1.0, 4.0, 0.0),
+        (3.0, 0.0, None),  # no requests: no rate, shown as "—"
+        (0.0, None, None),
+        (3.0, -2.0, None),
+    ],
+)
+def test_the_error_rate_is_failed_requests_per_request_bounded_to_one(errors, requests, rate):
+    assert error_rate(errors, requests) == rate

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
 from fleet import services
-from fleet.models import Agent, DesiredState
+from fleet.models import Agent, DesiredState, ObservedState
 from tests.conftest import client_for
 from tests.dashboard.conftest import live_agent
 from tests.factories import AgentFactory
@@ -202,3 +205,58 @@ def test_an_empty_tenant_says_what_to_do_next(admin_a):
 def test_live_agent_helper_makes_a_reporting_agent(tenant_a):
     agent = live_agent(tenant_a, "x-1", cpu=12.0)
     assert agent.metrics_at is not None and agent.cpu_percent == 12.0
+
+
+def test_a_silent_or_idle_agent_shows_its_state_and_its_figures_as_last_reported(viewer_a, acme_fleet):
+    crawler, _, bidder, planner = acme_fleet
+    now = timezone.now()
+    # Told to pause, then went silent: unresponsive, not "pausing…".
+    Agent.objects.filter(pk=planner.pk).update(
+        observed_state=ObservedState.UNRESPONSIVE, observed_changed_at=now - timedelta(minutes=5),
+        metrics_at=now - timedelta(minutes=6),
+    )  # fmt: skip
+    Agent.objects.filter(pk=bidder.pk).update(observed_state=ObservedState.STOPPED, desired_state=DesiredState.STOPPED)
+    client = client_for(viewer_a)
+    page = client.get("/t/acme/agents/").content.decode()
+    rows = re.findall(r'<tr id="agent-[^"]+".*?</tr>', page, re.S)
+    row = {name: next(r for r in rows if f">{name}</a>" in r) for name in ("Planner 1", "Bidder 1", "Crawler 1")}
+    assert re.search(r"Unresponsive</span> <small[^>]*>since <time[^>]*>5 min ago</time>", row["Planner 1"])
+    assert "pausing…" not in row["Planner 1"] and "resuming…" not in page
+    # The silent and the stopped agents' figures are greyed, with when they were reported.
+    for name in ("Planner 1", "Bidder 1"):
+        assert (
+            len(re.findall(r'<td class="n stale" title="Last reported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">', row[name]))
+            == 4
+        )
+    assert "stale" not in row["Crawler 1"]
+    detail = client.get(f"/t/acme/agents/{planner.pk}/").content.decode()
+    assert re.search(
+        r'data-testid="metrics-stale">Last reported <time[^>]*>6 min ago</time>: the agent is not reporting', detail
+    )
+    assert 'data-testid="unresponsive-since"' in detail
+    stopped = client.get(f"/t/acme/agents/{bidder.pk}/").content.decode()
+    assert "the agent is stopped. These are not current figures." in stopped
+    assert 'data-testid="metrics-stale"' not in client.get(f"/t/acme/agents/{crawler.pk}/").content.decode()
+
+
+def test_the_top_error_rate_is_bounded_and_leaves_out_agents_without_requests(viewer_a, acme_fleet):
+    now = timezone.now()
+    # More errors than requests (retries counted as errors): 100 %, not 175 %.
+    Agent.objects.filter(pk=acme_fleet[0].pk).update(errors_per_min=17.5, requests_per_min=10.0, metrics_at=now)
+    # Errors without requests: no rate, so not ranked.
+    Agent.objects.filter(pk=acme_fleet[2].pk).update(errors_per_min=5.0, requests_per_min=0.0, metrics_at=now)
+    page = client_for(viewer_a).get("/t/acme/").content.decode()
+    top = page[page.index("Top error rate") : page.index("Top tokens")]
+    rows = re.findall(r'<a href="[^"]+">([^<]+)</a></td><td class="n">([^<]+)</td>', top)
+    assert rows == [("Crawler 1", "100.0 %"), ("Crawler 2", "20.0 %")]
+    # The fleet's rate: each agent's errors capped at its requests, (10 + 2 + 0 + 0) / 30.
+    assert re.search(r'Error rate</span><span class="tile-value">40.0 %<', page)
+
+
+def test_viewers_get_no_selection_controls_and_operators_do(viewer_a, operator_a, acme_fleet):
+    seen = client_for(viewer_a).get("/t/acme/agents/").content.decode()
+    assert 'class="grid no-select"' in seen and "selected on this page" not in seen
+    operated = client_for(operator_a).get("/t/acme/agents/").content.decode()
+    assert 'class="grid"' in operated and "Pause selected…" in operated
+    css = (settings.BASE_DIR / "static" / "css" / "console.css").read_text()
+    assert ".grid.no-select .select { display: none; }" in css  # what hides the rows' shared checkboxes

@@ -192,7 +192,7 @@ REPORTS = [
     Report(55.0, None, 0.0, 0.0, 0.0, T0),
     Report(None, 450.0, 30.0, 3.0, 1.0, T0),
     Report(97.5, 1200.0, 6.0, 1.0, 0.0, T0 - timedelta(seconds=5)),
-    Report(33.3, 250.0, 12.0, 2.0, 0.0, T0),
+    Report(33.3, 250.0, 12.0, 2.0, 5.0, T0),  # more errors than requests: 2 failed
     Report(99.0, 4000.0, 0.0, 0.0, 0.0, T0 - timedelta(hours=1)),
 ]
 
@@ -210,13 +210,16 @@ def test_both_fleet_resource_reads_agree(tenant_a):
     assert plain.cpu_mean == pytest.approx(portable.cpu_mean)
     # Six reporting; CPU of five (one NULL): nearest rank ceil(0.95 × 5) = 5th of 5.
     assert (plain.reporting, plain.cpu_p95, plain.memory_p95) == (6, 97.5, 1200.0)
+    # Failed requests: each agent's errors capped at its requests, 6 + 1 + 2.
+    assert plain.failed_per_min == 9.0
     empty = sql.fleet_resources.plain(tenant_a.pk, T0 + timedelta(days=1))
     assert empty == sql.fleet_resources.portable(tenant_a.pk, T0 + timedelta(days=1))
     assert empty == sql.ResourceFigures(0, None, None, None, None, 0.0, 0.0, 0.0)
 
 
-# Observed and desired states of the same seven agents: two pending (told to pause, still
-# running; told to run, stopped), one in error, one never heard from.
+# Observed and desired states of the same seven agents: two with a change under way (told
+# to pause, still running; told to run, stopped), one in error and one starting, neither
+# of which is carrying out a change (fleet/states.py).
 STATES = [
     (ObservedState.RUNNING, DesiredState.RUNNING),
     (ObservedState.RUNNING, DesiredState.PAUSED),
@@ -240,8 +243,8 @@ def test_both_tile_reads_agree_and_count_as_the_resource_read_does(tenant_a, ten
     since = T0 - timedelta(seconds=30)
     plain, portable = sql.fleet_tiles.plain(tenant_a.pk, since), sql.fleet_tiles.portable(tenant_a.pk, since)
     assert plain[:3] == portable[:3]
-    # Pending: the two above, the one in error and the one starting (told to run).
-    assert plain[:3] == (7, {"running": 3, "paused": 1, "error": 1, "stopped": 1, "starting": 1}, 4)
+    # Pending: the two above; not the one in error, nor the one starting (told to run).
+    assert plain[:3] == (7, {"running": 3, "paused": 1, "error": 1, "stopped": 1, "starting": 1}, 2)
     # The resources are those of the separate read, on either path.
     alone = sql.fleet_resources.plain(tenant_a.pk, since)
     assert plain.resources._replace(cpu_mean=None) == alone._replace(cpu_mean=None)
