@@ -33,18 +33,20 @@ def _ago_text(value: datetime, now: datetime) -> str:
 
 
 def ago(value: datetime | None) -> SafeString | str:
-    """``4 s ago`` in a <time> element whose title is the absolute UTC time."""
+    """``4 s ago`` in a <time> element whose title is the absolute UTC time. ``data-ago``
+    marks it for the browser, which tells it again from its ``datetime`` every second
+    (static/js/console.js), so a cached or long-open page never shows a stale age."""
     if value is None:
         return "never"
     stamp = value.astimezone(UTC).isoformat()
     # Every part is made of digits, "-", ":", ".", "+", "T", spaces and the words above:
     # nothing to escape (format_html would escape each part again, once per row).
     text = _ago_text(value, timezone.now())
-    return mark_safe(f'<time datetime="{stamp}" title="{stamp[:10]} {stamp[11:19]} UTC">{text}</time>')  # noqa: S308
+    return mark_safe(f'<time datetime="{stamp}" title="{stamp[:10]} {stamp[11:19]} UTC" data-ago>{text}</time>')  # noqa: S308
 
 
 # What ``ago`` writes, and only that: other <time> elements have no title.
-_AGO = re.compile(r'<time datetime="([0-9T:.+-]{19,32})" title="([0-9 :-]{19}) UTC">[^<]{1,40}</time>')
+_AGO = re.compile(r'<time datetime="([0-9T:.+-]{19,32})" title="([0-9 :-]{19}) UTC" data-ago>[^<]{1,40}</time>')
 
 
 def fresh_ago(html: str) -> SafeString:
@@ -54,7 +56,7 @@ def fresh_ago(html: str) -> SafeString:
 
     def again(match: re.Match[str]) -> str:
         value = datetime.fromisoformat(match[1])
-        return f'<time datetime="{match[1]}" title="{match[2]} UTC">{_ago_text(value, now)}</time>'
+        return f'<time datetime="{match[1]}" title="{match[2]} UTC" data-ago>{_ago_text(value, now)}</time>'
 
     return mark_safe(_AGO.sub(again, html))  # noqa: S308 - the parts put back are the matched ones and ago's text
 

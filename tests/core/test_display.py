@@ -19,7 +19,7 @@ T0 = datetime(2026, 11, 30, 6, 0, 0, 250_000, tzinfo=UTC)
 def test_ago_says_how_long_ago_with_the_utc_time_on_hover():
     with time_machine.travel(T0 + timedelta(seconds=4), tick=False):
         assert ago(T0) == (
-            '<time datetime="2026-11-30T06:00:00.250000+00:00" title="2026-11-30 06:00:00 UTC">4 s ago</time>'
+            '<time datetime="2026-11-30T06:00:00.250000+00:00" title="2026-11-30 06:00:00 UTC" data-ago>4 s ago</time>'
         )
         assert ago(T0 + timedelta(minutes=10)).endswith(">in 9 min</time>")
     assert ago(None) == "never"

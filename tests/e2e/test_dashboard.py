@@ -78,3 +78,34 @@ def test_overview_then_the_list_then_an_agent_with_its_charts(
     page.get_by_role("link", name="15 min").click()
     expect(page.locator("#agent-charts h2")).to_have_text("Resources over the last 15 min")
     expect(page.locator("#agent-charts .chart[data-drawn='true'] canvas")).to_have_count(5)
+
+
+def test_ages_advance_on_an_open_page_and_idle_agents_show_their_last_figures(
+    page: Page, asgi_server: LiveServer, viewer_a: User, tenant_a
+):
+    now = timezone.now()
+    live_agent(tenant_a, "crawler-1", cpu=22.0, last_heartbeat_at=now - timedelta(seconds=10))
+    stopped = live_agent(
+        tenant_a, "bidder-1", cpu=91.0, observed="stopped", desired="stopped", metrics_at=now - timedelta(minutes=3)
+    )
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "vera", PASSWORD)
+    page.goto(f"{asgi_server.url}/t/acme/agents/")
+    row = page.get_by_test_id("agent-table").locator("tr", has_text="Crawler 1")
+    age = row.locator("time[data-ago]").first
+    expect(age).to_have_text(re.compile(r"^\d+ s ago$"))
+    first = int(age.inner_text().split()[0])
+    # No reload, no request: the browser tells the age again from the element's own time.
+    page.wait_for_function(
+        "([el, first]) => parseInt(el.textContent) > first", arg=[age.element_handle(), first], timeout=10_000
+    )
+
+    # A stopped agent's figures are its last ones, greyed, with when they were reported.
+    idle = page.get_by_test_id("agent-table").locator("tr", has_text="Bidder 1").locator("td.stale")
+    expect(idle).to_have_count(4)
+    expect(idle.first).to_have_attribute("title", re.compile(r"^Last reported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+    assert idle.first.evaluate("el => getComputedStyle(el).fontStyle") == "italic"
+    page.goto(f"{asgi_server.url}/t/acme/agents/{stopped.pk}/")
+    expect(page.get_by_test_id("metrics-stale")).to_have_text(
+        re.compile(r"^Last reported 3 min ago: the agent is stopped\. These are not current figures\.$")
+    )
