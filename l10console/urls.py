@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from core import health
 from l10console.api import api_not_found, api_urls
@@ -19,6 +21,8 @@ urlpatterns = [
     path("account/tokens/", tenancy_views.personal_tokens, name="personal_tokens"),
     path("account/tokens/new/", tenancy_views.personal_token_create, name="personal_token_create"),
     path("account/tokens/<int:token_id>/revoke/", tenancy_views.personal_token_revoke, name="personal_token_revoke"),
+    # Browsers ask for /favicon.ico where a page names no icon (the API's, Django admin's).
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
