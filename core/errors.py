@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     TOKEN_SCOPE_MISSING = "E10008"
     LOGIN_FAILED = "E10009"
     TOKEN_REQUEST_INVALID = "E10010"
+    MEMBER_INVALID = "E10011"
+    LAST_ADMIN = "E10012"
     # E101xx dashboard
     AGENT_NOT_FOUND = "E10101"
     DASHBOARD_UNAVAILABLE = "E10102"
@@ -118,6 +120,15 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.TOKEN_REQUEST_INVALID: ErrorSpec(
         400, False, "The token could not be made as asked.", "Give a name, the scopes it needs and an expiry in days."
+    ),
+    ErrorCode.MEMBER_INVALID: ErrorSpec(
+        400,
+        False,
+        "The member change could not be made as asked.",
+        "Name a person who has an account, and a role: viewer, operator or admin.",
+    ),
+    ErrorCode.LAST_ADMIN: ErrorSpec(
+        409, False, "A tenant keeps at least one admin.", "Make another member an admin first."
     ),
     ErrorCode.AGENT_NOT_FOUND: ErrorSpec(
         404, False, "No such agent.", "Check the agent id; agents of other tenants are not visible."

@@ -36,6 +36,7 @@ from fleet.selectors import agents_by_ids
 from realtime.hub import Hub, HubEvent
 from realtime.sockets import HubSocket, query_param, session_principals
 from tenancy.models import Membership, Tenant
+from tenancy.signals import member_principal
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,9 @@ class LiveConsumer(HubSocket):
         self.view = query_param(self.scope, "view") or "overview"
         user = self.scope.get("user") or AnonymousUser()
         tenant_id, self.agent_id = await _authorize(user, slug, self.view, query_param(self.scope, "agent"))
-        # Signing out of this session closes the socket (E10205, 4401); the page then says so.
-        self.principals = session_principals(self.scope)
+        # Signing out of this session, or leaving the tenant, closes the socket (E10205,
+        # 4401); the page then says so.
+        self.principals = (*session_principals(self.scope), member_principal(user.pk or 0, tenant_id))
         return tenant_id
 
     async def joined(self, current_seq: int) -> None:

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "audit",
     "fleet",
     "control",
+    "members",
     "costs",
     "ingest",
     "dashboard",

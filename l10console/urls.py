@@ -12,6 +12,7 @@ tenant_patterns = [
     path("", include("dashboard.urls")),
     path("", include("tenancy.urls")),
     path("", include("control.urls")),
+    path("", include("members.urls")),
 ]
 
 urlpatterns = [
@@ -22,7 +23,7 @@ urlpatterns = [
     path("account/tokens/new/", tenancy_views.personal_token_create, name="personal_token_create"),
     path("account/tokens/<int:token_id>/revoke/", tenancy_views.personal_token_revoke, name="personal_token_revoke"),
     # Browsers ask for /favicon.ico where a page names no icon (the API's, Django admin's).
-    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True), name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),

@@ -38,7 +38,7 @@ from realtime.sockets import HubSocket, bearer, query_param, session_principals
 from tenancy.models import Membership, Scope
 from tenancy.selectors import tenant_by_ref
 from tenancy.services import personal_token_authenticate, token_authenticate
-from tenancy.signals import api_token_principal, personal_token_principal
+from tenancy.signals import api_token_principal, member_principal, personal_token_principal
 
 MAX_FRAME_CHARS = 16_384
 MAX_TOPICS = 32
@@ -69,7 +69,8 @@ def authorize(scope: dict[str, Any], tenant_ref: str) -> Access:
         personal = personal_token_authenticate(token, scope=Scope.READ)  # as a tenant's token, below
         if tenant is None or not Membership.objects.filter(user_id=personal.user_id, tenant=tenant).exists():
             raise _forbidden()
-        return Access(int(tenant.pk), (personal_token_principal(personal.pk),), personal.expires_at)
+        principals = (personal_token_principal(personal.pk), member_principal(personal.user_id, tenant.pk))
+        return Access(int(tenant.pk), principals, personal.expires_at)
     if token:
         api_token = token_authenticate(token, scope=Scope.READ)  # raises E10002/E10003/E10007/E10008
         if tenant is None or api_token.tenant_id != tenant.pk:
@@ -81,7 +82,7 @@ def authorize(scope: dict[str, Any], tenant_ref: str) -> Access:
         raise InterfaceError(ErrorCode.WS_UNAUTHORIZED, "Log in, or send Authorization: Bearer <API token>.")
     if tenant is None or not Membership.objects.filter(user_id=user.pk or 0, tenant=tenant).exists():
         raise _forbidden()
-    return Access(int(tenant.pk), session_principals(scope))
+    return Access(int(tenant.pk), (*session_principals(scope), member_principal(user.pk or 0, tenant.pk)))
 
 
 # The fields each client frame may carry; any other is refused (E10203).

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.inputs import text_problem
 from tenancy.access import AnyUser, membership_for
-from tenancy.models import ApiToken, PersonalToken, Role, Tenant
+from tenancy.models import ApiToken, Membership, PersonalToken, Role, Tenant
 from tenancy.signals import EXPIRED, REVOKED, SIGNED_OUT, session_principal
 
 
@@ -59,6 +59,12 @@ def grant_ended(principal: str, *, session_key: str | None = None) -> str | None
         if row is None or row[0] is not None:
             return REVOKED
         return EXPIRED if row[1] is not None and row[1] <= timezone.now() else None
+    if kind == "member":
+        user_id, _, tenant_id = rest.partition(":")
+        if not (user_id.isdigit() and tenant_id.isdigit()):
+            return REVOKED
+        held = Membership.objects.filter(user_id=int(user_id), tenant_id=int(tenant_id), user__is_active=True)
+        return None if held.exists() else REVOKED
     if kind == "session":
         user_id = rest.partition(":")[0]
         if not session_key or not user_id.isdigit() or session_principal(int(user_id), session_key) != principal:

@@ -30,6 +30,11 @@ def personal_token_principal(token_id: int) -> str:
     return f"personal-token:{token_id}"
 
 
+def member_principal(user_id: int, tenant_id: int) -> str:
+    """A person's membership of a tenant: removing it ends what they hold open there."""
+    return f"member:{user_id}:{tenant_id}"
+
+
 def session_principal(user_id: int, session_key: str) -> str:
     # A digest, never the key: the key is a credential, and principals travel between processes.
     digest = hashlib.sha256(session_key.encode()).hexdigest()[:32]

@@ -20,8 +20,9 @@ from costs.models import UsageRecord
 from events.models import Event
 from fleet.models import Agent, MetricMinute
 from l10console.api import api
-from tenancy.models import ApiToken, Role
+from tenancy.models import ApiToken, Membership, Role
 from tests.conftest import client_for
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +36,7 @@ PUBLIC = {
     "readyz": 200,
     "metrics": 200,
     "api_not_found": 404,
+    "favicon": 301,
     # The sockets' addresses over plain HTTP; the sockets' own access is tested frame by
     # frame in tests/realtime/.
     "live": 426,
@@ -57,8 +59,14 @@ TENANT = {
     "control:agent": ("POST", Role.OPERATOR),
     "control:bulk_preview": ("GET", Role.OPERATOR),
     "control:bulk_start": ("POST", Role.OPERATOR),
+    "control:batches": ("GET", Role.VIEWER),
     "control:batch": ("GET", Role.VIEWER),
     "control:batch_undo": ("POST", Role.OPERATOR),
+    # Each change's own rules (the last admin, the audit) are tested in tests/members/.
+    "members:list": ("GET", Role.ADMIN),
+    "members:add": ("POST", Role.ADMIN),
+    "members:role": ("POST", Role.ADMIN),
+    "members:remove": ("POST", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -101,8 +109,10 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
     from control.models import Batch
 
     batch = Batch.objects.create(tenant=tenant_a, action="pause", created_at=timezone.now())
+    UserFactory.create(username="newcomer")  # who members:add adds
     return {
         "slug": tenant_a.slug,
+        "user_id": viewer_a.pk,
         "token_id": token.pk,
         "agent_id": agent_a.pk,
         "action": "pause",
@@ -112,6 +122,10 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
 
 def _tokens_state() -> list[tuple[int, Any]]:
     return list(ApiToken.objects.order_by("pk").values_list("pk", "revoked_at"))
+
+
+def _members_state() -> list[tuple[int, int, str]]:
+    return list(Membership.objects.order_by("pk").values_list("tenant_id", "user_id", "role"))
 
 
 ROLE_USERS = {"viewer": "viewer_a", "operator": "operator_a", "admin": "admin_a"}
@@ -125,13 +139,13 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         return
     method, need = TENANT[name]
     url = _url(route, world)
-    data = {"name": "matrix"} if method == "POST" else None
+    data = {"name": "matrix", "username": "newcomer", "role": "viewer"} if method == "POST" else None
 
     def call(user: Any) -> Any:
         client = client_for(user)
         return client.post(url, data) if method == "POST" else client.get(url)
 
-    before = (_tokens_state(), Agent.objects.count())
+    before = (_tokens_state(), Agent.objects.count(), _members_state())
     anonymous = call(None)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
     assert call(request.getfixturevalue("operator_b")).status_code == 404
@@ -139,7 +153,7 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         role = Role(role_name)
         if not role.allows(need):
             assert call(request.getfixturevalue(fixture)).status_code == 403, f"{role_name} on {name}"
-    assert (_tokens_state(), Agent.objects.count()) == before, "a refused request changed something"
+    assert (_tokens_state(), Agent.objects.count(), _members_state()) == before, "a refused request changed something"
     allowed = call(request.getfixturevalue(ROLE_USERS[need.value]))
     assert allowed.status_code in (200, 201, 302), f"{need} on {name}: {allowed.status_code}"
 

@@ -27,8 +27,9 @@ from core.tokens import hash_token
 from realtime import hub
 from realtime.hub import Hub
 from tenancy import services as tenancy_services
-from tenancy.models import ApiToken, PersonalToken, Tenant
+from tenancy.models import ApiToken, PersonalToken, Role, Tenant
 from tests.conftest import ROOT, LiveServer, UvicornThread, client_for, free_port, process_env, uvicorn_processes
+from tests.factories import MembershipFactory
 from tests.realtime.conftest import events_socket, frame, settings_with, subscribe
 from tests.realtime.test_hub_redis_down import restart
 from tests.realtime.test_live_pages import opened
@@ -366,3 +367,32 @@ def test_a_dismissed_socket_is_not_told_and_a_malformed_message_is_dropped():
         hub_.control(payload)
     hub_.control(revocation("api-token:3"))
     assert gone.reasons == [] and hub_.granted == {}
+
+
+@pytest.mark.redis
+def test_removing_a_member_closes_their_sockets_of_that_tenant_and_only_those(
+    server, tenant_a, tenant_b, admin_a, viewer_a, operator_a
+):
+    MembershipFactory.create(user=viewer_a, tenant=tenant_b, role=Role.VIEWER)
+    leaving, colleague = client_for(viewer_a), client_for(operator_a)
+    with (
+        page_socket(server, leaving) as page,
+        session_events_socket(server, leaving) as events,
+        connect(
+            f"{server.ws_url}/ws/live/globex/?view=overview",
+            additional_headers={"Cookie": cookie(leaving)},
+            origin=Origin(server.url),
+            open_timeout=10,
+        ) as other_tenant,
+        page_socket(server, colleague) as other_person,
+    ):
+        for ws in (page, other_tenant, other_person):
+            opened(ws)
+        subscribe(events, "agent.state.changed")
+        removed = client_for(admin_a).post(reverse("members:remove", args=["acme", viewer_a.pk]))
+        assert removed.status_code == 302
+        ended(page)
+        ended(events)
+        # Their session and their other tenant stay; so does everyone else.
+        still_served(other_tenant)
+        still_served(other_person)
