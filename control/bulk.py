@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audit.services import Actor
@@ -163,6 +164,39 @@ def _progress(batch: Batch) -> dict[str, Any]:
 
 def bulk_progress(batch: Batch) -> dict[str, Any]:
     return _progress(batch)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A batch as the history lists it: its counts by outcome, read in the same query."""
+
+    batch: Batch
+    total: int
+    counts: dict[str, int]
+
+    @property
+    def finished(self) -> bool:
+        return self.batch.finished_at is not None
+
+
+def batch_history(tenant: Tenant, *, limit: int = 50, before: datetime | None = None) -> list[BatchRow]:
+    """The tenant's latest batches (started before ``before``), newest first, each with who
+    started it, what it undoes or what undid it, and its items counted by outcome."""
+    outcomes = {value: Count("items", filter=Q(items__outcome=value)) for value in ItemOutcome.values}
+    found = (
+        Batch.objects.filter(tenant=tenant)
+        .select_related("created_by", "undo_of", "undone_by")
+        .annotate(total=Count("items"), **{f"n_{value}": n for value, n in outcomes.items()})
+        .order_by("-created_at", "-pk")
+    )
+    if before is not None:
+        found = found.filter(created_at__lt=before)
+    return [
+        BatchRow(
+            b, b.total, {value: getattr(b, f"n_{value}") for value in ItemOutcome.values if getattr(b, f"n_{value}")}
+        )
+        for b in found[:limit]
+    ]
 
 
 def bulk_run(batch_id: UUID | str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import Actor
@@ -119,6 +120,27 @@ def bulk_start(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         messages.error(request, f"{exc.message} ({exc.code})")
         return redirect("dashboard:agents", membership.tenant.slug)
     return redirect("control:batch", membership.tenant.slug, batch.pk)
+
+
+HISTORY_PAGE = 50
+
+
+@require_GET
+@tenant_view()
+def batches(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    """The tenant's batches, newest first, 50 a page; ``before`` (a start time) pages back."""
+    before_text = request.GET.get("before", "")
+    before = parse_datetime(before_text) if before_text else None
+    if before_text and (before is None or before.tzinfo is None):
+        error = InterfaceError(
+            ErrorCode.CONTROL_INVALID_REQUEST, "“before” is a start time such as 2026-11-30T08:00:00+00:00."
+        )
+        messages.error(request, f"{error.message} ({error.code})")
+        return redirect("control:batches", membership.tenant.slug)
+    rows = bulk.batch_history(membership.tenant, limit=HISTORY_PAGE + 1, before=before)
+    more, rows = len(rows) > HISTORY_PAGE, rows[:HISTORY_PAGE]
+    context = {"rows": rows, "older": rows[-1].batch.created_at if more else None}
+    return render(request, "control/batches.html", context)
 
 
 @require_GET

@@ -55,12 +55,52 @@
     updateSelection(form);
   });
 
-  // Forms that ask first (revoking a token, undoing a batch): the question is the form's
-  // data-confirm; inline handlers are not allowed by the Content-Security-Policy.
+  // Forms that ask first (revoking a token, undoing a batch, removing a member): the
+  // question (data-confirm) is asked in the console's own dialog, whose confirming button
+  // says what it does (data-confirm-button); the form is sent only when it is confirmed.
+  // Inline handlers are not allowed by the Content-Security-Policy.
+  let confirmDialog = null;
+
+  function confirmFirst(form) {
+    if (!confirmDialog) {
+      confirmDialog = document.createElement("dialog");
+      confirmDialog.className = "confirm";
+      confirmDialog.setAttribute("aria-labelledby", "confirm-question");
+      confirmDialog.dataset.testid = "confirm";
+      const inner = document.createElement("form");
+      inner.method = "dialog";
+      const question = document.createElement("p");
+      question.id = "confirm-question";
+      const buttons = document.createElement("div");
+      buttons.className = "buttons";
+      const cancel = document.createElement("button");
+      cancel.value = "cancel";
+      cancel.textContent = "Cancel";
+      const ok = document.createElement("button");
+      ok.value = "ok";
+      ok.className = "primary";
+      buttons.append(cancel, ok);
+      inner.append(question, buttons);
+      confirmDialog.append(inner);
+      document.body.append(confirmDialog);
+    }
+    confirmDialog.querySelector("#confirm-question").textContent = form.dataset.confirm;
+    confirmDialog.querySelector('button[value="ok"]').textContent = form.dataset.confirmButton || "Confirm";
+    confirmDialog.returnValue = "";
+    confirmDialog.addEventListener("close", function () {
+      if (confirmDialog.returnValue !== "ok") return;
+      form.dataset.confirmed = "yes";
+      form.requestSubmit();
+      delete form.dataset.confirmed;
+    }, { once: true });
+    confirmDialog.showModal();
+  }
+
   document.addEventListener("submit", function (event) {
     const form = event.target;
-    const question = form.dataset && form.dataset.confirm;
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (!form.dataset || !form.dataset.confirm || form.dataset.confirmed === "yes") return;
+    event.preventDefault();
+    confirmFirst(form);
   });
 
   // Control dialogs: a button opens its confirmation dialog; Cancel closes it.

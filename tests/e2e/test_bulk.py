@@ -3,6 +3,8 @@ worker runs the batch while the page shows its progress; then the batch is undon
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
@@ -43,8 +45,18 @@ def test_bulk_pause_with_preview_progress_and_undo(
     assert AuditEntry.objects.filter(batch_id=batch.pk, outcome="success").count() == 3
     assert set(AuditEntry.objects.filter(batch_id=batch.pk).values_list("reason", flat=True)) == {"rolling upgrade"}
 
-    page.once("dialog", lambda dialog: dialog.accept())
+    # Found again later: from the agent list, through the batch history.
+    page.goto(f"{asgi_server.url}/t/acme/agents/")
+    page.get_by_role("link", name="Batches").click()
+    row = page.get_by_test_id("batches").locator(f"#batch-{batch.pk}")
+    expect(row).to_contain_text("oscar")
+    expect(row).to_contain_text("3 success · 1 noop")
+    expect(row).to_contain_text("Done")
+    row.get_by_role("link", name="Open · undo…").click()
     page.get_by_test_id("undo-batch").click()
+    # Asked in the console's own dialog, not the browser's.
+    confirm = page.get_by_role("dialog", name=re.compile(r"^Undo this batch\?"))
+    confirm.get_by_role("button", name="Undo the batch").click()
     expect(page.get_by_test_id("batch-status")).to_contain_text("Done: 3 of 3", timeout=20_000)
     states = dict(Agent.objects.values_list("external_id", "desired_state"))
     assert states == {"crawler-0": "running", "crawler-1": "running", "crawler-2": "running", "crawler-3": "paused"}
