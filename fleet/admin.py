@@ -12,13 +12,17 @@ from tenancy.admin import TenantScopedAdmin
 @admin.register(Agent)
 class AgentAdmin(TenantScopedAdmin):
     list_display = ["name", "external_id", "tenant", "desired_state", "observed_state", "last_heartbeat_at", "version"]
-    list_filter = ["desired_state", "observed_state", "tenant"]
+    list_filter = ["observed_state", "desired_state", "tenant", "registered_at"]
     search_fields = ["name", "external_id", "id"]
     list_select_related = ["tenant"]
     readonly_fields = [
         "id", "version", "observed_state", "observed_changed_at", "last_heartbeat_at", "desired_changed_at",
         "desired_changed_by", "cpu_percent", "memory_mb", "latency_p95_ms", "tokens_per_min", "requests_per_min",
         "errors_per_min", "metrics_at", "registered_at", "updated_at",
+        # Internal to control: delivery to the agent, the pause's details, the unconfirmed
+        # stop and the quotas change only through the control service (audited, pushed).
+        "delivered_version", "delivered_at", "pause_reason", "pause_until", "pause_mode", "stop_unconfirmed_at",
+        "quotas",
     ]  # fmt: skip
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,3 +59,14 @@ def test_agent_list_in_admin_filters_and_searches(superuser, tenant_a):
     client = client_for(superuser)
     assert "Crawler 9" in client.get("/admin/fleet/agent/?q=crawler").content.decode()
     assert "Crawler 9" not in client.get("/admin/fleet/agent/?observed_state__exact=running").content.decode()
+
+
+def test_an_agent_in_admin_shows_times_to_the_second_and_keeps_controls_internals_read_only(superuser, tenant_a):
+    agent = AgentFactory.create(
+        tenant=tenant_a, name="Timed", last_heartbeat_at=datetime(2026, 11, 30, 8, 35, 12, tzinfo=UTC)
+    )
+    page = client_for(superuser).get(f"/admin/fleet/agent/{agent.pk}/change/").content.decode()
+    assert "2026-11-30 08:35:12 UTC" in page
+    for internal in ("quotas", "delivered_version", "pause_until", "stop_unconfirmed_at", "desired_state"):
+        assert f'name="{internal}"' not in page, f"{internal} is editable"
+    assert 'name="name"' in page  # what staff may edit stays a field
