@@ -430,9 +430,9 @@ def _check_seed(s: Seeded) -> dict[str, int]:
 
 
 def window(span: timedelta, step: timedelta, now: datetime) -> tuple[datetime, datetime]:
-    """``fleet.series.window``: [start, end) ending with the step that holds ``now``."""
+    """``fleet.series.window``: [start, end) ending with the last step over by ``now``."""
     step_s = int(step.total_seconds())
-    end = datetime.fromtimestamp((int(now.timestamp()) // step_s + 1) * step_s, tz=UTC)
+    end = datetime.fromtimestamp((int(now.timestamp()) // step_s) * step_s, tz=UTC)
     return end - span, end
 
 

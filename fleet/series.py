@@ -67,9 +67,11 @@ def parse_range(value: str | None) -> Range:
 
 
 def window(step: timedelta, span: timedelta, now: datetime) -> tuple[datetime, datetime]:
-    """[start, end) aligned to ``step``, ending with the step that holds ``now``."""
+    """[start, end) aligned to ``step``, ending with the last step that is over by ``now``.
+    The step in progress is left out: a rate over a minute a third gone is a third of the
+    rate, and would read as a drop (docs/architecture.md, "Fleet charts")."""
     step_s = int(step.total_seconds())
-    end = datetime.fromtimestamp((int(now.timestamp()) // step_s + 1) * step_s, tz=now.tzinfo)
+    end = datetime.fromtimestamp((int(now.timestamp()) // step_s) * step_s, tz=now.tzinfo)
     return end - span, end
 
 

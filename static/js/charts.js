@@ -66,6 +66,14 @@
     live.delete(el);
   }
 
+  // The last index where any series has a value (the latest slot may be a gap).
+  function latest(cols) {
+    for (let i = cols[0].length - 1; i > 0; i--) if (cols.slice(1).some(ys => ys[i] != null)) return i;
+    return cols[0].length - 1;
+  }
+
+  const syncKey = el => 'l10-' + ((el.closest('[id]') || document.body).id || 'page');
+
   function options(el, data) {
     const unit = data.unit || '';
     const grid = cssVar(el, '--chart-grid', '#e8ebef');
@@ -79,9 +87,10 @@
     });
     return {
       title: el.dataset.title === 'hidden' ? '' : data.title || '', width: widthOf(el), height: heightOf(el), tzDate: utc,
-      scales: {x: {time: true}}, cursor: {points: {size: 6}}, legend: {live: true},
-      // Away from the cursor, the legend shows the latest point instead of blanks.
-      hooks: {setCursor: [u => { if (u.cursor.idx == null) u.setLegend({idx: u.data[0].length - 1}); }]},
+      // One cursor for the charts of one panel: hovering a minute on one shows it on all.
+      scales: {x: {time: true}}, cursor: {points: {size: 6}, sync: {key: syncKey(el)}}, legend: {live: true},
+      // Away from the cursor, the legend shows the latest point with a value, not blanks.
+      hooks: {setCursor: [u => { if (u.cursor.idx == null) u.setLegend({idx: latest(u.data)}); }]},
       series: series,
       axes: [
         Object.assign({}, axis, {values: TIME_TICKS, space: 70}),
@@ -115,7 +124,7 @@
         ' over the last ' + x.length + ' point' + (x.length === 1 ? '' : 's'));
       const cols = [x].concat((data.series || []).map(s => s.values));
       u = new uPlot(options(el, data), cols, el);
-      u.setLegend({idx: x.length - 1});
+      u.setLegend({idx: latest(cols)});
     }
     live.set(el, {u: u, src: src});
     el.dataset.drawn = 'true';

@@ -109,3 +109,29 @@ def test_ages_advance_on_an_open_page_and_idle_agents_show_their_last_figures(
     expect(page.get_by_test_id("metrics-stale")).to_have_text(
         re.compile(r"^Last reported 3 min ago: the agent is stopped\. These are not current figures\.$")
     )
+
+
+def test_the_charts_of_a_panel_share_one_cursor_and_rest_on_their_latest_value(
+    page: Page, asgi_server: LiveServer, viewer_a: User, fleet
+):
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "vera", PASSWORD)
+    charts = page.locator("#overview-charts .chart[data-drawn='true']")
+    expect(charts).to_have_count(5)
+    cpu, memory = charts.nth(0), charts.nth(1)
+
+    def legend(chart, row: int):  # row 0: the time; 1: the first line
+        return chart.locator(".u-legend .u-series").nth(row).locator(".u-value")
+
+    # At rest: the latest minute that is over, with its values (the minute in progress is
+    # left out, so the last point is not a gap or a drop).
+    expect(legend(cpu, 1)).not_to_have_text("—")
+    expect(legend(memory, 1)).not_to_have_text("—")
+    resting = legend(memory, 0).inner_text()
+    assert legend(cpu, 0).inner_text() == resting
+    # Hovering one chart moves the cursor of the others to the same minute.
+    box = cpu.locator(".u-over").bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+    expect(legend(cpu, 0)).not_to_have_text(resting)
+    expect(legend(memory, 0)).to_have_text(legend(cpu, 0).inner_text())
