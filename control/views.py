@@ -41,6 +41,11 @@ def _limit(value: str) -> Any:
     return int(value) if re.fullmatch(r"\d{1,15}", value) else value
 
 
+# A refused control dialog, for the agent's page to open again (dashboard.views).
+REOPEN_SESSION_KEY = "l10_reopen_dialog"
+DIALOG_FIELDS = ("reason", "quota_type", "period", "new_limit", "minutes", "mode")
+
+
 @require_POST
 @tenant_view(need=Role.OPERATOR)
 def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUID, action: str) -> HttpResponse:
@@ -64,7 +69,14 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
     try:
         result = control_execute(tenant=membership.tenant, actor=actor, request=control)
     except InterfaceError as exc:
-        messages.error(request, f"{exc.message} ({exc.code})")
+        # The agent's page opens the same dialog again, with what was typed and why it was
+        # refused, instead of closing it and losing the input.
+        request.session[REOPEN_SESSION_KEY] = {
+            "agent": str(agent.pk),
+            "action": action,
+            "error": f"{exc.message} ({exc.code})",
+            "values": {name: post.get(name, "")[:500] for name in DIALOG_FIELDS},
+        }
     else:
         if result.status == ControlStatus.SUCCESS:
             messages.success(request, f"{result.message} Its confirmation shows below as the agent reports.")

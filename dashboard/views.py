@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
+from control.views import REOPEN_SESSION_KEY
 from core import jinja, parts
 from core.display import fresh_ago
 from core.errors import ErrorCode
@@ -167,10 +168,16 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         lambda: selectors.agent_detail(agent),
     )
     charts_html = fragments.agent_charts(tenant.pk, agent.pk, rng, page)
+    reopen = request.session.get(REOPEN_SESSION_KEY)
+    if isinstance(reopen, dict) and reopen.get("agent") == str(agent.pk) and not request.htmx:
+        del request.session[REOPEN_SESSION_KEY]  # shown once
+    else:
+        reopen = None
     context = {
         "detail": detail,
         "agent": detail.agent,
         "dialogs": CONTROL_DIALOGS,
+        "reopen": reopen,
         # One key per page load and action: a double click or a resubmission replays.
         "idempotency_key": secrets.token_hex(12),
         # Rendered from the app's own autoescaping template.

@@ -103,6 +103,11 @@
     confirmFirst(form);
   });
 
+  // A control dialog the server refused opens again at once, with its input and the reason.
+  document.querySelectorAll("dialog[data-open-on-load]").forEach(function (dialog) {
+    if (dialog.showModal) dialog.showModal();
+  });
+
   // Control dialogs: a button opens its confirmation dialog; Cancel closes it.
   document.addEventListener("click", function (event) {
     const opener = event.target.closest && event.target.closest("[data-open-dialog]");

@@ -260,3 +260,29 @@ def test_viewers_get_no_selection_controls_and_operators_do(viewer_a, operator_a
     assert 'class="grid"' in operated and "Pause selected…" in operated
     css = (settings.BASE_DIR / "static" / "css" / "console.css").read_text()
     assert ".grid.no-select .select { display: none; }" in css  # what hides the rows' shared checkboxes
+
+
+def test_a_refused_control_dialog_opens_again_once_with_what_was_typed(admin_a, acme_fleet):
+    agent = acme_fleet[0]
+    client = client_for(admin_a)
+    form = {
+        "quota_type": "tokens",
+        "period": "hour",
+        "new_limit": "-5",
+        "reason": "<b>why</b>",
+        "idempotency_key": "k-1",
+    }
+    response = client.post(f"/t/acme/agents/{agent.pk}/control/quota/", form, follow=True)
+    page = response.content.decode()
+    dialog = page[
+        page.index('<dialog class="confirm" id="dialog-quota"') : page.index(
+            "</dialog>", page.index('id="dialog-quota"')
+        )
+    ]
+    assert "data-open-on-load" in dialog and "(E10303)" in dialog
+    assert 'value="-5" aria-invalid="true"' in dialog
+    assert '<option value="hour" selected>' in dialog and '<option value="tokens" selected>' in dialog
+    assert "&lt;b&gt;why&lt;/b&gt;</textarea>" in dialog  # kept, and escaped
+    assert page.count("data-open-on-load") == 1  # only the refused dialog
+    again = client.get(f"/t/acme/agents/{agent.pk}/").content.decode()
+    assert "data-open-on-load" not in again  # shown once

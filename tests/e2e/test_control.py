@@ -77,3 +77,31 @@ def test_pause_from_the_page_reaches_the_agent_and_is_confirmed(
     expect(page.get_by_test_id("receipt-status")).to_have_text("Running (confirmed)", timeout=2_000)
     with sdk_agent.task("crawl", timeout=2.0):
         pass
+
+
+def test_a_refused_quota_keeps_its_dialog_open_with_the_input_and_the_reason(
+    page: Page, asgi_server: LiveServer, admin_a: User, agent_a
+):
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "alice", PASSWORD)
+    page.goto(f"{asgi_server.url}/t/acme/agents/{agent_a.pk}/")
+    page.get_by_test_id("agent-actions").get_by_role("button", name="Set a quota…").click()
+    dialog = page.get_by_role("dialog", name=f"Set a quota: {agent_a.name}")
+    dialog.get_by_label("Per").select_option("month")
+    dialog.get_by_label("Limit").fill("lots")
+    dialog.get_by_label("Reason (optional)").fill("budget review")
+    dialog.get_by_role("button", name="Set a quota").click()
+
+    # Refused by the server: the same dialog is open again, as it was filled, saying why.
+    dialog = page.get_by_role("dialog", name=f"Set a quota: {agent_a.name}")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("alert")).to_contain_text("E10303")
+    expect(dialog.get_by_label("Limit")).to_have_value("lots")
+    expect(dialog.get_by_label("Per")).to_have_value("month")
+    expect(dialog.get_by_label("Reason (optional)")).to_have_value("budget review")
+    dialog.get_by_label("Limit").fill("5000")
+    dialog.get_by_role("button", name="Set a quota").click()
+    expect(page.locator(".messages")).to_contain_text("New limit sent to the agent.")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    agent_a.refresh_from_db()
+    assert agent_a.quotas == {"api_calls": {"month": 5000}}
