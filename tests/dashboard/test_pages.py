@@ -77,7 +77,7 @@ def test_the_agent_list_filters_by_state_label_and_name(viewer_a, acme_fleet, gl
 
     def names(query: str) -> list[str]:
         page = client.get(f"/t/acme/agents/{query}").content.decode()
-        return re.findall(r'<td><a href="/t/acme/agents/[0-9a-f-]+/">([^<]+)</a></td>', page)
+        return re.findall(r'<td class="name"><a href="/t/acme/agents/[0-9a-f-]+/">([^<]+)</a></td>', page)
 
     assert names("") == ["Bidder 1", "Crawler 1", "Crawler 2", "Planner 1"]
     assert names("?labels=team%3Dsearch") == ["Crawler 1", "Crawler 2"]
@@ -143,7 +143,9 @@ def test_a_label_filter_reaches_no_lookup(viewer_a, acme_fleet, labels, status):
 def test_a_label_selector_matches_as_written(viewer_a, acme_fleet, labels, expected):
     response = client_for(viewer_a).get("/t/acme/agents/", {"labels": labels})
     assert response.status_code == 200
-    found = re.findall(r'<td><a href="/t/acme/agents/[0-9a-f-]+/">([^<]+)</a></td>', response.content.decode())
+    found = re.findall(
+        r'<td class="name"><a href="/t/acme/agents/[0-9a-f-]+/">([^<]+)</a></td>', response.content.decode()
+    )
     assert sorted(found) == expected
 
 
@@ -225,7 +227,12 @@ def test_a_silent_or_idle_agent_shows_its_state_and_its_figures_as_last_reported
     # The silent and the stopped agents' figures are greyed, with when they were reported.
     for name in ("Planner 1", "Bidder 1"):
         assert (
-            len(re.findall(r'<td class="n stale" title="Last reported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">', row[name]))
+            len(
+                re.findall(
+                    r'<td class="n stale" data-label="[^"]+" title="Last reported \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">',
+                    row[name],
+                )
+            )
             == 4
         )
     assert "stale" not in row["Crawler 1"]
@@ -255,9 +262,9 @@ def test_the_top_error_rate_is_bounded_and_leaves_out_agents_without_requests(vi
 
 def test_viewers_get_no_selection_controls_and_operators_do(viewer_a, operator_a, acme_fleet):
     seen = client_for(viewer_a).get("/t/acme/agents/").content.decode()
-    assert 'class="grid no-select"' in seen and "selected on this page" not in seen
+    assert 'class="grid stack no-select"' in seen and "selected on this page" not in seen
     operated = client_for(operator_a).get("/t/acme/agents/").content.decode()
-    assert 'class="grid"' in operated and "Pause selected…" in operated
+    assert 'class="grid stack"' in operated and "Pause selected…" in operated
     css = (settings.BASE_DIR / "static" / "css" / "console.css").read_text()
     assert ".grid.no-select .select { display: none; }" in css  # what hides the rows' shared checkboxes
 

@@ -47,11 +47,11 @@ def report(server: UvicornThread, token: str, external_id: str, **body: object) 
 
 
 def test_open_pages_follow_the_fleet_and_catch_up_after_an_outage(
-    page: Page, server: UvicornThread, viewer_a: User, token_a: str, crawlers: list[Agent]
+    page: Page, server: UvicornThread, operator_a: User, token_a: str, crawlers: list[Agent]
 ):
     base = LiveServer("127.0.0.1", server.port).url
     page.goto(f"{base}/login/")
-    sign_in(page, "vera", PASSWORD)
+    sign_in(page, "oscar", PASSWORD)  # an operator: the list has selection boxes
 
     # The overview: an agent pauses; the tiles count it.
     expect(page.get_by_test_id("count-paused")).to_have_text("0")
