@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import User
+from django.http import HttpRequest
 from django.utils import timezone
 
 from audit import sql
@@ -30,6 +32,18 @@ class Actor:
 
 
 SYSTEM = Actor(user=None)
+
+
+def request_actor(request: HttpRequest, user: User | None = None) -> Actor:
+    """Who acts in ``request`` and from where: its signed-in user (or ``user``, for a
+    token's owner), address, user agent, and its ``X-Request-ID`` or a new id."""
+    chosen = user if user is not None else request.user
+    return Actor(
+        user=chosen if isinstance(chosen, User) else None,
+        ip=request.META.get("REMOTE_ADDR"),
+        user_agent=request.headers.get("User-Agent", ""),
+        request_id=request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8),
+    )
 
 
 @dataclass(frozen=True)

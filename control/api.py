@@ -10,7 +10,6 @@ A body that does not fit its shape gets the control code of the field at fault
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -19,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import AwareDatetime, Field, Strict
 
-from audit.services import Actor
+from audit.services import request_actor
 from control.rules import MAX_PAUSE_MINUTES, MAX_QUOTA, MAX_REASON, Action, ControlRequest
 from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
@@ -103,12 +102,7 @@ def error_code(fields: Sequence[str]) -> ErrorCode:
 
 def _call(request: HttpRequest, response: HttpResponse, agent_id: UUID, action: Action, **fields: Any) -> ControlOut:
     token: PersonalToken = request.auth  # type: ignore[attr-defined]
-    actor = Actor(
-        user=token.user,
-        ip=request.META.get("REMOTE_ADDR"),
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8),
-    )
+    actor = request_actor(request, user=token.user)
     key = request.headers.get("Idempotency-Key")
     result = control_execute(
         actor=actor,

@@ -4,7 +4,6 @@ and bulk operations from the agent list (preview, start, progress, undo)."""
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.services import Actor
+from audit.services import request_actor
 from control import bulk
 from control.models import Batch
 from control.rules import Action, ControlRequest, ControlStatus
@@ -24,15 +23,6 @@ from core.http import ConsoleRequest
 from fleet.selectors import get_agent_for_user
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
-
-
-def _actor(request: ConsoleRequest) -> Actor:
-    return Actor(
-        user=request.user,
-        ip=request.META.get("REMOTE_ADDR"),
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=secrets.token_hex(8),
-    )
 
 
 def _limit(value: str) -> Any:
@@ -65,7 +55,7 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         pause_minutes=_limit(post["minutes"]) if action == Action.PAUSE and post.get("minutes") else None,
         mode=post.get("mode") or "after_task",
     )
-    actor = _actor(request)
+    actor = request_actor(request)
     try:
         result = control_execute(tenant=membership.tenant, actor=actor, request=control)
     except InterfaceError as exc:
@@ -123,7 +113,7 @@ def bulk_start(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         agents, _ = _selection(request, membership, request.POST)
         batch = bulk.bulk_start(
             tenant=membership.tenant,
-            actor=_actor(request),
+            actor=request_actor(request),
             action=action,
             agents=agents,
             reason=request.POST.get("reason", "").strip(),
@@ -177,7 +167,7 @@ def batch(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> Ht
 def batch_undo(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> HttpResponse:
     found = get_object_or_404(Batch, pk=batch_id, tenant=membership.tenant)
     try:
-        undo = bulk.bulk_undo(batch=found, actor=_actor(request))
+        undo = bulk.bulk_undo(batch=found, actor=request_actor(request))
     except InterfaceError as exc:
         messages.error(request, f"{exc.message} ({exc.code})")
         return redirect("control:batch", membership.tenant.slug, found.pk)

@@ -3,28 +3,17 @@ Every answer says what happened; a refused change keeps what was typed and says 
 
 from __future__ import annotations
 
-import secrets
-
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from audit.services import Actor
+from audit.services import request_actor
 from core.errors import InterfaceError
 from core.http import ConsoleRequest
 from members import services
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
-
-
-def _actor(request: ConsoleRequest) -> Actor:
-    return Actor(
-        user=request.user,
-        ip=request.META.get("REMOTE_ADDR"),
-        user_agent=request.headers.get("User-Agent", ""),
-        request_id=secrets.token_hex(8),
-    )
 
 
 def _page(request: ConsoleRequest, membership: Membership, status: int = 200, **context: object) -> HttpResponse:
@@ -50,7 +39,9 @@ def members(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 def member_add(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     username, role = request.POST.get("username", ""), request.POST.get("role", Role.VIEWER)
     try:
-        added = services.member_add(tenant=membership.tenant, username=username, role=role, actor=_actor(request))
+        added = services.member_add(
+            tenant=membership.tenant, username=username, role=role, actor=request_actor(request)
+        )
     except InterfaceError as exc:
         error = f"{exc.message} ({exc.code})"
         return _page(request, membership, status=exc.http_status, add_error=error, username=username[:150], role=role)
@@ -63,7 +54,7 @@ def member_add(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 def member_role(request: ConsoleRequest, membership: Membership, user_id: int) -> HttpResponse:
     try:
         changed = services.member_role_set(
-            tenant=membership.tenant, user_id=user_id, role=request.POST.get("role", ""), actor=_actor(request)
+            tenant=membership.tenant, user_id=user_id, role=request.POST.get("role", ""), actor=request_actor(request)
         )
     except InterfaceError as exc:
         return _page(request, membership, status=exc.http_status, row_error=f"{exc.message} ({exc.code})", row=user_id)
@@ -75,7 +66,7 @@ def member_role(request: ConsoleRequest, membership: Membership, user_id: int) -
 @tenant_view(need=Role.ADMIN)
 def member_remove(request: ConsoleRequest, membership: Membership, user_id: int) -> HttpResponse:
     try:
-        services.member_remove(tenant=membership.tenant, user_id=user_id, actor=_actor(request))
+        services.member_remove(tenant=membership.tenant, user_id=user_id, actor=request_actor(request))
     except InterfaceError as exc:
         return _page(request, membership, status=exc.http_status, row_error=f"{exc.message} ({exc.code})", row=user_id)
     if user_id == request.user.pk:  # an admin who left: nothing of this tenant is theirs any more
