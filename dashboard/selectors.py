@@ -10,7 +10,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from costs.selectors import quota_usage
-from events.models import Event
+from events.models import Event, Severity
 from fleet.models import Agent
 from fleet.selectors import AgentsSummary, FleetResources, TopAgent, fleet_tiles, top_agents
 
@@ -61,7 +61,18 @@ class AgentDetail:
     control_events: list[Event]
 
 
-def agent_detail(agent: Agent, *, now: datetime | None = None) -> AgentDetail:
+# The agent page's event filter: the least severity shown. By default warnings and worse,
+# so errors are not buried under the routine of task.started / task.completed.
+EVENT_FILTERS = {
+    "warning": ("Warnings and errors", (Severity.WARNING, Severity.ERROR, Severity.CRITICAL)),
+    "info": ("Info and worse", (Severity.INFO, Severity.WARNING, Severity.ERROR, Severity.CRITICAL)),
+    "all": ("All", tuple(Severity.values)),
+}
+DEFAULT_EVENT_FILTER = "warning"
+LATEST_EVENTS = 15
+
+
+def agent_detail(agent: Agent, *, now: datetime | None = None, events: str = DEFAULT_EVENT_FILTER) -> AgentDetail:
     now = now or timezone.now()
     usage = quota_usage(agent, now)
     bars = [
@@ -69,6 +80,7 @@ def agent_detail(agent: Agent, *, now: datetime | None = None) -> AgentDetail:
         for kind, periods in sorted((agent.quotas or {}).items())
         for period, limit in sorted(periods.items())
     ]
-    events = list(Event.objects.filter(agent=agent).order_by("-occurred_at")[:15])
+    severities = EVENT_FILTERS.get(events, EVENT_FILTERS[DEFAULT_EVENT_FILTER])[1]
+    shown = Event.objects.filter(agent=agent, severity__in=severities).order_by("-occurred_at")
     control = list(Event.objects.filter(agent=agent, type__startswith="control.").order_by("-occurred_at")[:10])
-    return AgentDetail(agent=agent, quotas=bars, events=events, control_events=control)
+    return AgentDetail(agent=agent, quotas=bars, events=list(shown[:LATEST_EVENTS]), control_events=control)

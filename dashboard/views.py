@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 
 from control.views import REOPEN_SESSION_KEY
 from core import jinja, parts
-from core.display import fresh_ago
+from core.display import fresh_ago, with_params
 from core.errors import ErrorCode
 from core.http import ConsoleRequest
 from dashboard import fragments, selectors
@@ -149,6 +149,13 @@ def agents(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     return render(request, template, context, status=400 if filter_error else 200)
 
 
+def _events_context(request: ConsoleRequest, detail: selectors.AgentDetail, events: str) -> dict[str, Any]:
+    filters = [
+        (key, label, with_params(request.GET, events=key)) for key, (label, _) in selectors.EVENT_FILTERS.items()
+    ]
+    return {"agent": detail.agent, "detail": detail, "event_filter": events, "event_filters": filters}
+
+
 @require_GET
 @tenant_view()
 def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
@@ -160,12 +167,14 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     live = {} if request.htmx else _live(tenant.pk, "agent", agent_id)
     agent = get_agent_for_user(request.user, agent_id, membership=membership)
     rng = series.parse_range(request.GET.get("range"))
+    events = request.GET.get("events", "")
+    events = events if events in selectors.EVENT_FILTERS else selectors.DEFAULT_EVENT_FILTER
     detail = page.cached(
         "agent-detail",
         tenant.pk,
-        (agent.pk,),
+        (agent.pk, events),
         settings.L10.cache_ttl_agent_detail,
-        lambda: selectors.agent_detail(agent),
+        lambda: selectors.agent_detail(agent, events=events),
     )
     charts_html = fragments.agent_charts(tenant.pk, agent.pk, rng, page)
     reopen = request.session.get(REOPEN_SESSION_KEY)
@@ -178,6 +187,7 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         "agent": detail.agent,
         "dialogs": CONTROL_DIALOGS,
         "reopen": reopen,
+        **_events_context(request, detail, events),
         # One key per page load and action: a double click or a resubmission replays.
         "idempotency_key": secrets.token_hex(12),
         # Rendered from the app's own autoescaping template.
@@ -187,6 +197,8 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     }
     if request.htmx and request.htmx.target == "agent-charts":
         return HttpResponse(charts_html)
+    if request.htmx and request.htmx.target == "agent-events":
+        return HttpResponse(jinja.render("dashboard/_agent_event_list.html", _events_context(request, detail, events)))
     if request.htmx and request.htmx.target == "agent-summary":
         summary = {"agent": detail.agent, "detail": detail, "current": membership}
         return HttpResponse(jinja.render("dashboard/_agent_summary.html", summary))

@@ -293,3 +293,36 @@ def test_a_refused_control_dialog_opens_again_once_with_what_was_typed(admin_a, 
     assert page.count("data-open-on-load") == 1  # only the refused dialog
     again = client.get(f"/t/acme/agents/{agent.pk}/").content.decode()
     assert "data-open-on-load" not in again  # shown once
+
+
+def test_the_agent_page_shows_warnings_and_errors_first_and_all_events_on_request(viewer_a, acme_fleet):
+    from events.models import Event
+
+    agent = acme_fleet[0]
+    now = timezone.now()
+    for n, (kind, severity) in enumerate(
+        [("task.completed", "info")] * 20
+        + [("task.failed", "error"), ("quota.near", "warning"), ("debug.tick", "debug")]
+    ):
+        Event.objects.create(
+            tenant=agent.tenant, agent=agent, type=kind, severity=severity, message=f"m{n}",
+            occurred_at=now - timedelta(seconds=60 - n),
+        )  # fmt: skip
+    client = client_for(viewer_a)
+
+    def types(query: str = "", **headers: str) -> list[str]:
+        page = client.get(f"/t/acme/agents/{agent.pk}/{query}", **headers).content.decode()
+        section = page[page.index('<section class="card" id="agent-events">') :]
+        section = section[: section.index("</section>")]
+        return re.findall(r"<td><code>([a-z.]+)</code></td>", section)
+
+    # By default the errors are not buried under twenty completed tasks.
+    assert types() == ["quota.near", "task.failed"]
+    assert types("?events=bogus") == ["quota.near", "task.failed"]  # an unknown filter is the default
+    assert types("?events=info") == ["quota.near", "task.failed"] + ["task.completed"] * 13
+    assert types("?events=all")[:3] == ["debug.tick", "quota.near", "task.failed"]
+    part = client.get(
+        f"/t/acme/agents/{agent.pk}/?events=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="agent-events"
+    ).content.decode()
+    assert part.startswith('<section class="card" id="agent-events">') and "<html" not in part
+    assert 'aria-current="true">All</a>' in part

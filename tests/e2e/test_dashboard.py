@@ -135,3 +135,31 @@ def test_the_charts_of_a_panel_share_one_cursor_and_rest_on_their_latest_value(
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
     expect(legend(cpu, 0)).not_to_have_text(resting)
     expect(legend(memory, 0)).to_have_text(legend(cpu, 0).inner_text())
+
+
+def test_the_agent_page_leads_with_warnings_and_errors_and_shows_all_events_on_a_click(
+    page: Page, asgi_server: LiveServer, viewer_a: User, tenant_a
+):
+    from events.models import Event
+
+    agent = live_agent(tenant_a, "crawler-1", cpu=22.0)
+    now = timezone.now()
+    for n in range(12):
+        Event.objects.create(
+            tenant=tenant_a, agent=agent, type="task.completed", message="done", occurred_at=now - timedelta(seconds=n)
+        )
+    Event.objects.create(
+        tenant=tenant_a, agent=agent, type="task.failed", severity="error", message="upstream timeout",
+        occurred_at=now - timedelta(minutes=5),
+    )  # fmt: skip
+    page.goto(f"{asgi_server.url}/login/")
+    sign_in(page, "vera", PASSWORD)
+    page.goto(f"{asgi_server.url}/t/acme/agents/{agent.pk}/")
+    events = page.get_by_test_id("agent-events").locator("tbody tr")
+    expect(events).to_have_count(1)
+    expect(events.first).to_contain_text("upstream timeout")
+    page.evaluate("window.sameDocument = true")
+    page.get_by_role("navigation", name="Events shown").get_by_role("link", name="All").click()
+    expect(events).to_have_count(13)
+    expect(page).to_have_url(re.compile(r"\?events=all$"))
+    assert page.evaluate("window.sameDocument === true")  # swapped in, not reloaded
