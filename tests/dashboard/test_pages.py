@@ -310,8 +310,8 @@ def test_the_agent_page_shows_warnings_and_errors_first_and_all_events_on_reques
         )  # fmt: skip
     client = client_for(viewer_a)
 
-    def types(query: str = "", **headers: str) -> list[str]:
-        page = client.get(f"/t/acme/agents/{agent.pk}/{query}", **headers).content.decode()
+    def types(query: str = "") -> list[str]:
+        page = client.get(f"/t/acme/agents/{agent.pk}/{query}").content.decode()
         section = page[page.index('<section class="card" id="agent-events">') :]
         section = section[: section.index("</section>")]
         return re.findall(r"<td><code>([a-z.]+)</code></td>", section)
