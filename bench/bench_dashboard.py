@@ -503,7 +503,11 @@ SQL_AGENT_MINUTES = (
     "SELECT minute, samples, cpu_sum, cpu_max, memory_sum, memory_max, tokens, requests, errors, latency_p95_ms "
     "FROM fleet_metricminute WHERE agent_id = %s AND minute >= %s AND minute < %s"
 )
-SQL_EVENTS = "SELECT * FROM events_event WHERE agent_id = %s ORDER BY occurred_at DESC LIMIT 15"
+# dashboard.selectors.agent_detail's default: the agent's latest warnings and errors.
+SQL_EVENTS = (
+    "SELECT * FROM events_event WHERE agent_id = %s AND severity IN ('warning', 'error', 'critical') "
+    "ORDER BY occurred_at DESC LIMIT 15"
+)
 SQL_CONTROL = (
     "SELECT * FROM events_event WHERE agent_id = %s AND type::text LIKE 'control.%%' ORDER BY occurred_at DESC LIMIT 10"
 )
@@ -576,6 +580,11 @@ class Floor:
             control = cur.execute(SQL_CONTROL, (agent_id,)).fetchall()
         assert len(agent) == 1
         return len(minutes), len(events), len(control)
+
+    def notable_events(self, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many events each agent's page lists by default (at most 15)."""
+        with self.conn.cursor() as cur:
+            return {a: len(cur.execute(SQL_EVENTS, (a,)).fetchall()) for a in agent_ids}
 
 
 # --- the pages ---------------------------------------------------------------------------
@@ -914,7 +923,7 @@ def measure(pages: Pages, floor: Floor, pid: int, s: Seeded) -> list[Row]:
             floor=detail.p(95, floor=True),
             note=f"GET {base}/agents/<id>/?range=24h over {len(s.chart_agents):,} agents, each reading {DAY_MINUTES:,} "
             f"minute rows into 288 points; {detail.describe()}; floor: the agent row, its 24 h of minute rows, "
-            f"its latest {LATEST_EVENTS} events and {LATEST_CONTROL} control events",
+            f"its latest {LATEST_EVENTS} warnings and errors (the page's default) and {LATEST_CONTROL} control events",
         )
     )
 
@@ -1094,13 +1103,15 @@ def _list_phase(pages: Pages, floor: Floor, pid: int, s: Seeded, filtered: bool)
 
 def _detail_phase(pages: Pages, floor: Floor, pid: int, s: Seeded) -> Measured:
     agents = s.chart_agents
+    notable = floor.notable_events(agents)  # what each page lists: its warnings and errors
+    assert any(notable.values()), "the seed gave no agent a warning or an error"
 
     def api(i: int) -> float:
         agent_id = agents[i % len(agents)]
         ms, html = pages.get(f"/t/{TENANT_SLUG}/agents/{agent_id}/?range=24h", miss=True)
         assert s.names[agent_id] in html
         assert chart_points(html) == (288, 288), f"agent chart points {chart_points(html)}, expected 288 full"
-        assert html.count('class="sev sev-') == LATEST_EVENTS, "the detail does not list its latest events"
+        assert html.count('class="sev sev-') == notable[agent_id], "the detail does not list its latest errors"
         # A miss: the page drew the agent's charts again and stored them (untimed check).
         assert pages.metrics_entries("agent-charts-html") == 1, "the detail's charts were not drawn and stored"
         return ms
@@ -1108,7 +1119,7 @@ def _detail_phase(pages: Pages, floor: Floor, pid: int, s: Seeded) -> Measured:
     def floor_one(i: int) -> float:
         agent_id = agents[(i + len(agents) // 2) % len(agents)]  # other agents than the page's block
         ms, got = timed(lambda: floor.agent_detail(agent_id))
-        assert got == (DAY_MINUTES, LATEST_EVENTS, CONTROL_EVENTS_PER_AGENT), f"floor read {got}"
+        assert got == (DAY_MINUTES, notable[agent_id], CONTROL_EVENTS_PER_AGENT), f"floor read {got}"
         return ms
 
     generation = pages.generation()
