@@ -21,6 +21,7 @@ from core.errors import ErrorCode, InterfaceError
 from core.inputs import text_problem
 from tenancy.models import Membership, Role, Tenant
 from tenancy.signals import REVOKED, access_revoked, member_principal
+from tenancy.usernames import normalize_username
 
 RESOURCE = "membership"
 
@@ -47,7 +48,8 @@ def _user(username: str) -> User:
     problem = text_problem(name) if name else "is empty"
     if problem:
         raise InterfaceError(ErrorCode.MEMBER_INVALID, f"The username {problem}.")
-    found = User.objects.filter(username__iexact=name[:150], is_active=True).first()
+    # Stored in one spelling (tenancy.usernames): "ＡＬＩＣＥ" and "Alice" name alice.
+    found = User.objects.filter(username=normalize_username(name)[:150], is_active=True).first()
     if found is None:
         raise InterfaceError(
             ErrorCode.MEMBER_INVALID,

@@ -33,7 +33,7 @@ def role_of(user, tenant) -> str | None:
 def test_an_admin_adds_a_person_with_a_role_and_it_is_audited(tenant_a, admin_a):
     newcomer = UserFactory.create(username="nadia")
     response = client_for(admin_a).post(
-        reverse("members:add", args=["acme"]), {"username": "NADIA", "role": "operator"}, follow=True
+        reverse("members:add", args=["acme"]), {"username": "ＮＡＤＩＡ", "role": "operator"}, follow=True
     )
     assert response.status_code == 200
     assert "nadia was added as operator." in response.content.decode()
