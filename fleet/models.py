@@ -77,17 +77,26 @@ class Receipt:
 class Agent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
-    external_id = models.CharField(max_length=200, help_text="The name the SDK registers with.")
+    external_id = models.CharField("external id", max_length=200, help_text="The name the SDK registers with.")
     name = models.CharField(max_length=200)
-    labels = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(
+        default=dict, blank=True, help_text='As the SDK registered them, e.g. {"team": "search"}.'
+    )
 
-    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
-    desired_changed_at = models.DateTimeField(null=True, blank=True)
+    desired_state = models.CharField(
+        max_length=16,
+        choices=DesiredState.choices,
+        default=DesiredState.RUNNING,
+        help_text="What the console tells the agent; changed on the agent's page (audited, sent to the agent).",
+    )
+    desired_changed_at = models.DateTimeField("desired state changed", null=True, blank=True)
     desired_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # The fencing token: bumped with every change of desired state or quotas.
-    version = models.PositiveBigIntegerField(default=1)
+    version = models.PositiveBigIntegerField(
+        "control version", default=1, help_text="Goes up with every change of desired state or quotas."
+    )
     # While paused: why, until when (then it resumes by itself), and whether tasks in hand
     # stop at their next checkpoint ("now") or finish first ("after_task").
     pause_reason = models.CharField(max_length=500, blank=True)
@@ -96,24 +105,31 @@ class Agent(models.Model):
     # An emergency stop the agent did not confirm in time: when that was noticed.
     stop_unconfirmed_at = models.DateTimeField(null=True, blank=True)
     # The latest version the agent was sent (over its socket or in a heartbeat answer), and when.
-    delivered_version = models.PositiveBigIntegerField(default=0)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    delivered_version = models.PositiveBigIntegerField(
+        "version delivered", default=0, help_text="The latest control version the agent was sent."
+    )
+    delivered_at = models.DateTimeField("delivered", null=True, blank=True)
     quotas = models.JSONField(
         default=dict, blank=True, help_text='Limits by type and period, e.g. {"tokens": {"day": 100000}}.'
     )
 
-    observed_state = models.CharField(max_length=16, choices=ObservedState.choices, default=ObservedState.STARTING)
-    observed_changed_at = models.DateTimeField(null=True, blank=True)
-    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    observed_state = models.CharField(
+        max_length=16,
+        choices=ObservedState.choices,
+        default=ObservedState.STARTING,
+        help_text="What the agent last reported (or unresponsive, when it went silent).",
+    )
+    observed_changed_at = models.DateTimeField("observed state changed", null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField("last heartbeat", null=True, blank=True)
 
     # The latest reported metrics, so live pages never scan the time series.
-    cpu_percent = models.FloatField(null=True, blank=True)
-    memory_mb = models.FloatField(null=True, blank=True)
-    latency_p95_ms = models.FloatField(null=True, blank=True)
-    tokens_per_min = models.FloatField(null=True, blank=True)
-    requests_per_min = models.FloatField(null=True, blank=True)
-    errors_per_min = models.FloatField(null=True, blank=True)
-    metrics_at = models.DateTimeField(null=True, blank=True)
+    cpu_percent = models.FloatField("CPU %", null=True, blank=True)
+    memory_mb = models.FloatField("memory (MB)", null=True, blank=True)
+    latency_p95_ms = models.FloatField("latency p95 (ms)", null=True, blank=True)
+    tokens_per_min = models.FloatField("tokens / min", null=True, blank=True)
+    requests_per_min = models.FloatField("requests / min", null=True, blank=True)
+    errors_per_min = models.FloatField("errors / min", null=True, blank=True)
+    metrics_at = models.DateTimeField("figures reported", null=True, blank=True)
 
     registered_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -70,3 +70,10 @@ def test_an_agent_in_admin_shows_times_to_the_second_and_keeps_controls_internal
     for internal in ("quotas", "delivered_version", "pause_until", "stop_unconfirmed_at", "desired_state"):
         assert f'name="{internal}"' not in page, f"{internal} is editable"
     assert 'name="name"' in page  # what staff may edit stays a field
+    # Labels people read, with what the field means, not raw field names.
+    assert (
+        ">CPU %:<" in page
+        and ">Last heartbeat:<" in page
+        and "cpu_percent" not in page.split("<form", 1)[1].split("name=")[0]
+    )
+    assert "What the console tells the agent; changed on the agent" in page
