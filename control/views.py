@@ -14,7 +14,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.services import request_actor
-from control import bulk
+from control import bulk, dialogs
 from control.models import Batch
 from control.rules import Action, ControlRequest, ControlStatus
 from control.services import control_execute
@@ -29,11 +29,6 @@ def _limit(value: str) -> Any:
     # A whole number, or the text as typed for the service to refuse with its own message.
     value = value.strip().replace(",", "").replace("_", "")
     return int(value) if re.fullmatch(r"\d{1,15}", value) else value
-
-
-# A refused control dialog, for the agent's page to open again (dashboard.views).
-REOPEN_SESSION_KEY = "l10_reopen_dialog"
-DIALOG_FIELDS = ("reason", "quota_type", "period", "new_limit", "minutes", "mode")
 
 
 @require_POST
@@ -59,14 +54,8 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
     try:
         result = control_execute(tenant=membership.tenant, actor=actor, request=control)
     except InterfaceError as exc:
-        # The agent's page opens the same dialog again, with what was typed and why it was
-        # refused, instead of closing it and losing the input.
-        request.session[REOPEN_SESSION_KEY] = {
-            "agent": str(agent.pk),
-            "action": action,
-            "error": f"{exc.message} ({exc.code})",
-            "values": {name: post.get(name, "")[:500] for name in DIALOG_FIELDS},
-        }
+        # The agent's page opens the same dialog again, with what was typed and why.
+        dialogs.remember_refused(request, str(agent.pk), action, f"{exc.message} ({exc.code})", post)
     else:
         if result.status == ControlStatus.SUCCESS:
             messages.success(request, f"{result.message} Its confirmation shows below as the agent reports.")

@@ -73,7 +73,7 @@ def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: boo
                 "dashboard/_agent_row.html", {"agent": agent, "agents_url": agents_url}
             )
     for agent in Agent.objects.filter(tenant_id=tenant_id, pk__in=summaries).select_related("desired_changed_by"):
-        detail = selectors.agent_detail(agent)
+        detail = selectors.agent_detail(agent, events=None)  # the summary shows its quotas, no events
         out.summaries[str(agent.pk)] = jinja.render(
             "dashboard/_agent_summary.html", {"detail": detail, "agent": agent, "current": current}
         )

@@ -72,7 +72,11 @@ DEFAULT_EVENT_FILTER = "warning"
 LATEST_EVENTS = 15
 
 
-def agent_detail(agent: Agent, *, now: datetime | None = None, events: str = DEFAULT_EVENT_FILTER) -> AgentDetail:
+def agent_detail(
+    agent: Agent, *, now: datetime | None = None, events: str | None = DEFAULT_EVENT_FILTER
+) -> AgentDetail:
+    """The agent page's figures: quota bars, and (unless ``events`` is None, for a part that
+    shows none) its latest events by the filter ``events`` and its control events."""
     now = now or timezone.now()
     usage = quota_usage(agent, now)
     bars = [
@@ -80,6 +84,8 @@ def agent_detail(agent: Agent, *, now: datetime | None = None, events: str = DEF
         for kind, periods in sorted((agent.quotas or {}).items())
         for period, limit in sorted(periods.items())
     ]
+    if events is None:
+        return AgentDetail(agent=agent, quotas=bars, events=[], control_events=[])
     severities = EVENT_FILTERS.get(events, EVENT_FILTERS[DEFAULT_EVENT_FILTER])[1]
     shown = Event.objects.filter(agent=agent, severity__in=severities).order_by("-occurred_at")
     control = list(Event.objects.filter(agent=agent, type__startswith="control.").order_by("-occurred_at")[:10])

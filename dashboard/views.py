@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from control.views import REOPEN_SESSION_KEY
+from control import dialogs
 from core import jinja, parts
 from core.display import fresh_ago, with_params
 from core.errors import ErrorCode
@@ -177,11 +177,7 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         lambda: selectors.agent_detail(agent, events=events),
     )
     charts_html = fragments.agent_charts(tenant.pk, agent.pk, rng, page)
-    reopen = request.session.get(REOPEN_SESSION_KEY)
-    if isinstance(reopen, dict) and reopen.get("agent") == str(agent.pk) and not request.htmx:
-        del request.session[REOPEN_SESSION_KEY]  # shown once
-    else:
-        reopen = None
+    reopen = None if request.htmx else dialogs.take_refused(request, str(agent.pk))
     context = {
         "detail": detail,
         "agent": detail.agent,
