@@ -11,6 +11,7 @@ from uuid import UUID
 from django.conf import settings
 from django.template.loader import render_to_string
 
+from core import tenant_cache
 from dashboard import charts, selectors
 from dashboard.pagecache import Page
 from fleet.models import ObservedState
@@ -24,19 +25,35 @@ def render(template: str, context: dict[str, Any]) -> str:
     return render_to_string(template, context)
 
 
+OVERVIEW_TILES = "overview"
+
+
+def _render_tiles(membership: Membership) -> str:
+    return render(
+        "dashboard/_overview_tiles.html",
+        {"current": membership, "states": ObservedState.choices, "overview": selectors.overview(membership.tenant.pk)},
+    )
+
+
 def overview_tiles(membership: Membership, page: Page | None = None) -> str:
     """The overview's tiles as HTML, cached for the tenant's members."""
-    tenant = membership.tenant
     return (page or Page()).cached(
-        "overview",
-        tenant.pk,
-        (),
-        settings.L10.cache_ttl_dashboard,
-        lambda: render(
-            "dashboard/_overview_tiles.html",
-            {"current": membership, "states": ObservedState.choices, "overview": selectors.overview(tenant.pk)},
-        ),
+        OVERVIEW_TILES, membership.tenant.pk, (), settings.L10.cache_ttl_dashboard, lambda: _render_tiles(membership)
     )
+
+
+def fresh_overview_tiles(membership: Membership) -> str:
+    """The overview's tiles read now, for the live overview, and put in the cache in place
+    of older ones: a page loaded next shows them (they are as old as the last live update)."""
+    tenant_id = membership.tenant.pk
+    try:
+        gen: int | None = tenant_cache.generation(tenant_id)  # read before the data, as Page.prime
+    except tenant_cache.CacheUnavailable:
+        gen = None
+    html = _render_tiles(membership)
+    if gen is not None:
+        tenant_cache.store(OVERVIEW_TILES, tenant_id, (), settings.L10.cache_ttl_dashboard, html, gen=gen)
+    return html
 
 
 def _charts_panel(
@@ -45,8 +62,13 @@ def _charts_panel(
 ) -> str:  # fmt: skip
     """A charts panel as HTML, cached under the charts' own generation; when the metrics
     store fails, a panel that says so (never cached)."""
+
+    def draw() -> str:
+        drawn = compute()
+        return str(render(template, {**context, "charts": drawn, "drawn_to": charts.drawn_to(drawn)}))
+
     try:
-        return page.metrics(kind, tenant_id, parts, lambda: str(render(template, {**context, "charts": compute()})))
+        return page.metrics(kind, tenant_id, parts, draw)
     except MetricsUnavailable as exc:
         return render(template, {**context, "charts": None, "charts_error": str(exc)})
 

@@ -3,7 +3,11 @@
 Every page of the console opens one socket. The server sends back the same partials the
 views render, and the page swaps each element with the same id:
 
-- the overview: the tiles (``#overview-tiles``), after any change of state or control;
+- the overview: every ``L10_LIVE_OVERVIEW_INTERVAL`` seconds while any is open, its tiles
+  (``#overview-tiles``, read fresh) and the newest end of its charts (the last whole step
+  and the step in progress, ``dashboard.charts.fleet_tail``), in one
+  ``{"type": "overview"}`` frame: one read and one render per tenant and interval, however
+  many pages are open;
 - the agent list: the row of every changed agent the page shows (``#agent-<id>``); the page
   says which with ``{"type": "watch", "agents": [ids]}`` after each load or swap;
 - an agent's detail: its summary (``#agent-summary``).
@@ -25,14 +29,16 @@ from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
 from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
-from dashboard import fragments, selectors
+from dashboard import charts, fragments, selectors
 from fleet.models import Agent
 from fleet.selectors import agents_by_ids
+from fleet.series import MetricsUnavailable
 from realtime.hub import Hub, HubEvent
 from realtime.sockets import HubSocket, query_param, session_principals
 from tenancy.models import Membership, Tenant
@@ -43,17 +49,12 @@ log = logging.getLogger(__name__)
 VIEWS = ("overview", "agents", "agent")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
-# Heartbeats change an agent's figures, not the counts on the overview's tiles.
-TILE_TOPICS = frozenset(
-    {"agent.state.changed", "agent.registered", "control.action", "alert.triggered", "alert.resolved"}
-)
 
 
 @dataclass
 class Rendered:
     rows: dict[str, str] = field(default_factory=dict)
     summaries: dict[str, str] = field(default_factory=dict)
-    tiles: str = ""
 
 
 def _viewing_membership(tenant: Tenant) -> Membership:
@@ -62,7 +63,7 @@ def _viewing_membership(tenant: Tenant) -> Membership:
 
 
 @database_sync_to_async
-def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: bool) -> Rendered:
+def render_parts(tenant_id: int, rows: set[str], summaries: set[str]) -> Rendered:
     tenant = Tenant.objects.get(pk=tenant_id)
     current = _viewing_membership(tenant)
     out = Rendered()
@@ -77,9 +78,21 @@ def render_parts(tenant_id: int, rows: set[str], summaries: set[str], tiles: boo
         out.summaries[str(agent.pk)] = jinja.render(
             "dashboard/_agent_summary.html", {"detail": detail, "agent": agent, "current": current}
         )
-    if tiles:
-        out.tiles = fragments.overview_tiles(current)
     return out
+
+
+@database_sync_to_async
+def render_overview(tenant_id: int) -> dict[str, Any]:
+    """The live overview's frame: the tiles read now, and the charts' newest end (None
+    when the metrics store fails: the pages keep what they drew)."""
+    tenant = Tenant.objects.get(pk=tenant_id)
+    html = fragments.fresh_overview_tiles(_viewing_membership(tenant))
+    try:
+        tails: dict[str, Any] | None = charts.fleet_tail(tenant_id)
+    except MetricsUnavailable as exc:
+        log.warning("live overview of tenant %s without charts: %s", tenant_id, exc)
+        tails = None
+    return {"html": html, "tails": tails}
 
 
 class LiveTenant:
@@ -90,9 +103,40 @@ class LiveTenant:
         self.sockets: set[LiveConsumer] = set()
         self.seq = 0
         self.dirty: set[str] = set()
-        self.tiles_dirty = False
         self.scheduled = False
         self.rendering = False
+        self.ticker: asyncio.Task[None] | None = None
+
+    def add(self, socket: LiveConsumer) -> None:
+        self.sockets.add(socket)
+        if socket.view == "overview" and self.ticker is None:
+            self.ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    def discard(self, socket: LiveConsumer) -> None:
+        self.sockets.discard(socket)
+        if self.ticker is not None and not self._overview_pages():
+            self.ticker.cancel()
+            self.ticker = None
+
+    def _overview_pages(self) -> list[LiveConsumer]:
+        return [s for s in self.sockets if s.view == "overview"]
+
+    async def _tick(self) -> None:
+        """While overview pages are open: read and render once, send to all, every interval."""
+        loop = asyncio.get_running_loop()
+        interval = settings.L10.live_overview_interval
+        while self._overview_pages():
+            started, seq = loop.time(), self.seq
+            try:
+                frame = await render_overview(self.tenant_id)
+            except Exception:
+                # The pages keep their "updated N s ago", which now grows: nothing is hidden.
+                log.exception("could not render the live overview of tenant %s", self.tenant_id)
+            else:
+                text = json.dumps({"type": "overview", "seq": seq, **frame})
+                for socket in self._overview_pages():
+                    socket.put(text)
+            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
 
     def mark(self, event: HubEvent) -> None:
         if event.seq <= self.seq:
@@ -101,8 +145,6 @@ class LiveTenant:
         agent_id = event.data.get("agent_id")
         if agent_id:
             self.dirty.add(str(agent_id))
-        if event.topic in TILE_TOPICS:
-            self.tiles_dirty = True
         self.schedule()
 
     def schedule(self) -> None:
@@ -116,15 +158,13 @@ class LiveTenant:
 
     async def flush(self) -> None:
         dirty, self.dirty = self.dirty, set()
-        tiles_dirty, self.tiles_dirty = self.tiles_dirty, False
         seq = self.seq
         rows = {a for s in self.sockets if s.view == "agents" for a in s.watching or ()} & dirty
         summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & dirty
-        tiles = tiles_dirty and any(s.view == "overview" for s in self.sockets)
-        if rows or summaries or tiles:
+        if rows or summaries:
             self.rendering = True
             try:
-                rendered = await render_parts(self.tenant_id, rows, summaries, tiles)
+                rendered = await render_parts(self.tenant_id, rows, summaries)
             except Exception:
                 log.exception("could not render live parts of tenant %s; pages resync", self.tenant_id)
                 for socket in list(self.sockets):
@@ -134,7 +174,7 @@ class LiveTenant:
                 self.rendering = False
             for socket in list(self.sockets):
                 socket.send_parts(rendered, seq)
-        if self.dirty or self.tiles_dirty:
+        if self.dirty:
             self.schedule()
 
 
@@ -191,7 +231,7 @@ class LiveConsumer(HubSocket):
         if self.hub is None or self.tenant_id is None:
             return
         self.live = live_tenant(self.hub, self.tenant_id)
-        self.live.sockets.add(self)
+        self.live.add(self)
         self.joined_seq = max(current_seq, self.live.seq)
         since = query_param(self.scope, "since")
         missed = self.hub.since(self.tenant_id, int(since)) if since.isdigit() else None
@@ -203,7 +243,7 @@ class LiveConsumer(HubSocket):
 
     async def disconnect(self, code: int) -> None:
         if self.live is not None:
-            self.live.sockets.discard(self)
+            self.live.discard(self)
             if not self.live.sockets and self.hub is not None:
                 _tenants.pop((id(self.hub), self.live.tenant_id), None)
             self.live = None
@@ -215,9 +255,7 @@ class LiveConsumer(HubSocket):
 
     def send_parts(self, rendered: Rendered, seq: int) -> None:
         html = ""
-        if self.view == "overview":
-            html = rendered.tiles
-        elif self.view == "agents":
+        if self.view == "agents":
             html = "".join(rendered.rows[a] for a in self.watching or () if a in rendered.rows)
         elif self.agent_id is not None:
             html = rendered.summaries.get(self.agent_id, "")

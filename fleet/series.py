@@ -245,3 +245,74 @@ def agent_series(agent_id: UUID, rng: Range, now: datetime | None = None) -> Ser
         return list(points.values())
 
     return _fill(metrics_query(read), start, end, step)
+
+
+# --- the live tail ----------------------------------------------------------------------
+
+# The step in progress is shown once this share of it has passed: earlier, a few agents'
+# reports stand for the whole fleet.
+PARTIAL_FROM = 1 / 6
+STEPS = tuple(sorted({r.step for r in RANGES.values()}))
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The newest end of a fleet series at one step: the last whole step, and the step in
+    progress so far (its rates over the time passed; None until ``PARTIAL_FROM`` of it has
+    passed). The live overview sends it to the open pages (``dashboard.live``)."""
+
+    step: timedelta
+    whole_at: datetime
+    whole: Point | None
+    partial: Point | None
+    elapsed: float  # the share of the step in progress that has passed, 0–1
+
+    @property
+    def series(self) -> Series:
+        return Series(self.whole_at, self.step, [self.whole, self.partial])
+
+
+def _merged(at: datetime, points: list[Point], minutes: float) -> Point | None:
+    """Minutes folded into one point, as the rollups' buckets are folded into a chart step
+    (``_bucket_points``): sums added, the worst minute's p95 and latency."""
+    if not points:
+        return None
+    merged = Point(at, minutes=minutes)
+    for p in points:
+        merged.agents = max(merged.agents, p.agents)
+        merged.samples += p.samples
+        merged.cpu_sum += p.cpu_sum
+        merged.memory_sum += p.memory_sum
+        merged.cpu_p95 = max(merged.cpu_p95, p.cpu_p95)
+        merged.memory_p95 = max(merged.memory_p95, p.memory_p95)
+        merged.tokens += p.tokens
+        merged.requests += p.requests
+        merged.errors += p.errors
+        merged.latency = max(merged.latency, p.latency)
+    return merged
+
+
+def fleet_tail(tenant_id: int, now: datetime | None = None) -> dict[int, Tail]:
+    """The tenant's fleet at the newest end of every chart step (keyed by the step in
+    seconds), read once from the per-minute figures; MetricsUnavailable when the store
+    fails. A step's points are its minutes folded (``_merged``): for a step longer than a
+    minute the p95 lines show its worst minute's p95 until the step's rollup is read on
+    the next full load."""
+    now = now or timezone.now()
+    longest = int(max(STEPS).total_seconds())
+    start = _slot(now, longest) - max(STEPS)
+    end = _slot(now, 60) + timedelta(minutes=1)
+    points = metrics_query(lambda: _minute_points(tenant_id, start, end))
+    tails: dict[int, Tail] = {}
+    for step in STEPS:
+        step_s = int(step.total_seconds())
+        current = _slot(now, step_s)
+        previous = current - step
+        passed = (now - current).total_seconds()
+        elapsed = passed / step_s
+        whole = _merged(previous, [p for p in points if previous <= p.at < current], step_s / 60)
+        partial = None
+        if elapsed >= PARTIAL_FROM:
+            partial = _merged(current, [p for p in points if p.at >= current], passed / 60)
+        tails[step_s] = Tail(step, previous, whole, partial, elapsed)
+    return tails

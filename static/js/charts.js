@@ -1,9 +1,11 @@
 /* L10 chart glue: draws <div class="chart" data-chart="ID"> from <script type="application/json" id="ID">
-   (Django's json_script) with the vendored uPlot. No build step. Exposes window.L10Charts.drawAll(root[, force]). */
+   (Django's json_script) with the vendored uPlot. No build step. Exposes window.L10Charts.drawAll(root[, force])
+   and window.L10Charts.applyTail(tails): the live overview's newest end of every chart (dashboard/live.py),
+   the last whole step merged in and the step in progress drawn dashed beside it. */
 (function () {
   'use strict';
   if (!window.uPlot) { console.warn('L10Charts: uPlot is not loaded'); return; }
-  const live = new Map(); // chart element -> {u: uPlot|null, src: JSON text it was drawn from}
+  const live = new Map(); // chart element -> {u: uPlot|null, src: JSON text it was drawn from, data: parsed}
   const DAY = 86400; // x is in unix seconds
   // 24-hour, ISO-ish x-axis ticks: [min step, tick, year change, -, day change, -, hour change, -, mode].
   const TIME_TICKS = [
@@ -66,10 +68,29 @@
     live.delete(el);
   }
 
-  // The last index where any series has a value (the latest slot may be a gap).
-  function latest(cols) {
-    for (let i = cols[0].length - 1; i > 0; i--) if (cols.slice(1).some(ys => ys[i] != null)) return i;
+  // The last index where any of the first `lines` series has a value (the latest slot may be a gap).
+  function latest(cols, lines) {
+    const ys = cols.slice(1, 1 + lines);
+    for (let i = cols[0].length - 1; i > 0; i--) if (ys.some(y => y[i] != null)) return i;
     return cols[0].length - 1;
+  }
+
+  // uPlot's columns: x, each line, then each line's "so far" twin, empty but for the last whole
+  // point and the step in progress (data.partial), so that segment alone is dashed.
+  function columns(data) {
+    const lines = data.series || [], partial = data.partial;
+    const x = partial ? data.x.concat([partial.x]) : data.x.slice();
+    const n = x.length, last = partial ? n - 2 : -1;
+    const main = lines.map(s => (partial ? s.values.concat([null]) : s.values.slice()));
+    const twins = lines.map((s, i) => {
+      const ys = new Array(n).fill(null);
+      if (partial) {
+        if (last >= 0) ys[last] = s.values[last];
+        ys[n - 1] = partial.values[i];
+      }
+      return ys;
+    });
+    return [x].concat(main, twins);
   }
 
   const syncKey = el => 'l10-' + ((el.closest('[id]') || document.body).id || 'page');
@@ -80,17 +101,28 @@
     const axis = {stroke: cssVar(el, '--chart-axis', '#5b6470'), font: '11px ' + cssVar(el, '--font', 'system-ui, sans-serif'),
       grid: {stroke: grid, width: 1}, ticks: {stroke: grid, width: 1, size: 4}, gap: 4};
     const series = [{label: 'UTC', value: (u, v) => (v == null ? '—' : fmtTime(utc(v)))}];
+    const lines = (data.series || []).length;
+    const strokes = (data.series || []).map((s, i) => cssVar(el, '--chart-' + ((i % 4) + 1), '#1f6feb'));
     (data.series || []).forEach((s, i) => {
-      const stroke = cssVar(el, '--chart-' + ((i % 4) + 1), '#1f6feb');
-      series.push({label: s.label, stroke: stroke, width: 1.5, spanGaps: false,
-        points: {size: 5, space: 24, fill: stroke, filter: isolatedPoints}, value: (u, v) => withUnit(v, unit)});
+      // On the step in progress the line has no value: its legend shows the twin's, "so far".
+      const value = (u, v, si, idx) => {
+        const twin = u.data[1 + lines + i];
+        if (v == null && idx === u.data[0].length - 1 && twin && twin[idx] != null) return withUnit(twin[idx], unit) + ' so far';
+        return withUnit(v, unit);
+      };
+      series.push({label: s.label, stroke: strokes[i], width: 1.5, spanGaps: false,
+        points: {size: 5, space: 24, fill: strokes[i], filter: isolatedPoints}, value: value});
+    });
+    (data.series || []).forEach((s, i) => {
+      series.push({label: s.label + ' so far', stroke: strokes[i], width: 1.5, dash: [4, 3], spanGaps: false,
+        points: {size: 5, space: 24, fill: strokes[i], filter: isolatedPoints}, value: (u, v) => withUnit(v, unit)});
     });
     return {
       title: el.dataset.title === 'hidden' ? '' : data.title || '', width: widthOf(el), height: heightOf(el), tzDate: utc,
       // One cursor for the charts of one panel: hovering a minute on one shows it on all.
       scales: {x: {time: true}}, cursor: {points: {size: 6}, sync: {key: syncKey(el)}}, legend: {live: true},
       // Away from the cursor, the legend shows the latest point with a value, not blanks.
-      hooks: {setCursor: [u => { if (u.cursor.idx == null) u.setLegend({idx: latest(u.data)}); }]},
+      hooks: {setCursor: [u => { if (u.cursor.idx == null) u.setLegend({idx: latest(u.data, lines)}); }]},
       series: series,
       axes: [
         Object.assign({}, axis, {values: TIME_TICKS, space: 70}),
@@ -100,14 +132,17 @@
     };
   }
 
-  function draw(el, force) {
+  function draw(el, force, merged) {
     const script = document.getElementById(el.dataset.chart);
     if (!script) return;
     const src = script.textContent;
     const prev = live.get(el);
-    if (prev && prev.src === src && !force && el.dataset.drawn === 'true') return;
-    let data;
-    try { data = JSON.parse(src); } catch (e) { return console.warn('L10Charts: bad JSON in #' + el.dataset.chart, e); }
+    if (!merged && prev && prev.src === src && !force && el.dataset.drawn === 'true') return;
+    // Redrawn from the same JSON (a colour scheme flip): keep what live updates merged in.
+    let data = merged || (prev && prev.src === src ? prev.data : null);
+    if (!data) {
+      try { data = JSON.parse(src); } catch (e) { return console.warn('L10Charts: bad JSON in #' + el.dataset.chart, e); }
+    }
     destroy(el);
     el.textContent = '';
     const x = data.x || [], title = data.title || 'Chart';
@@ -122,12 +157,63 @@
     } else {
       el.setAttribute('aria-label', title + ': ' + (data.series || []).map(s => s.label).join(', ') +
         ' over the last ' + x.length + ' point' + (x.length === 1 ? '' : 's'));
-      const cols = [x].concat((data.series || []).map(s => s.values));
-      u = new uPlot(options(el, data), cols, el);
-      u.setLegend({idx: latest(cols)});
+      u = new uPlot(options(el, data), columns(data), el);
+      hideTwins(u, (data.series || []).length);
+      u.setLegend({idx: latest(u.data, (data.series || []).length)});
     }
-    live.set(el, {u: u, src: src});
+    live.set(el, {u: u, src: src, data: data});
     el.dataset.drawn = 'true';
+  }
+
+  // The twins draw the dashed end; the legend names each line once.
+  function hideTwins(u, lines) {
+    const rows = u.root.querySelectorAll('.u-legend .u-series');
+    for (let i = 1 + lines; i < rows.length; i++) rows[i].style.display = 'none';
+  }
+
+  // The live overview's tails ({step: {x: [whole, in progress], partial, charts: {name: [[whole, so far]]}}}):
+  // the last whole step replaces or extends each chart of that step (dropping what fell out of its
+  // span), and the step in progress becomes its dashed end.
+  function applyTail(tails) {
+    sweep();
+    live.forEach((entry, el) => {
+      const data = entry.data, tail = data && tails && tails[String(data.step)];
+      const lines = tail && tail.charts[data.name];
+      if (!lines || !data.x) return;
+      const at = tail.x[0];
+      let i = data.x.indexOf(at);
+      if (i < 0 && (!data.x.length || at > data.x[data.x.length - 1])) {
+        // Steps with no report between the chart's end and this one stay gaps.
+        let next = data.x.length ? data.x[data.x.length - 1] + data.step : at;
+        for (; next <= at; next += data.step) {
+          data.x.push(next);
+          data.series.forEach(s => s.values.push(null));
+        }
+        while (data.x.length && data.x[0] <= at - data.span) {
+          data.x.shift();
+          data.series.forEach(s => s.values.shift());
+        }
+        i = data.x.length - 1;
+      }
+      if (i < 0) return; // older than the chart: nothing to mend
+      data.series.forEach((s, k) => { s.values[i] = lines[k][0]; });
+      data.partial = tail.partial ? {x: tail.x[1], values: lines.map(v => v[1])} : null;
+      if (!entry.u) { draw(el, true, data); return; }
+      entry.u.setData(columns(data));
+      entry.u.setLegend({idx: latest(entry.u.data, data.series.length)});
+    });
+    document.querySelectorAll('time[data-charts-end]').forEach(el => {
+      const first = Object.values(tails || {})[0];
+      if (!first) return;
+      const panel = el.closest('.charts');
+      const chart = panel && panel.querySelector('.chart[data-chart]');
+      const entry = chart && live.get(chart);
+      const x = entry && entry.data && entry.data.x;
+      if (!x || !x.length) return;
+      const at = new Date(x[x.length - 1] * 1e3);
+      el.setAttribute('datetime', at.toISOString());
+      el.textContent = at.toISOString().slice(11, 16) + ' UTC';
+    });
   }
 
   // Destroy charts whose element left the document (replaced by an htmx swap), so nothing leaks.
@@ -155,7 +241,7 @@
   const scheme = window.matchMedia && window.matchMedia('(prefers-color-scheme: dark)');
   if (scheme && scheme.addEventListener) scheme.addEventListener('change', () => drawAll(document, true));
 
-  window.L10Charts = {drawAll: (root, force) => drawAll(root || document, !!force)};
+  window.L10Charts = {drawAll: (root, force) => drawAll(root || document, !!force), applyTail: applyTail};
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => drawAll(document));
   else drawAll(document);
 })();

@@ -23,7 +23,8 @@
       const at = Date.parse(el.getAttribute("datetime"));
       if (isNaN(at)) return;
       const delta = (now - at) / 1000;
-      const text = delta >= 0 ? span(delta) + " ago" : "in " + span(delta);
+      // A second's disagreement between the clocks reads as now, not as "in 0 s".
+      const text = delta > -2 ? span(Math.max(delta, 0)) + " ago" : "in " + span(delta);
       if (el.textContent !== text) el.textContent = text;
     });
   }
@@ -31,6 +32,7 @@
   retell();
   setInterval(retell, 1000);
   document.addEventListener("htmx:afterSettle", retell);
+  document.addEventListener("l10:live-swapped", retell);  // static/js/live.js swapped parts in
 
   // Agent list: "select all on this page" and the count of selected agents.
   function updateSelection(form) {

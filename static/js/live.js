@@ -13,11 +13,17 @@
   let delay = 500;
   const MAX_DELAY = 15000;
 
+  // "live-on" shows what only holds while updates arrive ("Live ·", the dashed step in progress).
   function say(text) {
+    body.classList.toggle("live-paused", Boolean(text));
+    body.classList.toggle("live-on", !text);
     if (!status) return;
     status.textContent = text || "";
     status.hidden = !text;
-    body.classList.toggle("live-paused", Boolean(text));
+  }
+
+  function advance(to) {
+    if (typeof to === "number" && (seq === null || to > seq)) seq = to;
   }
 
   function watched() {
@@ -44,8 +50,15 @@
         const twin = fresh.querySelector('input[type=checkbox][name="' + box.name + '"][value="' + box.value + '"]');
         if (twin) twin.checked = box.checked;
       });
+      // A link with the keyboard's focus keeps it (the overview's tiles are swapped every few seconds).
+      const focused = document.activeElement;
+      const href = focused && old.contains(focused) && focused.getAttribute("href");
       old.replaceWith(fresh);
       if (window.htmx) window.htmx.process(fresh);
+      const twin = href && Array.from(fresh.querySelectorAll("a[href]")).find(function (a) {
+        return a.getAttribute("href") === href;
+      });
+      if (twin) twin.focus({ preventScroll: true });
     });
     document.dispatchEvent(new CustomEvent("l10:live-swapped"));
   }
@@ -81,12 +94,18 @@
       } else if (frame.type === "fragments") {
         seq = frame.seq;
         apply(frame.html);
+      } else if (frame.type === "overview") {
+        // Tiles read now and the charts' newest end, every few seconds (dashboard/live.py).
+        advance(frame.seq);
+        apply(frame.html);
+        if (frame.tails && window.L10Charts) window.L10Charts.applyTail(frame.tails);
       } else if (frame.type === "error" && window.console) {
         window.console.warn("live updates:", frame.code, frame.message);
       }
     };
     socket.onclose = function (event) {
       socket = null;
+      body.classList.remove("live-on");
       if (event.code === 4401 || event.code === 4403) {
         say("Live updates stopped: " + (event.code === 4401 ? "sign in again." : "no access to this tenant."));
         return;

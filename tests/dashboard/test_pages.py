@@ -56,7 +56,7 @@ def test_the_polled_tiles_are_the_same_cached_part_for_every_member(viewer_a, ad
     part = tiles.content.decode()
     assert part.startswith('<div id="overview-tiles"') and "<html" not in part
     assert part in full  # one rendering, shared: nothing in it belongs to the viewer
-    assert re.search(r'As of <time datetime="[^"]+">\d\d:\d\d:\d\d UTC</time>', part)
+    assert re.search(r'Figures read <time datetime="[^"]+" data-ago [^>]*>at \d\d:\d\d:\d\d UTC</time>', part)
 
 
 def test_the_agent_list_reads_its_rows_in_a_bounded_number_of_queries(

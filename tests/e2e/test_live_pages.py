@@ -4,22 +4,35 @@ comes back the page catches up on what it missed."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.contrib.auth.models import User
+from django.test import override_settings
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from fleet import services as fleet_services
-from fleet.models import Agent, ObservedState
+from fleet.models import Agent, MetricMinute, ObservedState
 from tests.conftest import LiveServer, UvicornThread, free_port
 from tests.dashboard.conftest import live_agent
 from tests.e2e.test_journey import sign_in
 from tests.factories import PASSWORD
+from tests.realtime.conftest import settings_with
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 LIVE = 3_000  # ms: a change must show within this, with no reload
+
+
+@pytest.fixture(autouse=True)
+def quick_overview() -> Iterator[None]:
+    """Open overviews are updated every second (``L10_LIVE_OVERVIEW_INTERVAL``)."""
+    with override_settings(L10=settings_with(L10_LIVE_OVERVIEW_INTERVAL="1")):
+        yield
 
 
 @pytest.fixture
@@ -93,4 +106,54 @@ def test_open_pages_follow_the_fleet_and_catch_up_after_an_outage(
     server.start()
     expect(page.get_by_test_id("observed-state")).to_have_text("Paused", timeout=20_000)
     expect(status).to_be_hidden()
+    assert page.evaluate("window.sameDocument === true")
+
+
+def test_the_overview_tiles_and_charts_move_with_the_fleet_without_a_reload(
+    page: Page, server: UvicornThread, viewer_a: User, token_a: str, tenant_a, crawlers: list[Agent]
+):
+    # Whole minutes already reported: the tokens chart has a line; its last whole point says
+    # 600 a minute.
+    now = timezone.now().replace(second=0, microsecond=0)
+    for back in range(1, 6):
+        MetricMinute.objects.create(
+            agent=crawlers[0], tenant=tenant_a, minute=now - timedelta(minutes=back), samples=6, cpu_sum=60.0,
+            cpu_max=10.0, tokens=600, requests=60,
+        )  # fmt: skip
+    base = LiveServer("127.0.0.1", server.port).url
+    page.goto(f"{base}/login/")
+    sign_in(page, "vera", PASSWORD)
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    as_of = page.get_by_test_id("overview-as-of")
+    expect(as_of).to_contain_text("Live ·", timeout=LIVE)
+    expect(as_of).to_contain_text(re.compile(r"Figures read \d+ s ago"))
+
+    # Tiles: an agent reports a CPU no agent had; the top CPU list shows it.
+    top = page.locator(".tops")
+    expect(top).not_to_contain_text("97.3")
+    report(server, token_a, "crawler-2", metrics={"cpu_percent": 97.3})
+    expect(top).to_contain_text("97.3", timeout=LIVE)
+
+    # Charts: the agents keep reporting tokens; the minute in progress appears at the end of
+    # the tokens chart, dashed, its legend reading a rate "so far" when pointed at.
+    chart = page.locator('.chart[data-chart="chart-tokens"]')
+    legend = chart.locator(".u-legend .u-series").nth(1)
+    deadline = time.monotonic() + 75  # the minute in progress shows once a sixth of it has passed
+    shown = ""
+    while time.monotonic() < deadline:
+        report(server, token_a, "crawler-1", metrics={"tokens": 50})
+        box = chart.locator(".u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2)
+        shown = legend.inner_text()
+        if "so far" in shown:
+            break
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(500)
+    assert "so far" in shown, shown
+    # At rest the legend shows the last whole minute, 600 tokens (and whatever crawler-1
+    # reported in it), never the smaller minute in progress as though it were whole.
+    page.mouse.move(0, 0)
+    expect(legend).not_to_contain_text("so far")
+    expect(legend).not_to_contain_text("—")
     assert page.evaluate("window.sameDocument === true")

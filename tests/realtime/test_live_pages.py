@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 
 import pytest
+from django.test import override_settings
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from dashboard import live
 from fleet import services as fleet_services
 from fleet.models import DesiredState, ObservedState
 from ingest.schemas import Metrics
 from realtime import hub
 from tests.conftest import LiveServer, client_for
 from tests.dashboard.conftest import live_agent
-from tests.realtime.conftest import frame
+from tests.realtime.conftest import frame, settings_with
 from tests.realtime.test_events_socket import closed_with
 
 pytestmark = pytest.mark.redis
@@ -68,14 +72,74 @@ def test_a_heartbeat_refreshes_a_shown_row_with_its_figures(server, viewer_a, te
     assert "77.5" in update["html"]
 
 
-def test_the_overview_gets_fresh_tiles_after_a_change_of_state(server, viewer_a, crawlers):
+def overview_frame(ws: ClientConnection, until=lambda f: True, *, timeout: float = 8.0) -> dict:
+    """The next overview frame for which ``until`` holds (frames before it are passed over)."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        found = frame(ws, timeout=left, skip=("ping", "hello", "resync", "fragments"))
+        if found["type"] == "overview" and until(found):
+            return found
+    raise AssertionError(f"no such overview frame within {timeout} s")
+
+
+@pytest.fixture
+def quick_overview() -> Iterator[None]:
+    with override_settings(L10=settings_with(L10_LIVE_OVERVIEW_INTERVAL="1")):
+        yield
+
+
+def test_the_overview_gets_fresh_tiles_and_the_charts_newest_end_every_interval(
+    quick_overview, server, viewer_a, tenant_a, crawlers
+):
     with live_socket(server, viewer_a, "view=overview") as ws:
         opened(ws)
-        fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
-        update = frame(ws)
-    assert update["html"].startswith('<div id="overview-tiles"')
-    assert 'data-testid="count-paused">1<' in update["html"]
+        first = overview_frame(ws)  # at once: the page may have been served from the cache
+        assert first["html"].startswith('<div id="overview-tiles"')
+        assert 'data-testid="count-paused">0<' in first["html"]
+        assert sorted(first["tails"], key=int) == ["60", "300", "1800"]
+        minute = first["tails"]["60"]
+        assert set(minute["charts"]) == {"cpu", "memory", "tokens", "requests", "latency"}
+        assert minute["x"][1] - minute["x"][0] == 60
+
+        # A heartbeat changes no state, and its figures still show in a later frame (top CPU).
+        assert "99.5" not in first["html"]
+        reading = Metrics.model_validate({"cpu_percent": 99.5})
+        fleet_services.agent_heartbeat(
+            tenant=tenant_a, external_id=crawlers[0].external_id, state="running", reading=reading
+        )
+        overview_frame(ws, lambda f: "99.5" in f["html"])
+        fleet_services.agent_state_report(agent=crawlers[1], state=ObservedState.PAUSED)
+        update = overview_frame(ws, lambda f: 'data-testid="count-paused">1<' in f["html"])
     assert 'data-testid="count-running">2<' in update["html"]
+
+
+def test_every_open_overview_of_a_tenant_gets_the_same_render(quick_overview, server, viewer_a, admin_a, crawlers):
+    with live_socket(server, viewer_a, "view=overview") as one, live_socket(server, admin_a, "view=overview") as two:
+        opened(one), opened(two)
+        # Page one was open first, so whatever page two gets, one gets too. Each interval's
+        # frame is one read and one render (its time to the microsecond) handed to both:
+        # the same frame, not one of its own.
+        shown = overview_frame(two)
+        assert overview_frame(one, lambda f: f == shown, timeout=4.0) == shown
+        shown = overview_frame(two)
+        assert overview_frame(one) == shown
+
+
+def test_the_overview_ticker_stops_with_the_last_overview_page(quick_overview, server, viewer_a, tenant_a, crawlers):
+    with live_socket(server, viewer_a, "view=agents") as listing:
+        opened(listing)
+        with live_socket(server, viewer_a, "view=overview") as ws:
+            opened(ws)
+            overview_frame(ws)
+            running = [t for t in live._tenants.values() if t.tenant_id == tenant_a.pk]
+            assert len(running) == 1 and running[0].ticker is not None
+        deadline = time.monotonic() + 5
+        while running[0].ticker is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running[0].ticker is None  # the list page is still open; nothing renders tiles for it
+        listing.send(json.dumps({"type": "watch", "agents": []}))
+        with pytest.raises(TimeoutError):
+            frame(listing, timeout=2.5, skip=("ping",))  # no overview frames reach a list page
 
 
 def test_the_detail_gets_its_own_agents_summary_only(server, viewer_a, crawlers):
