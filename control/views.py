@@ -21,6 +21,7 @@ from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
 from fleet.selectors import get_agent_for_user
+from realtime import hub
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
 
@@ -147,8 +148,13 @@ def batch(request: ConsoleRequest, membership: Membership, batch_id: UUID) -> Ht
         "undone_by": Batch.objects.filter(undo_of=found).first(),
         "can_undo": found.action in ("pause", "resume") and membership.can_pause,
     }
-    template = "control/_batch_progress.html" if request.htmx else "control/batch.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "control/_batch_progress.html", context)
+    # The page follows the batch over its live socket: each step of progress the hub
+    # carries makes it read the part again (dashboard/live.py), no polling.
+    seq = hub.current_seq(membership.tenant.pk)
+    live = {"live_view": "batch", "live_batch": found.pk, "live_seq": "" if seq is None else seq}
+    return render(request, "control/batch.html", {**context, **live})
 
 
 @require_POST

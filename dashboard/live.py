@@ -10,7 +10,9 @@ views render, and the page swaps each element with the same id:
   many pages are open;
 - the agent list: the row of every changed agent the page shows (``#agent-<id>``); the page
   says which with ``{"type": "watch", "agents": [ids]}`` after each load or swap;
-- an agent's detail: its summary (``#agent-summary``).
+- an agent's detail: its summary (``#agent-summary``);
+- a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
+  progress, and the page reads its progress part again (it holds the reader's undo form).
 
 Rendering is shared: one ``LiveTenant`` per hub and tenant collects what changed for a
 short moment (``FLUSH_DELAY``), renders each needed fragment once in a worker thread and
@@ -34,6 +36,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
 from core import inputs, jinja
+from control.models import Batch
 from core.errors import ErrorCode, InterfaceError
 from dashboard import charts, fragments, selectors
 from fleet.models import Agent
@@ -46,7 +49,7 @@ from tenancy.signals import member_principal
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("overview", "agents", "agent")
+VIEWS = ("overview", "agents", "agent", "batch")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
 
@@ -189,8 +192,16 @@ def live_tenant(hub: Hub, tenant_id: int) -> LiveTenant:
     return found
 
 
+def _object_id(value: str, name: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InterfaceError(ErrorCode.WS_BAD_FRAME, f"{name} must be an id.") from None
+
+
 @database_sync_to_async
-def _authorize(user: Any, slug: str, view: str, agent_ref: str) -> tuple[int, str | None]:
+def _authorize(user: Any, slug: str, view: str, scope: dict[str, Any]) -> tuple[int, str | None]:
+    """The tenant, and the agent or batch the page shows (for those views)."""
     if not user.is_authenticated:
         raise InterfaceError(ErrorCode.WS_UNAUTHORIZED, "Log in to receive live updates.")
     membership = Membership.objects.select_related("tenant").filter(user_id=user.pk, tenant__slug=slug).first()
@@ -198,21 +209,24 @@ def _authorize(user: Any, slug: str, view: str, agent_ref: str) -> tuple[int, st
         raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN)
     if view not in VIEWS:
         raise InterfaceError(ErrorCode.WS_BAD_FRAME, f"view must be one of {', '.join(VIEWS)}.")
-    if view != "agent":
-        return membership.tenant_id, None
-    try:
-        agent_id = UUID(agent_ref)
-    except ValueError:
-        raise InterfaceError(ErrorCode.WS_BAD_FRAME, "agent must be an agent's id.") from None
-    if not Agent.objects.filter(tenant_id=membership.tenant_id, pk=agent_id).exists():
-        raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN, "No such agent in this tenant.")
-    return membership.tenant_id, str(agent_id)
+    if view == "agent":
+        agent_id = _object_id(query_param(scope, "agent"), "agent")
+        if not Agent.objects.filter(tenant_id=membership.tenant_id, pk=agent_id).exists():
+            raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN, "No such agent in this tenant.")
+        return membership.tenant_id, str(agent_id)
+    if view == "batch":
+        batch_id = _object_id(query_param(scope, "batch"), "batch")
+        if not Batch.objects.filter(tenant_id=membership.tenant_id, pk=batch_id).exists():
+            raise InterfaceError(ErrorCode.WS_TENANT_FORBIDDEN, "No such batch in this tenant.")
+        return membership.tenant_id, str(batch_id)
+    return membership.tenant_id, None
 
 
 class LiveConsumer(HubSocket):
     kind = "live"
     view = "overview"
     agent_id: str | None = None
+    batch_id: str | None = None
     watching: frozenset[str] | None = None  # the list's rows, once the page has said
     joined_seq = 0
     live: LiveTenant | None = None
@@ -221,7 +235,11 @@ class LiveConsumer(HubSocket):
         slug = self.scope["url_route"]["kwargs"]["slug"]
         self.view = query_param(self.scope, "view") or "overview"
         user = self.scope.get("user") or AnonymousUser()
-        tenant_id, self.agent_id = await _authorize(user, slug, self.view, query_param(self.scope, "agent"))
+        tenant_id, shown = await _authorize(user, slug, self.view, self.scope)
+        if self.view == "agent":
+            self.agent_id = shown
+        elif self.view == "batch":
+            self.batch_id = shown
         # Signing out of this session, or leaving the tenant, closes the socket (E10205,
         # 4401); the page then says so.
         self.principals = (*session_principals(self.scope), member_principal(user.pk or 0, tenant_id))
@@ -250,7 +268,10 @@ class LiveConsumer(HubSocket):
         await super().disconnect(code)
 
     def deliver(self, event: HubEvent) -> None:
-        if self.live is not None:
+        if self.batch_id is not None:
+            if event.topic == "control.batch" and str(event.data.get("batch_id")) == self.batch_id:
+                self.put(json.dumps({"type": "refresh", "seq": event.seq}))
+        elif self.live is not None:
             self.live.mark(event)
 
     def send_parts(self, rendered: Rendered, seq: int) -> None:

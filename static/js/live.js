@@ -94,6 +94,10 @@
       } else if (frame.type === "fragments") {
         seq = frame.seq;
         apply(frame.html);
+      } else if (frame.type === "refresh") {
+        // What the page shows moved on (a batch's progress): read its parts again.
+        advance(frame.seq);
+        refresh();
       } else if (frame.type === "overview") {
         // Tiles read now and the charts' newest end, every few seconds (dashboard/live.py).
         advance(frame.seq);

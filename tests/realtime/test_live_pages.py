@@ -8,9 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from control.models import Batch
 from dashboard import live
 from fleet import services as fleet_services
 from fleet.models import DesiredState, ObservedState
@@ -201,7 +203,7 @@ def test_a_page_socket_needs_our_origin(server, viewer_a, origin):
     assert refused.value.response.status_code == 403
 
 
-@pytest.mark.parametrize("query", ["view=charts", "view=agent&agent=not-an-id"])
+@pytest.mark.parametrize("query", ["view=charts", "view=agent&agent=not-an-id", "view=batch&batch=", "view=batch"])
 def test_a_socket_for_no_known_view_is_refused_as_a_bad_request(server, viewer_a, crawlers, query):
     with live_socket(server, viewer_a, query) as ws:
         assert frame(ws)["code"] == "E10203"
@@ -216,3 +218,28 @@ def test_a_bad_watch_frame_gets_an_error_and_the_socket_stays_open(server, viewe
         ws.send(json.dumps({"type": "watch", "agents": [str(crawlers[0].pk)]}))
         fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
         assert frame(ws)["type"] == "fragments"
+
+
+def _batch(tenant) -> Batch:
+    return Batch.objects.create(tenant=tenant, action="pause", created_at=timezone.now())
+
+
+def test_a_batch_page_is_told_to_read_its_progress_again_at_each_step_of_its_own_batch(
+    server, viewer_a, tenant_a, crawlers
+):
+    mine, other = _batch(tenant_a), _batch(tenant_a)
+    with live_socket(server, viewer_a, f"view=batch&batch={mine.pk}") as ws:
+        opened(ws)
+        hub.publish(tenant_a.pk, "control.batch", {"batch_id": str(other.pk), "done": 1})
+        fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+        hub.publish(tenant_a.pk, "control.batch", {"batch_id": str(mine.pk), "done": 1})
+        told = frame(ws)
+        assert told["type"] == "refresh" and told["seq"] == hub.current_seq(tenant_a.pk)
+        with pytest.raises(TimeoutError):
+            frame(ws, timeout=1.0)  # nothing else: the other batch and the agent are not this page's
+
+
+def test_a_batch_of_another_tenant_cannot_be_followed(server, viewer_a, tenant_b):
+    with live_socket(server, viewer_a, f"view=batch&batch={_batch(tenant_b).pk}") as ws:
+        assert frame(ws)["code"] == "E10202"
+        closed_with(ws, 4403)
