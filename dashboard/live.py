@@ -35,8 +35,8 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
-from core import inputs, jinja
 from control.models import Batch
+from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
 from dashboard import charts, fragments, selectors
 from fleet.models import Agent
