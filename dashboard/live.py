@@ -10,7 +10,10 @@ views render, and the page swaps each element with the same id:
   many pages are open;
 - the agent list: the row of every changed agent the page shows (``#agent-<id>``); the page
   says which with ``{"type": "watch", "agents": [ids]}`` after each load or swap;
-- an agent's detail: its summary (``#agent-summary``);
+- an agent's detail: its summary (``#agent-summary``), and after anything but a heartbeat
+  of that agent (new events, a control action) ``{"type": "refresh", "parts":
+  ["agent-events", "agent-controls"]}``: the page reads those cards again (they follow the
+  reader's event filter);
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -52,6 +55,10 @@ log = logging.getLogger(__name__)
 VIEWS = ("overview", "agents", "agent", "batch")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
+# An agent's events and control actions, on its page, are read again after these.
+QUIET_TOPICS = frozenset({"agent.heartbeat"})
+CARD_TOPICS = frozenset({"agent.events"})  # news for the cards only: rows and summaries stay
+AGENT_CARDS = ["agent-events", "agent-controls"]
 
 
 @dataclass
@@ -106,6 +113,7 @@ class LiveTenant:
         self.sockets: set[LiveConsumer] = set()
         self.seq = 0
         self.dirty: set[str] = set()
+        self.noted: set[str] = set()  # agents with news for their events and control cards
         self.scheduled = False
         self.rendering = False
         self.ticker: asyncio.Task[None] | None = None
@@ -147,7 +155,10 @@ class LiveTenant:
         self.seq = event.seq
         agent_id = event.data.get("agent_id")
         if agent_id:
-            self.dirty.add(str(agent_id))
+            if event.topic not in CARD_TOPICS:
+                self.dirty.add(str(agent_id))
+            if event.topic not in QUIET_TOPICS:
+                self.noted.add(str(agent_id))
         self.schedule()
 
     def schedule(self) -> None:
@@ -161,7 +172,13 @@ class LiveTenant:
 
     async def flush(self) -> None:
         dirty, self.dirty = self.dirty, set()
+        noted, self.noted = self.noted, set()
         seq = self.seq
+        if noted:
+            told = json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_CARDS})
+            for socket in list(self.sockets):
+                if socket.view == "agent" and socket.agent_id in noted:
+                    socket.put(told)
         rows = {a for s in self.sockets if s.view == "agents" for a in s.watching or ()} & dirty
         summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & dirty
         if rows or summaries:
@@ -177,7 +194,7 @@ class LiveTenant:
                 self.rendering = False
             for socket in list(self.sockets):
                 socket.send_parts(rendered, seq)
-        if self.dirty:
+        if self.dirty or self.noted:
             self.schedule()
 
 

@@ -31,6 +31,9 @@ from tenancy.decorators import tenant_view
 from tenancy.models import Membership
 
 PAGE_SIZE = 50
+# The agent page's cards read on their own, always fresh: another event filter, or the live
+# socket saying the agent has news for them (dashboard/live.py). By id.
+LIVE_CARDS = {"agent-events": "dashboard/_agent_event_list.html", "agent-controls": "dashboard/_agent_controls.html"}
 # The agent page's control dialogs: (action, title, what it does, reason required).
 CONTROL_DIALOGS = [
     ("pause", "Pause", "The agent finishes or holds its current step and starts no new task until resumed.", False),
@@ -153,7 +156,10 @@ def _events_context(request: ConsoleRequest, detail: selectors.AgentDetail, even
     filters = [
         (key, label, with_params(request.GET, events=key)) for key, (label, _) in selectors.EVENT_FILTERS.items()
     ]
-    return {"agent": detail.agent, "detail": detail, "event_filter": events, "event_filters": filters}
+    return {
+        "agent": detail.agent, "detail": detail, "event_filter": events, "event_filters": filters,
+        "events_url": with_params(request.GET, events=events),
+    }  # fmt: skip
 
 
 @require_GET
@@ -169,6 +175,10 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     rng = series.parse_range(request.GET.get("range"))
     events = request.GET.get("events", "")
     events = events if events in selectors.EVENT_FILTERS else selectors.DEFAULT_EVENT_FILTER
+    target = request.htmx.target if request.htmx else None
+    if target in LIVE_CARDS:
+        detail = selectors.agent_detail(agent, events=events)
+        return HttpResponse(jinja.render(LIVE_CARDS[target], _events_context(request, detail, events)))
     detail = page.cached(
         "agent-detail",
         tenant.pk,
@@ -193,8 +203,6 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     }
     if request.htmx and request.htmx.target == "agent-charts":
         return HttpResponse(charts_html)
-    if request.htmx and request.htmx.target == "agent-events":
-        return HttpResponse(jinja.render("dashboard/_agent_event_list.html", _events_context(request, detail, events)))
     if request.htmx and request.htmx.target == "agent-summary":
         summary = {"agent": detail.agent, "detail": detail, "current": membership}
         return HttpResponse(jinja.render("dashboard/_agent_summary.html", summary))

@@ -1,6 +1,7 @@
 """Writes of the event store: events agents report, and events the console records
 itself (an agent gone silent, a stop not confirmed). Stored in the caller's transaction;
-``task.completed`` events are published to the tenant's hub topic after commit."""
+``task.completed`` events are published to the tenant's hub topic after commit, and
+``agent.events`` says, once per agent and batch, that an agent has new events."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from events.models import Event, Severity
 from realtime import hub
 
 PUBLISHED = {"task.completed": "task.completed"}  # event type → hub topic
+RANK = list(Severity.values)  # least to worst, as declared
 
 
 @dataclass(frozen=True)
@@ -53,4 +55,18 @@ def events_record(*, tenant_id: int, events: Sequence[NewEvent]) -> tuple[int, i
                 if row.type == event_type and id(row) in inserted
             ),
         )
+    # One word per agent and batch that it has new events (pages showing them read them
+    # again); the events themselves stay in the store.
+    per_agent: dict[UUID, list[Event]] = {}
+    for row in stored:
+        if row.agent_id is not None:
+            per_agent.setdefault(row.agent_id, []).append(row)
+    hub.publish_many(
+        tenant_id,
+        "agent.events",
+        (
+            {"agent_id": agent_id, "count": len(rows_of), "worst": max((r.severity for r in rows_of), key=RANK.index)}
+            for agent_id, rows_of in per_agent.items()
+        ),
+    )
     return len(stored), duplicates

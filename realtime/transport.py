@@ -40,6 +40,7 @@ TOPICS = frozenset(
         "agent.heartbeat",
         "agent.registered",
         "task.completed",
+        "agent.events",
         "alert.triggered",
         "alert.resolved",
         "control.action",

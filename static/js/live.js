@@ -63,9 +63,10 @@
     document.dispatchEvent(new CustomEvent("l10:live-swapped"));
   }
 
-  // Reload every live part over HTTP: events were missed.
-  function refresh() {
+  // Reload live parts over HTTP: those named (ids), or every one when events were missed.
+  function refresh(ids) {
     document.querySelectorAll("[data-live-part]").forEach(function (part) {
+      if (ids && ids.indexOf(part.id) < 0) return;
       if (window.htmx) window.htmx.trigger(part, "l10:refresh");
     });
   }
@@ -95,9 +96,9 @@
         seq = frame.seq;
         apply(frame.html);
       } else if (frame.type === "refresh") {
-        // What the page shows moved on (a batch's progress): read its parts again.
+        // What the page shows moved on (a batch's progress, an agent's events): read again.
         advance(frame.seq);
-        refresh();
+        refresh(frame.parts);
       } else if (frame.type === "overview") {
         // Tiles read now and the charts' newest end, every few seconds (dashboard/live.py).
         advance(frame.seq);

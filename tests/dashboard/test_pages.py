@@ -312,7 +312,7 @@ def test_the_agent_page_shows_warnings_and_errors_first_and_all_events_on_reques
 
     def types(query: str = "") -> list[str]:
         page = client.get(f"/t/acme/agents/{agent.pk}/{query}").content.decode()
-        section = page[page.index('<section class="card" id="agent-events">') :]
+        section = page[page.index('<section class="card" id="agent-events"') :]
         section = section[: section.index("</section>")]
         return re.findall(r"<td><code>([a-z.]+)</code></td>", section)
 
@@ -324,5 +324,28 @@ def test_the_agent_page_shows_warnings_and_errors_first_and_all_events_on_reques
     part = client.get(
         f"/t/acme/agents/{agent.pk}/?events=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="agent-events"
     ).content.decode()
-    assert part.startswith('<section class="card" id="agent-events">') and "<html" not in part
+    assert part.startswith('<section class="card" id="agent-events"') and "<html" not in part
     assert 'aria-current="true">All</a>' in part
+    # The card reads itself again with the filter it shows (its live socket asks it to).
+    assert 'hx-get="?events=all" hx-trigger="l10:refresh"' in part
+
+
+def test_the_agent_pages_live_cards_are_read_fresh_while_the_page_itself_is_cached(viewer_a, acme_fleet):
+    from events.models import Event
+
+    agent = acme_fleet[0]
+    client = client_for(viewer_a)
+    assert "No control actions yet" in client.get(f"/t/acme/agents/{agent.pk}/").content.decode()  # now cached
+    Event.objects.create(
+        tenant=agent.tenant, agent=agent, type="control.pause", severity="warning", message="Paused by oscar",
+        occurred_at=timezone.now(),
+    )  # fmt: skip
+
+    def card(target: str) -> str:
+        response = client.get(f"/t/acme/agents/{agent.pk}/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET=target)
+        return response.content.decode()
+
+    assert "No control actions yet" in client.get(f"/t/acme/agents/{agent.pk}/").content.decode()  # the cache
+    controls = card("agent-controls")
+    assert controls.startswith('<section class="card" id="agent-controls"') and "Paused by oscar" in controls
+    assert "Paused by oscar" in card("agent-events")  # a warning: shown by default

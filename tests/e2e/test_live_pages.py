@@ -17,7 +17,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from fleet import services as fleet_services
-from fleet.models import Agent, MetricMinute, ObservedState
+from fleet.models import Agent, DesiredState, MetricMinute, ObservedState
 from tests.conftest import LiveServer, UvicornThread, free_port
 from tests.dashboard.conftest import live_agent
 from tests.e2e.test_journey import sign_in
@@ -156,4 +156,36 @@ def test_the_overview_tiles_and_charts_move_with_the_fleet_without_a_reload(
     page.mouse.move(0, 0)
     expect(legend).not_to_contain_text("so far")
     expect(legend).not_to_contain_text("—")
+    assert page.evaluate("window.sameDocument === true")
+
+
+def test_an_agents_events_and_control_cards_follow_it_without_a_reload(
+    page: Page, server: UvicornThread, operator_a: User, token_a: str, crawlers: list[Agent]
+):
+    agent = crawlers[0]
+    base = LiveServer("127.0.0.1", server.port).url
+    page.goto(f"{base}/login/")
+    sign_in(page, "oscar", PASSWORD)
+    page.goto(f"{base}/t/acme/agents/{agent.pk}/")
+    events, controls = page.locator("#agent-events"), page.locator("#agent-controls")
+    expect(events).to_contain_text("No warnings or errors among this agent's events")
+    expect(controls).to_contain_text("No control actions yet")
+    page.evaluate("window.sameDocument = true")
+
+    # The agent reports a failure; the card, showing warnings and errors, lists it.
+    response = httpx.post(
+        f"{base}/api/v1/ingest/events",
+        json={"events": [{"external_id": agent.external_id, "type": "task.failed", "severity": "error",
+                          "message": "upstream timed out", "at": timezone.now().isoformat()}]},
+        headers={"Authorization": f"Bearer {token_a}"},
+        timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    expect(events.get_by_test_id("agent-events")).to_contain_text("upstream timed out", timeout=LIVE)
+    expect(events).to_contain_text("Error")
+
+    # Someone else pauses it (another tab, the API): the control actions card says so.
+    fleet_services.agent_desired_state_set(agent_id=agent.pk, state=DesiredState.PAUSED, actor=operator_a)
+    expect(controls).to_contain_text("oscar", timeout=LIVE)
+    expect(controls).not_to_contain_text("No control actions yet")
     assert page.evaluate("window.sameDocument === true")

@@ -14,13 +14,14 @@ from websockets.sync.client import ClientConnection, connect
 
 from control.models import Batch
 from dashboard import live
+from events.services import NewEvent, events_record
 from fleet import services as fleet_services
 from fleet.models import DesiredState, ObservedState
 from ingest.schemas import Metrics
 from realtime import hub
 from tests.conftest import LiveServer, client_for
 from tests.dashboard.conftest import live_agent
-from tests.realtime.conftest import frame, settings_with
+from tests.realtime.conftest import events_socket, frame, settings_with, subscribe
 from tests.realtime.test_events_socket import closed_with
 
 pytestmark = pytest.mark.redis
@@ -150,7 +151,10 @@ def test_the_detail_gets_its_own_agents_summary_only(server, viewer_a, crawlers)
         opened(ws)
         fleet_services.agent_desired_state_set(agent_id=other.pk, state=DesiredState.PAUSED, actor=None)
         fleet_services.agent_desired_state_set(agent_id=mine.pk, state=DesiredState.PAUSED, actor=viewer_a)
-        update = frame(ws)
+        got = {f["type"]: f for f in (frame(ws), frame(ws))}
+    # Its summary, and a word to read its control actions card again.
+    assert got["refresh"]["parts"] == ["agent-events", "agent-controls"]
+    update = got["fragments"]
     assert update["html"].startswith('<section id="agent-summary"')
     assert 'data-testid="desired-state">Paused<' in update["html"]
     assert "pausing…" in update["html"]
@@ -243,3 +247,52 @@ def test_a_batch_of_another_tenant_cannot_be_followed(server, viewer_a, tenant_b
     with live_socket(server, viewer_a, f"view=batch&batch={_batch(tenant_b).pk}") as ws:
         assert frame(ws)["code"] == "E10202"
         closed_with(ws, 4403)
+
+
+def test_the_detail_reads_its_cards_again_after_news_of_its_agent_but_not_after_a_heartbeat(
+    server, viewer_a, tenant_a, crawlers
+):
+    mine, other = crawlers[0], crawlers[1]
+
+    def failure(agent) -> NewEvent:
+        return NewEvent(type="task.failed", occurred_at=timezone.now(), agent_id=agent.pk, severity="error")
+
+    with live_socket(server, viewer_a, f"view=agent&agent={mine.pk}") as ws:
+        opened(ws)
+        reading = Metrics.model_validate({"cpu_percent": 12.5})
+        fleet_services.agent_heartbeat(tenant=tenant_a, external_id=mine.external_id, state="running", reading=reading)
+        assert frame(ws)["type"] == "fragments"  # its summary: a heartbeat adds no event
+        events_record(tenant_id=tenant_a.pk, events=[failure(other)])
+        events_record(tenant_id=tenant_a.pk, events=[failure(mine), failure(mine)])
+        told = frame(ws)
+        assert told == {
+            "type": "refresh",
+            "seq": hub.current_seq(tenant_a.pk),
+            "parts": ["agent-events", "agent-controls"],
+        }
+        with pytest.raises(TimeoutError):
+            frame(ws, timeout=1.0)  # one word for the batch; nothing for the other agent
+
+
+def test_news_of_an_agents_events_is_one_event_per_agent_and_batch_with_its_worst_severity(
+    server, viewer_a, tenant_a, crawlers
+):
+    first, second = crawlers[0], crawlers[1]
+    with events_socket(server, "acme", user=viewer_a) as ws:
+        subscribe(ws, "agent.events")
+        events_record(
+            tenant_id=tenant_a.pk,
+            events=[
+                NewEvent(type="task.started", occurred_at=timezone.now(), agent_id=first.pk),
+                NewEvent(type="task.failed", occurred_at=timezone.now(), agent_id=first.pk, severity="error"),
+                NewEvent(type="disk.low", occurred_at=timezone.now(), agent_id=second.pk, severity="warning"),
+                NewEvent(type="tenant.note", occurred_at=timezone.now()),  # of no agent: no news
+            ],
+        )
+        told = {e["data"]["agent_id"]: e["data"] for e in (frame(ws), frame(ws))}
+        assert told == {
+            str(first.pk): {"agent_id": str(first.pk), "count": 2, "worst": "error"},
+            str(second.pk): {"agent_id": str(second.pk), "count": 1, "worst": "warning"},
+        }
+        with pytest.raises(TimeoutError):
+            frame(ws, timeout=1.0)
