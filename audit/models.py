@@ -21,22 +21,29 @@ class AuditEntry(models.Model):
     occurred_at = models.DateTimeField()
     # The actor: a user, or "system" (an expiry, a periodic task); the label survives the user.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name="account", help_text="The account that acted; empty for the system, or once the account is deleted.",
+    )  # fmt: skip
+    actor_label = models.CharField("actor", max_length=150, help_text="Who acted, as named at the time.")
+    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
+    user_agent = models.CharField(
+        "client", max_length=300, blank=True, help_text="The browser or program (User-Agent)."
     )
-    actor_label = models.CharField(max_length=150)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    user_agent = models.CharField(max_length=300, blank=True)
     action = models.CharField(max_length=64)
     resource_type = models.CharField(max_length=32)
     resource_id = models.CharField(max_length=64)
     reason = models.CharField(max_length=500, blank=True)
     # What changed: {"desired_state": {"from": "running", "to": "paused"}}.
-    delta = models.JSONField(default=dict, blank=True)
+    delta = models.JSONField("what changed", default=dict, blank=True, help_text="Each field's value before and after.")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    error_code = models.CharField(max_length=8, blank=True)
-    idempotency_key = models.CharField(max_length=255, blank=True)
-    request_id = models.CharField(max_length=64, blank=True)
-    batch_id = models.UUIDField(null=True, blank=True)
+    error_code = models.CharField(max_length=8, blank=True, help_text="The E10xxx code of a refusal or failure.")
+    idempotency_key = models.CharField(
+        max_length=255, blank=True, help_text="The caller's key: a retried request is answered once."
+    )
+    request_id = models.CharField(
+        "request ID", max_length=64, blank=True, help_text="The request's X-Request-ID, as in the logs."
+    )
+    batch_id = models.UUIDField("batch", null=True, blank=True, help_text="The bulk batch this change was part of.")
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

@@ -138,6 +138,7 @@ class Pages:
     readers: list[asyncio.Task[None]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
     frames: int = 0
+    frame_bytes: int = 0  # the largest overview frame
     totals: set[str] = field(default_factory=set)  # the fleet's size as the tiles said it
     filled: int = 0  # frames whose minute in progress had tokens
     stopping: bool = False
@@ -175,6 +176,7 @@ class Pages:
                     await ws.send('{"type":"pong"}')
                 elif kind == "overview":
                     self.frames += 1
+                    self.frame_bytes = max(self.frame_bytes, len(message.encode()))
                     found = AS_OF.search(frame["html"])
                     if found is None:
                         raise AssertionError(f"an overview frame without its time: {frame['html'][:300]}")
@@ -317,7 +319,8 @@ def run() -> list[Row]:
             "µs/s",
             per_page_us,
             target=TARGET_PAGE_US_PER_S,
-            note=f"({PAGES} pages' cost − one page's) ÷ {PAGES - 1}: a frame written every {INTERVAL} s",
+            note=f"({PAGES} pages' cost − one page's) ÷ {PAGES - 1}: a frame written every {INTERVAL} s, at most "
+            f"{pages.frame_bytes / 1024:.1f} KiB",
         ),
         Row(
             f"live overview fan-out p99, first → last of {PAGES} pages",

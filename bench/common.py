@@ -148,6 +148,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 def pin_client() -> str:
     """Pin this process (the load generator) to ``CLIENT_CORE``; describe what was done."""
     cores = os.sched_getaffinity(0)
+    if cores == {CLIENT_CORE}:  # an earlier bench of this run pinned it
+        return f"load generator on core {CLIENT_CORE}, server on core {SERVER_CORE}"
     if len(cores) < 2 or CLIENT_CORE not in cores or SERVER_CORE not in cores:
         return f"not pinned: this process may use cores {sorted(cores)} only"
     os.sched_setaffinity(0, {CLIENT_CORE})

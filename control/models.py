@@ -41,13 +41,18 @@ class Batch(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    action = models.CharField(max_length=16)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", verbose_name="started by"
+    )
+    action = models.CharField(max_length=16, help_text="pause, resume or stop, for every agent of the batch.")
     reason = models.CharField(max_length=500, blank=True)
     # Set on an undo: the batch it reverts.
-    undo_of = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undone_by")
-    created_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
+    undo_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="undone_by", verbose_name="undoes",
+        help_text="The batch this one changes back.",
+    )  # fmt: skip
+    created_at = models.DateTimeField("started at")
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the batch runs.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -60,9 +60,21 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
 
 class MembershipInline(admin.TabularInline):
+    """The tenant's members, to read: changes go through the membership admin (members/admin.py),
+    which audits them and keeps the last admin."""
+
     model = Membership
+    fields = ["user", "role", "created_at"]
+    readonly_fields = fields
     extra = 0
-    raw_id_fields = ["user"]
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Tenant)
@@ -83,15 +95,6 @@ class TenantAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
-
-
-@admin.register(Membership)
-class MembershipAdmin(TenantScopedAdmin):
-    list_display = ["user", "tenant", "role", "created_at"]
-    list_filter = ["role", "tenant"]
-    search_fields = ["user__username", "user__email", "tenant__name", "tenant__slug"]
-    raw_id_fields = ["user"]
-    list_select_related = ["user", "tenant"]
 
 
 @admin.register(ApiToken)

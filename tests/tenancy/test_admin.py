@@ -77,3 +77,68 @@ def test_an_agent_in_admin_shows_times_to_the_second_and_keeps_controls_internal
         and "cpu_percent" not in page.split("<form", 1)[1].split("name=")[0]
     )
     assert "What the console tells the agent; changed on the agent" in page
+
+
+def test_membership_changes_in_admin_are_audited_and_keep_the_last_admin(staff, tenant_a, tenant_b):
+    from audit.models import AuditEntry, Outcome
+    from tests.factories import UserFactory
+
+    client = client_for(staff)
+    newbie = UserFactory.create(username="nina")
+    added = client.post("/admin/tenancy/membership/add/", {"tenant": tenant_a.pk, "user": newbie.pk, "role": "viewer"})
+    assert added.status_code == 302, added.content.decode()[-2000:]
+    nina = Membership.objects.get(user=newbie, tenant=tenant_a)
+    assert nina.role == Role.VIEWER
+    outsider = client.post(
+        "/admin/tenancy/membership/add/", {"tenant": tenant_b.pk, "user": newbie.pk, "role": "admin"}
+    )
+    assert outsider.status_code == 200 and not Membership.objects.filter(tenant=tenant_b).exists()  # not sam's tenant
+
+    assert client.post(f"/admin/tenancy/membership/{nina.pk}/change/", {"role": "operator"}).status_code == 302
+    nina.refresh_from_db()
+    assert nina.role == Role.OPERATOR
+
+    # Sam is Acme's only admin: the form keeps the role and says why; a deletion is refused.
+    own = Membership.objects.get(user=staff, tenant=tenant_a)
+    demoted = client.post(f"/admin/tenancy/membership/{own.pk}/change/", {"role": "viewer"})
+    assert demoted.status_code == 200 and "last admin" in demoted.content.decode()
+    removed = client.post(f"/admin/tenancy/membership/{own.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "last admin" in removed.content.decode() and "E10012" in removed.content.decode()
+    own.refresh_from_db()
+    assert own.role == Role.ADMIN
+
+    assert client.post(f"/admin/tenancy/membership/{nina.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Membership.objects.filter(pk=nina.pk).exists()
+    trail = list(
+        AuditEntry.objects.filter(resource_type="membership").order_by("id").values_list("action", "outcome", "actor")
+    )
+    assert trail == [
+        ("member.add", Outcome.SUCCESS, staff.pk),
+        ("member.role", Outcome.SUCCESS, staff.pk),
+        ("member.remove", Outcome.DENIED, staff.pk),
+        ("member.remove", Outcome.SUCCESS, staff.pk),
+    ]
+    # No bulk deletion that would pass the guard by: one at a time.
+    assert "delete_selected" not in client.get("/admin/tenancy/membership/").content.decode()
+
+
+def test_the_audit_trail_and_batches_are_read_only_in_admin(superuser, staff, tenant_a):
+    from audit.models import AuditEntry
+    from control.models import Batch
+    from django.utils import timezone
+
+    entry = AuditEntry.objects.create(
+        tenant=tenant_a, occurred_at=timezone.now(), actor_label="sam", action="agent.pause", resource_type="agent",
+        resource_id="a1", outcome="success",
+    )  # fmt: skip
+    batch = Batch.objects.create(tenant=tenant_a, action="pause", created_at=timezone.now(), reason="maintenance")
+    client = client_for(superuser)
+    listing = client.get("/admin/audit/auditentry/?q=agent.pause").content.decode()
+    assert "agent:a1" in listing
+    page = client.get(f"/admin/audit/auditentry/{entry.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and "agent.pause" in page
+    assert client.post(f"/admin/audit/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert client.get("/admin/audit/auditentry/add/").status_code == 403
+    assert "maintenance" in client.get(f"/admin/control/batch/{batch.pk}/change/").content.decode()
+    assert client.get("/admin/control/batch/add/").status_code == 403
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
