@@ -19,11 +19,10 @@ class AuditEntryAdmin(TenantScopedAdmin):
     search_fields = ["actor_label", "action", "resource_id", "request_id", "idempotency_key", "=batch_id", "reason"]
     list_select_related = ["tenant"]
     date_hierarchy = "occurred_at"
-    fields = [
+    fields = readonly_fields = (
         "occurred_at", "tenant", "actor", "actor_label", "ip", "user_agent", "action", "resource_type", "resource_id",
         "outcome", "error_code", "reason", "delta", "idempotency_key", "request_id", "batch_id",
-    ]  # fmt: skip
-    readonly_fields = fields
+    )  # fmt: skip
 
     @admin.display(description="Resource", ordering="resource_type")
     def resource(self, obj: AuditEntry) -> str:

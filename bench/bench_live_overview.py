@@ -176,7 +176,9 @@ class Pages:
                     await ws.send('{"type":"pong"}')
                 elif kind == "overview":
                     self.frames += 1
-                    self.frame_bytes = max(self.frame_bytes, len(message.encode()))
+                    self.frame_bytes = max(
+                        self.frame_bytes, len(message.encode() if isinstance(message, str) else message)
+                    )
                     found = AS_OF.search(frame["html"])
                     if found is None:
                         raise AssertionError(f"an overview frame without its time: {frame['html'][:300]}")

@@ -15,8 +15,7 @@ from tenancy.admin import TenantScopedAdmin
 
 class BatchItemInline(admin.TabularInline):
     model = BatchItem
-    fields = ["agent", "outcome", "error_code", "message", "version"]
-    readonly_fields = fields
+    fields = readonly_fields = ("agent", "outcome", "error_code", "message", "version")
     extra = 0
     can_delete = False
     show_change_link = False
@@ -35,8 +34,16 @@ class BatchAdmin(TenantScopedAdmin):
     search_fields = ["=id", "reason", "created_by__username"]
     list_select_related = ["tenant", "created_by"]
     date_hierarchy = "created_at"
-    fields = ["id", "tenant", "action", "reason", "created_by", "created_at", "finished_at", "undo_of"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "id",
+        "tenant",
+        "action",
+        "reason",
+        "created_by",
+        "created_at",
+        "finished_at",
+        "undo_of",
+    )
     inlines = [BatchItemInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

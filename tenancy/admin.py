@@ -64,8 +64,7 @@ class MembershipInline(admin.TabularInline):
     which audits them and keeps the last admin."""
 
     model = Membership
-    fields = ["user", "role", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("user", "role", "created_at")
     extra = 0
     can_delete = False
     show_change_link = True
