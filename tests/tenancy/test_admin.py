@@ -123,9 +123,10 @@ def test_membership_changes_in_admin_are_audited_and_keep_the_last_admin(staff, 
 
 
 def test_the_audit_trail_and_batches_are_read_only_in_admin(superuser, staff, tenant_a):
+    from django.utils import timezone
+
     from audit.models import AuditEntry
     from control.models import Batch
-    from django.utils import timezone
 
     entry = AuditEntry.objects.create(
         tenant=tenant_a, occurred_at=timezone.now(), actor_label="sam", action="agent.pause", resource_type="agent",
