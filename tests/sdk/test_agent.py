@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -216,7 +217,7 @@ def test_metrics_kept_through_an_outage_arrive_once_each_with_an_id(
         agent.record_metrics(tokens=10, requests=1)
         # A heartbeat takes the sample and keeps it once its send has failed: wait for the
         # keeping, not only the taking (a read in between counted one sample short).
-        wait_for(lambda n=n: agent.buffered["metrics"] == n + 1, what="a heartbeat to try and keep its sample")
+        wait_for(partial(lambda want: agent.buffered["metrics"] == want, n + 1), what="a heartbeat to keep its sample")
     kept = agent.buffered["metrics"]
     assert kept == 5 and agent.dropped["metrics"] == 0
 
