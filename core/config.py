@@ -187,6 +187,7 @@ class L10Settings:
             "ws_heartbeat_interval": env.seconds("L10_WS_HEARTBEAT_INTERVAL", 30),
             "ws_max_connections": env.integer("L10_WS_MAX_CONNECTIONS", 1000, minimum=1),
             "live_overview_interval": env.integer("L10_LIVE_OVERVIEW_INTERVAL", 3, minimum=1, maximum=60),
+            "alert_eval_interval": env.integer("L10_ALERT_EVAL_INTERVAL", 15, minimum=1, maximum=3600),
             "agent_heartbeat_interval": env.seconds("L10_AGENT_HEARTBEAT_INTERVAL", 10),
             "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
@@ -236,6 +237,7 @@ class L10Settings:
     ws_heartbeat_interval: int = field(init=False)
     ws_max_connections: int = field(init=False)
     live_overview_interval: int = field(init=False)
+    alert_eval_interval: int = field(init=False)
     agent_heartbeat_interval: int = field(init=False)
     ingest_rate_limit: int = field(init=False)
     ingest_max_body_bytes: int = field(init=False)

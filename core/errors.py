@@ -61,6 +61,14 @@ class ErrorCode(StrEnum):
     COST_INVALID_QUERY = "E10601"
     # E107xx alerts
     ALERT_NOT_FOUND = "E10701"
+    ALERT_UNKNOWN_METRIC = "E10702"
+    ALERT_BAD_WINDOW = "E10703"
+    ALERT_FOR_TOO_LONG = "E10704"
+    ALERT_BAD_THRESHOLD = "E10705"
+    ALERT_BAD_SCOPE = "E10706"
+    ALERT_RULE_INVALID = "E10708"
+    ALERT_NOT_OPEN = "E10709"
+    ALERT_BAD_SNOOZE = "E10710"
     # E108xx agent ingest
     INGEST_MALFORMED_JSON = "E10801"
     INGEST_INVALID = "E10802"
@@ -206,6 +214,26 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.AUDIT_INVALID_QUERY: ErrorSpec(400, False, "The audit query is not valid.", "Check the filters."),
     ErrorCode.COST_INVALID_QUERY: ErrorSpec(400, False, "The cost query is not valid.", "Check the date range."),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
+    ErrorCode.ALERT_UNKNOWN_METRIC: ErrorSpec(
+        422, False, "No such metric for an alert rule.", "Choose one of the metrics the rule form lists."
+    ),
+    ErrorCode.ALERT_BAD_WINDOW: ErrorSpec(
+        422, False, "The rule's window is not a usable duration.", "Give a whole number of seconds, at least 60."
+    ),
+    ErrorCode.ALERT_FOR_TOO_LONG: ErrorSpec(
+        422, False, "The rule's duration is longer than the metrics are kept.", "Shorten the window or the 'for'."
+    ),
+    ErrorCode.ALERT_BAD_THRESHOLD: ErrorSpec(422, False, "The threshold is not a number.", "Give a finite number."),
+    ErrorCode.ALERT_BAD_SCOPE: ErrorSpec(
+        422, False, "The rule's scope does not name agents.", "Leave it empty for all agents, or fix the selector."
+    ),
+    ErrorCode.ALERT_RULE_INVALID: ErrorSpec(422, False, "The alert rule is not valid.", "Correct the named field."),
+    ErrorCode.ALERT_NOT_OPEN: ErrorSpec(
+        409, False, "The alert is no longer open.", "Reload: it has resolved, or cleared before it fired."
+    ),
+    ErrorCode.ALERT_BAD_SNOOZE: ErrorSpec(
+        422, False, "The snooze is not a usable duration.", "Snooze for 1 h, 4 h, or until a time within 7 days."
+    ),
     ErrorCode.INGEST_MALFORMED_JSON: ErrorSpec(
         400, False, "The request body is not valid JSON.", "Send a JSON object with Content-Type application/json."
     ),

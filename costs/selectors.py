@@ -8,6 +8,8 @@ periods in UTC: the current hour, day and month.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
@@ -54,3 +56,46 @@ def quota_usage(agent: Agent, now: datetime) -> dict[str, dict[str, int]]:
     for kind, period in wanted:
         usage.setdefault(kind, {})[period] = int(totals[f"{kind}__{period}"])
     return usage
+
+
+def quota_use_percent(tenant_id: int, now: datetime) -> dict[UUID, float]:
+    """Each agent of the tenant that has quotas: its most used quota, in % of its limit (a
+    limit of 0 counts as full). One aggregate query for all of them."""
+    agents = list(Agent.objects.filter(tenant_id=tenant_id).exclude(quotas={}).values_list("pk", "quotas"))
+    wanted = sorted(
+        {
+            (kind, period)
+            for _, quotas in agents
+            for kind, periods in (quotas or {}).items()
+            if kind in AMOUNT
+            for period in periods
+            if period in QuotaPeriod.values
+        }
+    )
+    if not wanted:
+        return {}
+    earliest = min(period_start(period, now) for _, period in wanted)
+    sums = {
+        f"{kind}__{period}": Coalesce(Sum(AMOUNT[kind], filter=Q(occurred_at__gte=period_start(period, now))), 0)
+        for kind, period in wanted
+    }
+    rows = (
+        UsageRecord.objects.filter(tenant_id=tenant_id, occurred_at__gte=earliest).values("agent_id").annotate(**sums)
+    )
+    totals: dict[UUID, dict[str, int]] = {}
+    for row in rows:
+        values: dict[str, Any] = dict(row)
+        totals[values["agent_id"]] = {k: int(values[k]) for k in sums}
+    out: dict[UUID, float] = {}
+    for pk, quotas in agents:
+        used: dict[str, int] = totals.get(pk, {})
+        shares = [
+            100.0 if not limit else 100.0 * used.get(f"{kind}__{period}", 0) / limit
+            for kind, periods in (quotas or {}).items()
+            if kind in AMOUNT
+            for period, limit in periods.items()
+            if period in QuotaPeriod.values
+        ]
+        if shares:
+            out[pk] = max(shares)
+    return out

@@ -14,6 +14,9 @@ views render, and the page swaps each element with the same id:
   of that agent (new events, a control action) ``{"type": "refresh", "parts":
   ["agent-events", "agent-controls"]}``: the page reads those cards again (they follow the
   reader's event filter);
+- every page: after any alert event, ``{"type": "badge", "count": n}``, the header's count
+  of firing alerts nobody has acknowledged or snoozed (read once for all the pages); the
+  alerts page (``view=alerts``) also reads its rows again;
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -38,6 +41,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
+from alerts.selectors import attention_count
 from control.models import Batch
 from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
@@ -52,7 +56,7 @@ from tenancy.signals import member_principal
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("overview", "agents", "agent", "batch")
+VIEWS = ("overview", "agents", "agent", "batch", "alerts")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
 # An agent's events and control actions, on its page, are read again after these.
@@ -114,6 +118,7 @@ class LiveTenant:
         self.seq = 0
         self.dirty: set[str] = set()
         self.noted: set[str] = set()  # agents with news for their events and control cards
+        self.alerts_changed = False
         self.scheduled = False
         self.rendering = False
         self.ticker: asyncio.Task[None] | None = None
@@ -153,6 +158,8 @@ class LiveTenant:
         if event.seq <= self.seq:
             return  # another of this tenant's pages already handed it over
         self.seq = event.seq
+        if event.topic.startswith("alert."):
+            self.alerts_changed = True
         agent_id = event.data.get("agent_id")
         if agent_id:
             if event.topic not in CARD_TOPICS:
@@ -173,7 +180,10 @@ class LiveTenant:
     async def flush(self) -> None:
         dirty, self.dirty = self.dirty, set()
         noted, self.noted = self.noted, set()
+        alerts_changed, self.alerts_changed = self.alerts_changed, False
         seq = self.seq
+        if alerts_changed:
+            await self._send_badge(seq)
         if noted:
             told = json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_CARDS})
             for socket in list(self.sockets):
@@ -194,8 +204,21 @@ class LiveTenant:
                 self.rendering = False
             for socket in list(self.sockets):
                 socket.send_parts(rendered, seq)
-        if self.dirty or self.noted:
+        if self.dirty or self.noted or self.alerts_changed:
             self.schedule()
+
+    async def _send_badge(self, seq: int) -> None:
+        try:
+            count = await database_sync_to_async(attention_count)(self.tenant_id)
+        except Exception:
+            log.exception("could not count the alerts of tenant %s", self.tenant_id)
+            return
+        badge = json.dumps({"type": "badge", "seq": seq, "count": count})
+        rows = json.dumps({"type": "refresh", "seq": seq, "parts": ["alert-rows"]})
+        for socket in list(self.sockets):
+            socket.put(badge)
+            if socket.view == "alerts":
+                socket.put(rows)
 
 
 _tenants: dict[tuple[int, int], LiveTenant] = {}

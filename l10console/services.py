@@ -4,6 +4,7 @@ The services themselves live in each app's ``services.py``/``selectors.py``; thi
 gathers them under one name and wires the few that span apps.
 """
 
+from alerts.facade import ActiveAlert, AlertService
 from control.facade import ControlService
 from control.rules import ControlResult, ControlStatus
 from core.config import L10Settings
@@ -29,7 +30,9 @@ class WebSocketGateway(gateway.WebSocketGateway):
 
 
 __all__ = [
+    "ActiveAlert",
     "AgentDetail",
+    "AlertService",
     "AsyncCache",
     "ControlResult",
     "ControlService",

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "members",
     "costs",
     "ingest",
+    "alerts",
     "dashboard",
 ]
 
@@ -106,6 +107,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenancy.context_processors.tenancy",
+                "alerts.context_processors.alerts",
             ],
         },
     },
@@ -303,6 +305,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": timedelta(seconds=15),
     },
     "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
+    "alerts-evaluate": {"task": "alerts.tasks.evaluate", "schedule": timedelta(seconds=L10.alert_eval_interval)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -318,6 +321,7 @@ CELERY_TASK_ROUTES = {
     "fleet.tasks.rollup_range": {"queue": "background"},
     "fleet.tasks.purge_metrics": {"queue": "background"},
     "control.tasks.purge_idempotency": {"queue": "background"},
+    "alerts.tasks.evaluate": {"queue": "control"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

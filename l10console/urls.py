@@ -13,6 +13,7 @@ tenant_patterns = [
     path("", include("tenancy.urls")),
     path("", include("control.urls")),
     path("", include("members.urls")),
+    path("", include("alerts.urls")),
 ]
 
 urlpatterns = [

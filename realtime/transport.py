@@ -43,6 +43,8 @@ TOPICS = frozenset(
         "agent.events",
         "alert.triggered",
         "alert.resolved",
+        "alert.acknowledged",
+        "alert.updated",
         "control.action",
         "control.delivered",
         "control.batch",

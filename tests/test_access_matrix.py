@@ -67,6 +67,12 @@ TENANT = {
     "members:add": ("POST", Role.ADMIN),
     "members:role": ("POST", Role.ADMIN),
     "members:remove": ("POST", Role.ADMIN),
+    # Each action's own rules (states, audit) are tested in tests/alerts/.
+    "alerts:list": ("GET", Role.VIEWER),
+    "alerts:detail": ("GET", Role.VIEWER),
+    "alerts:acknowledge": ("POST", Role.OPERATOR),
+    "alerts:unacknowledge": ("POST", Role.OPERATOR),
+    "alerts:snooze": ("POST", Role.OPERATOR),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -110,6 +116,16 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
 
     batch = Batch.objects.create(tenant=tenant_a, action="pause", created_at=timezone.now())
     UserFactory.create(username="newcomer")  # who members:add adds
+    from alerts.models import Alert, AlertRule
+
+    rule = AlertRule.objects.create(
+        tenant=tenant_a, name="matrix", metric="cpu_percent", threshold=1, created_at=timezone.now(),
+        updated_at=timezone.now(),
+    )  # fmt: skip
+    alert = Alert.objects.create(
+        tenant=tenant_a, rule=rule, agent=agent_a, fingerprint="agent:x", state="firing", severity="warning",
+        message="m", started_at=timezone.now(), evaluated_at=timezone.now(),
+    )  # fmt: skip
     return {
         "slug": tenant_a.slug,
         "user_id": viewer_a.pk,
@@ -117,6 +133,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "agent_id": agent_a.pk,
         "action": "pause",
         "batch_id": batch.pk,
+        "alert_id": alert.pk,
     }
 
 
@@ -126,6 +143,12 @@ def _tokens_state() -> list[tuple[int, Any]]:
 
 def _members_state() -> list[tuple[int, int, str]]:
     return list(Membership.objects.order_by("pk").values_list("tenant_id", "user_id", "role"))
+
+
+def _alerts_state() -> list[tuple[Any, ...]]:
+    from alerts.models import Alert
+
+    return list(Alert.objects.order_by("pk").values_list("pk", "acknowledged_at", "snoozed_until"))
 
 
 ROLE_USERS = {"viewer": "viewer_a", "operator": "operator_a", "admin": "admin_a"}
@@ -145,7 +168,7 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         client = client_for(user)
         return client.post(url, data) if method == "POST" else client.get(url)
 
-    before = (_tokens_state(), Agent.objects.count(), _members_state())
+    before = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state())
     anonymous = call(None)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
     assert call(request.getfixturevalue("operator_b")).status_code == 404
@@ -153,7 +176,8 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         role = Role(role_name)
         if not role.allows(need):
             assert call(request.getfixturevalue(fixture)).status_code == 403, f"{role_name} on {name}"
-    assert (_tokens_state(), Agent.objects.count(), _members_state()) == before, "a refused request changed something"
+    after = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state())
+    assert after == before, "a refused request changed something"
     allowed = call(request.getfixturevalue(ROLE_USERS[need.value]))
     assert allowed.status_code in (200, 201, 302), f"{need} on {name}: {allowed.status_code}"
 

@@ -17,6 +17,7 @@ PACKAGES = (
     "l10console",
     "dashboard",
     "ingest",
+    "alerts",
     "costs",
     "control",
     "members",

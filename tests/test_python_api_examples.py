@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.utils import timezone
 
+from alerts.models import Alert
+from alerts.services import default_rules
 from tests.dashboard.conftest import live_agent
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
@@ -41,6 +44,7 @@ def test_the_page_has_an_example_of_each_service():
     assert any("ControlService(" in b for b in FACADE_BLOCKS)
     assert any("WebSocketGateway(" in b for b in FACADE_BLOCKS)
     assert any("InterfaceError" in b for b in FACADE_BLOCKS)
+    assert any("AlertService(" in b for b in FACADE_BLOCKS)
 
 
 @pytest.mark.redis
@@ -49,6 +53,13 @@ def test_the_page_has_an_example_of_each_service():
 def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
     agent = live_agent(tenant_a, "crawler-7", cpu=41.5)
     live_agent(tenant_a, "crawler-8", cpu=12.0, observed="paused", desired="paused")
+    if "AlertService(" in code:
+        rule = next(r for r in default_rules(tenant_a) if r.name == "Agent unresponsive")
+        Alert.objects.create(
+            tenant=tenant_a, rule=rule, agent=agent, fingerprint=f"agent:{agent.pk}", state="firing",
+            severity="critical", message="Agent unresponsive on crawler-7", started_at=timezone.now(),
+            fired_at=timezone.now(), evaluated_at=timezone.now(),
+        )  # fmt: skip
     printed = run_example(code, {"agent_id": str(agent.pk)})
     if "DashboardService(" in code:
         assert printed[:3] == ["Total agents: 2", "Running: 1", "Paused: 1"]
@@ -64,5 +75,7 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
         ]
         assert agent.desired_state == "stopped"
         assert agent.quotas == {"api_calls": {"day": 10000}}
+    elif "AlertService(" in code:
+        assert printed == ["critical: Agent unresponsive on crawler-7", "Acknowledged by oscar", "Snoozed: True"]
     elif "InterfaceError" in code:
         assert printed[0].startswith("Error E10")

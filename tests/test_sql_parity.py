@@ -11,7 +11,19 @@ from pathlib import Path
 
 import core.sql
 
-APPS = ("tenancy", "realtime", "events", "audit", "fleet", "control", "costs", "ingest", "dashboard")
+APPS = (
+    "tenancy",
+    "realtime",
+    "events",
+    "audit",
+    "fleet",
+    "control",
+    "members",
+    "costs",
+    "ingest",
+    "alerts",
+    "dashboard",
+)
 TESTS = Path(__file__).resolve().parent
 
 

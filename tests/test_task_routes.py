@@ -12,6 +12,7 @@ CONTROL = {
     "control.tasks.run_batch",
     "control.tasks.resume_expired_pauses",
     "fleet.tasks.mark_unresponsive",
+    "alerts.tasks.evaluate",  # an alert is timely: it never waits behind a rollup
 }
 
 
@@ -36,5 +37,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "fleet.tasks.purge_metrics",
         "control.tasks.resume_expired_pauses",
         "control.tasks.purge_idempotency",
+        "alerts.tasks.evaluate",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}

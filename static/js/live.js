@@ -99,6 +99,14 @@
         // What the page shows moved on (a batch's progress, an agent's events): read again.
         advance(frame.seq);
         refresh(frame.parts);
+      } else if (frame.type === "badge") {
+        // The header's count of firing alerts nobody has acknowledged or snoozed.
+        advance(frame.seq);
+        const badge = document.getElementById("alert-badge");
+        if (badge) {
+          badge.textContent = String(frame.count);
+          badge.hidden = !frame.count;
+        }
       } else if (frame.type === "overview") {
         // Tiles read now and the charts' newest end, every few seconds (dashboard/live.py).
         advance(frame.seq);

@@ -296,3 +296,24 @@ def test_news_of_an_agents_events_is_one_event_per_agent_and_batch_with_its_wors
         }
         with pytest.raises(TimeoutError):
             frame(ws, timeout=1.0)
+
+
+def test_every_page_hears_the_alert_badge_and_the_alerts_page_reads_its_rows_again(
+    server, viewer_a, operator_a, tenant_a, crawlers
+):
+    from alerts import services as alert_services
+    from alerts.models import Alert
+    from audit.services import Actor
+
+    rule = alert_services.default_rules(tenant_a)[0]
+    alert = Alert.objects.create(
+        tenant=tenant_a, rule=rule, agent=crawlers[0], fingerprint="agent:x", state="firing", severity="critical",
+        message="m", started_at=timezone.now(), fired_at=timezone.now(), evaluated_at=timezone.now(),
+    )  # fmt: skip
+    with live_socket(server, viewer_a, "view=agents") as listing, live_socket(server, viewer_a, "view=alerts") as page:
+        opened(listing), opened(page)
+        alert_services.alert_acknowledge(alert_id=alert.pk, actor=Actor(user=operator_a))
+        assert frame(listing) == {"type": "badge", "seq": hub.current_seq(tenant_a.pk), "count": 0}
+        got = [frame(page), frame(page)]
+    assert got[0]["type"] == "badge" and got[0]["count"] == 0
+    assert got[1] == {"type": "refresh", "seq": got[0]["seq"], "parts": ["alert-rows"]}

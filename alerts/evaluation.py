@@ -1,0 +1,222 @@
+"""The evaluation of a tenant's alert rules (docs/alerts.md, "Evaluation").
+
+Set-based: the metrics are read once per (tenant, metric, window) for every agent
+(``alerts.sql.window_aggregates``; the heartbeat ages and quota use in one query each),
+and every rule that uses them is decided from those figures, never a query per agent.
+
+Safe with several evaluators at once: a tenant's rules are claimed with
+``SELECT … FOR UPDATE SKIP LOCKED`` in the evaluation's transaction, so a second worker
+skips the rules the first is deciding, and each transition is written once; the open
+alerts are read under the same lock. A missed run loses nothing: the next decides from
+the alert's state and how long its condition has held, not from when it last ran.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from django.db import transaction
+from django.utils import timezone
+
+from alerts import lifecycle
+from alerts.models import OPEN_STATES, Alert, AlertRule, AlertState, AlertTransition, Metric, NoData
+from alerts.selectors import badge_changed
+from alerts.sql import WINDOWED, Aggregates, window_aggregates
+from costs.selectors import quota_use_percent
+from fleet.labels import parse_selector, with_selector
+from fleet.models import Agent, DesiredState
+from realtime import hub
+
+log = logging.getLogger(__name__)
+
+
+class MetricsSource(Protocol):
+    """Where the evaluator reads the fleet's figures: the console's metric store by default
+    (``ConsoleMetrics``); another store plugs in here, the evaluator unchanged."""
+
+    def window_aggregates(
+        self, metric: str, tenant_id: int, start: datetime, end: datetime
+    ) -> dict[UUID, Aggregates]: ...
+
+    def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]: ...
+
+
+class ConsoleMetrics:
+    def window_aggregates(self, metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
+        return window_aggregates(metric, tenant_id, start, end)
+
+    def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]:
+        if metric == Metric.HEARTBEAT_AGE:
+            seen = Agent.objects.filter(tenant_id=tenant_id, last_heartbeat_at__isnull=False)
+            return {pk: (now - at).total_seconds() for pk, at in seen.values_list("pk", "last_heartbeat_at") if at}
+        if metric == Metric.QUOTA_USE:
+            return quota_use_percent(tenant_id, now)
+        raise ValueError(f"{metric} is a windowed metric")
+
+
+@dataclass
+class Evaluated:
+    """What one run did."""
+
+    rules: int = 0
+    transitions: list[tuple[int, str, str]] = field(default_factory=list)  # (alert id, from, to)
+
+
+def condition(rule: AlertRule) -> lifecycle.Condition:
+    return lifecycle.Condition(
+        rule.comparator, rule.threshold, rule.clear_threshold, timedelta(seconds=rule.for_seconds), rule.min_samples,
+        rule.no_data,
+    )  # fmt: skip
+
+
+def observe(
+    source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime
+) -> dict[int, dict[UUID, lifecycle.Observed]]:
+    """Each rule's observation of each agent with figures: one read per (metric, window)."""
+    windows: dict[tuple[str, int], dict[UUID, Aggregates]] = {}
+    points: dict[str, dict[UUID, float]] = {}
+    out: dict[int, dict[UUID, lifecycle.Observed]] = {}
+    for rule in rules:
+        if rule.metric in WINDOWED:
+            key = (rule.metric, rule.window_seconds)
+            if key not in windows:
+                windows[key] = source.window_aggregates(
+                    rule.metric, tenant_id, now - timedelta(seconds=rule.window_seconds), now
+                )
+            out[rule.pk] = {
+                a: lifecycle.Observed(agg.of(rule.aggregation), agg.samples) for a, agg in windows[key].items()
+            }
+        else:
+            if rule.metric not in points:
+                points[rule.metric] = source.point_values(rule.metric, tenant_id, now)
+            out[rule.pk] = {a: lifecycle.Observed(v, 1) for a, v in points[rule.metric].items()}
+    return out
+
+
+def scope(rule: AlertRule, cache: dict[str, set[UUID]]) -> set[UUID]:
+    """The agents a rule watches that are meant to run (a paused or stopped agent reports
+    nothing on purpose): all, a label selector's, or one."""
+    key = f"agent:{rule.agent_id}" if rule.agent_id else f"selector:{rule.selector}"
+    if key not in cache:
+        agents = Agent.objects.filter(tenant_id=rule.tenant_id, desired_state=DesiredState.RUNNING)
+        if rule.agent_id:
+            agents = agents.filter(pk=rule.agent_id)
+        elif rule.selector:
+            agents = with_selector(agents, parse_selector(rule.selector))
+        cache[key] = set(agents.values_list("pk", flat=True))
+    return cache[key]
+
+
+def _message(rule: AlertRule, value: float | None, no_data: bool) -> str:
+    if no_data:
+        return f"{rule.name}: no data for {rule.get_metric_display()} in {rule.window_seconds} s"
+    shown = "—" if value is None else f"{value:,.2f}".rstrip("0").rstrip(".")
+    return f"{rule.name}: {rule.get_metric_display()} {shown} ({rule.get_comparator_display()} {rule.threshold:g})"
+
+
+def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: MetricsSource | None = None) -> Evaluated:
+    now = now or timezone.now()
+    source = source or ConsoleMetrics()
+    done = Evaluated()
+    with transaction.atomic():
+        rules = list(
+            AlertRule.objects.select_for_update(skip_locked=True)
+            .filter(tenant_id=tenant_id, enabled=True)
+            .order_by("pk")
+        )
+        if not rules:
+            return done
+        done.rules = len(rules)
+        seen = observe(source, rules, tenant_id, now)
+        open_alerts: dict[tuple[int, str], Alert] = {
+            (a.rule_id, a.fingerprint): a
+            for a in Alert.objects.select_for_update().filter(rule__in=rules, state__in=OPEN_STATES)
+        }
+        scopes: dict[str, set[UUID]] = {}
+        for rule in rules:
+            watched = scope(rule, scopes)
+            agents = set(seen[rule.pk]) & watched
+            if rule.no_data == NoData.ALERT:
+                agents |= watched
+            agents |= {a.agent_id for (r, _), a in open_alerts.items() if r == rule.pk and a.agent_id}
+            asked = condition(rule)
+            for agent_id in agents:
+                fingerprint = f"agent:{agent_id}"
+                current = open_alerts.get((rule.pk, fingerprint))
+                observed = seen[rule.pk].get(agent_id, lifecycle.Observed(None, 0))
+                applies = asked
+                if agent_id not in watched:  # it left the scope (paused, relabelled): its alert ends
+                    observed, applies = lifecycle.Observed(None, 0), replace(asked, no_data=NoData.OK)
+                state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
+                decided = lifecycle.step(applies, state, observed, now)
+                _apply(rule, agent_id, fingerprint, current, decided, observed, now, done)
+    return done
+
+
+def _apply(
+    rule: AlertRule, agent_id: UUID, fingerprint: str, current: Alert | None, decided: lifecycle.Step,
+    observed: lifecycle.Observed, now: datetime, done: Evaluated,
+) -> None:  # fmt: skip
+    if decided.to is None:
+        if current is not None:
+            Alert.objects.filter(pk=current.pk).update(value=observed.value, evaluated_at=now)
+        return
+    if decided.start:
+        current = Alert.objects.create(
+            tenant_id=rule.tenant_id, rule=rule, agent_id=agent_id, fingerprint=fingerprint, state=AlertState.PENDING,
+            severity=rule.severity, no_data=decided.no_data, value=observed.value,
+            message=_message(rule, observed.value, decided.no_data), started_at=now, evaluated_at=now,
+        )  # fmt: skip
+        _transition(current, "", AlertState.PENDING, observed.value, now, done)
+        if decided.to == AlertState.PENDING:
+            return
+    assert current is not None  # noqa: S101 - a step that is not a start changes an open alert
+    previous = current.state
+    current.state, current.value, current.evaluated_at = decided.to, observed.value, now
+    fields = ["state", "value", "evaluated_at"]
+    if decided.to == AlertState.FIRING:
+        current.fired_at, current.message = now, _message(rule, observed.value, current.no_data)
+        fields += ["fired_at", "message"]
+    else:
+        current.ended_at = now
+        fields.append("ended_at")
+    current.save(update_fields=fields)
+    _transition(current, previous, decided.to, observed.value, now, done)
+
+
+def _transition(alert: Alert, before: str, after: str, value: float | None, at: datetime, done: Evaluated) -> None:
+    AlertTransition.objects.create(alert=alert, at=at, from_state=before, to_state=after, value=value)
+    badge_changed(alert.tenant_id)
+    done.transitions.append((alert.pk, before, after))
+    topic = {AlertState.FIRING: "alert.triggered", AlertState.RESOLVED: "alert.resolved"}.get(AlertState(after))
+    if topic is not None:
+        hub.publish(
+            alert.tenant_id,
+            topic,
+            {
+                "alert_id": alert.pk, "rule_id": alert.rule_id, "agent_id": alert.agent_id, "severity": alert.severity,
+                "message": alert.message, "value": value, "timestamp": at,
+            },
+        )  # fmt: skip
+
+
+def evaluate(*, now: datetime | None = None, source: MetricsSource | None = None) -> Evaluated:
+    """Every tenant with enabled rules, each in its own transaction."""
+    now = now or timezone.now()
+    total = Evaluated()
+    tenants = (
+        AlertRule.objects.filter(enabled=True).values_list("tenant_id", flat=True).distinct().order_by("tenant_id")
+    )
+    for tenant_id in tenants:
+        try:
+            done = evaluate_tenant(tenant_id, now=now, source=source)
+        except Exception:
+            log.exception("alert evaluation of tenant %s failed; the next run tries again", tenant_id)
+            continue
+        total.rules += done.rules
+        total.transitions += done.transitions
+    return total

@@ -1,0 +1,105 @@
+"""Reads of alerting: a tenant's alerts as the on-call page lists them, the count its
+header badge shows, and one alert's timeline."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("open", "firing", "pending", "acknowledged", "snoozed", "resolved", "all")
+
+
+def needs_attention(now: datetime) -> Q:
+    """Firing, not acknowledged (or its acknowledgement lapsed), not snoozed."""
+    return (
+        Q(state=AlertState.FIRING)
+        & (Q(acknowledged_at__isnull=True) | Q(acknowledged_until__lte=now))
+        & (Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now))
+    )
+
+
+def attention_count(tenant_id: int, now: datetime | None = None) -> int:
+    """The header badge: the tenant's firing alerts nobody has acknowledged or snoozed."""
+    return Alert.objects.filter(needs_attention(now or timezone.now()), tenant_id=tenant_id).count()
+
+
+BADGE_TTL = 15  # seconds: a snooze or acknowledgement that lapses shows within this
+
+
+def _badge_key(tenant_id: int) -> str:
+    return f"alerts:badge:{tenant_id}"
+
+
+def badge_count(tenant_id: int) -> int:
+    """``attention_count`` as every page's header shows it: from the cache (dropped at each
+    change, ``badge_changed``), so a page load costs no query; from the database when the
+    cache cannot answer."""
+    try:
+        found = cache.get(_badge_key(tenant_id))
+    except Exception:  # the cache is down: the page still shows the count
+        return attention_count(tenant_id)
+    if found is not None:
+        return int(found)
+    count = attention_count(tenant_id)
+    with contextlib.suppress(Exception):
+        cache.set(_badge_key(tenant_id), count, BADGE_TTL)
+    return count
+
+
+def badge_changed(tenant_id: int) -> None:
+    """Drop the cached badge once the current transaction commits."""
+
+    def drop() -> None:
+        try:
+            cache.delete(_badge_key(tenant_id))
+        except Exception:
+            log.warning("could not drop the alert badge of tenant %s; it lapses in %s s", tenant_id, BADGE_TTL)
+
+    transaction.on_commit(drop)
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    status: str = "open"
+    severity: str = ""
+    rule_id: int | None = None
+    agent: str = ""  # name or external id, contains
+
+
+def alert_list(tenant_id: int, query: AlertFilter, now: datetime | None = None) -> QuerySet[Alert]:
+    now = now or timezone.now()
+    alerts = Alert.objects.filter(tenant_id=tenant_id).select_related("rule", "agent", "acknowledged_by")
+    acked = Q(acknowledged_at__isnull=False) & (Q(acknowledged_until__isnull=True) | Q(acknowledged_until__gt=now))
+    snoozed = Q(snoozed_until__gt=now)
+    status = {
+        "open": Q(state__in=OPEN_STATES),
+        "firing": Q(state=AlertState.FIRING),
+        "pending": Q(state=AlertState.PENDING),
+        "acknowledged": Q(state__in=OPEN_STATES) & acked,
+        "snoozed": Q(state__in=OPEN_STATES) & snoozed,
+        "resolved": Q(state=AlertState.RESOLVED),
+        "all": Q(),
+    }.get(query.status, Q(state__in=OPEN_STATES))
+    alerts = alerts.filter(status)
+    if query.severity:
+        alerts = alerts.filter(severity=query.severity)
+    if query.rule_id:
+        alerts = alerts.filter(rule_id=query.rule_id)
+    if query.agent:
+        alerts = alerts.filter(Q(agent__name__icontains=query.agent) | Q(agent__external_id__icontains=query.agent))
+    return alerts.order_by("-started_at", "-id")
+
+
+def timeline(alert: Alert) -> list[AlertTransition]:
+    return list(AlertTransition.objects.filter(alert=alert).order_by("at", "id"))

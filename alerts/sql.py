@@ -1,0 +1,120 @@
+"""The alert evaluation's one aggregate statement: per agent of a tenant, a metric over a
+window of minute rows, every aggregation at once (docs/alerts.md, "Evaluation"). One
+statement per (tenant, metric, window) serves every rule that uses it.
+
+A metric's value per minute row, its average over the window and its maximum:
+
+- CPU and memory: the minute's mean; the window's mean over every sample; the highest
+  sample (``cpu_max``);
+- error rate: failed ÷ requests, capped at 100 % (``core.stats.error_rate``), in %; over
+  the window from the window's counts; a minute without requests has none;
+- latency: the minute's p95; their mean and highest;
+- tokens per minute: the minute's tokens; their mean over the minutes reported.
+
+The p95 is the nearest rank of the minutes' values (``percentile_disc``), the sum their sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from alerts.models import Aggregation, Metric
+from core.sql import fetch_all, plain, table
+from core.stats import SQL_PERCENTILE, error_rate, percentile
+from fleet.models import MetricMinute
+
+WINDOWED = (Metric.CPU, Metric.MEMORY, Metric.ERROR_RATE, Metric.LATENCY, Metric.TOKENS)
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    samples: int
+    avg: float | None
+    max: float | None
+    p95: float | None
+    sum: float | None
+
+    def of(self, aggregation: str) -> float | None:
+        return {
+            Aggregation.AVG: self.avg, Aggregation.MAX: self.max, Aggregation.P95: self.p95, Aggregation.SUM: self.sum,
+        }[Aggregation(aggregation)]  # fmt: skip
+
+
+# metric → (per minute, window's average, window's maximum), over the minute table's columns.
+_EXPRESSIONS = {
+    Metric.CPU: ("cpu_sum / NULLIF(samples, 0)", "SUM(cpu_sum) / NULLIF(SUM(samples), 0)", "MAX(cpu_max)"),
+    Metric.MEMORY: ("memory_sum / NULLIF(samples, 0)", "SUM(memory_sum) / NULLIF(SUM(samples), 0)", "MAX(memory_max)"),
+    Metric.ERROR_RATE: (
+        "LEAST(errors, requests) * 100.0 / NULLIF(requests, 0)",
+        "LEAST(SUM(errors), SUM(requests)) * 100.0 / NULLIF(SUM(requests), 0)",
+        "MAX(LEAST(errors, requests) * 100.0 / NULLIF(requests, 0))",
+    ),
+    Metric.LATENCY: ("latency_p95_ms", "AVG(latency_p95_ms)", "MAX(latency_p95_ms)"),
+    Metric.TOKENS: ("tokens::float", "AVG(tokens::float)", "MAX(tokens)::float"),
+}
+
+
+def _statement(metric: str) -> str:
+    per, avg, high = _EXPRESSIONS[Metric(metric)]
+    return (
+        f"SELECT agent_id, SUM(samples), {avg}, {high}, "  # noqa: S608 - constants only
+        f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY {per}), SUM({per}) "
+        f"FROM {table(MetricMinute)} WHERE tenant_id = %s AND minute > %s AND minute <= %s GROUP BY agent_id"
+    )
+
+
+def _per_minute(metric: str, row: dict[str, Any]) -> float | None:
+    samples = row["samples"]
+    if metric == Metric.CPU:
+        return row["cpu_sum"] / samples if samples else None
+    if metric == Metric.MEMORY:
+        return row["memory_sum"] / samples if samples else None
+    if metric == Metric.ERROR_RATE:
+        rate = error_rate(row["errors"], row["requests"])
+        return None if rate is None else rate * 100
+    if metric == Metric.LATENCY:
+        return float(row["latency_p95_ms"])
+    return float(row["tokens"])
+
+
+def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
+    rows = MetricMinute.objects.filter(tenant_id=tenant_id, minute__gt=start, minute__lte=end).values()
+    by_agent: dict[UUID, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_agent.setdefault(row["agent_id"], []).append(dict(row))
+    out: dict[UUID, Aggregates] = {}
+    for agent_id, minutes in by_agent.items():
+        values = [v for v in (_per_minute(metric, m) for m in minutes) if v is not None]
+        samples = sum(m["samples"] for m in minutes)
+        if metric in (Metric.CPU, Metric.MEMORY):
+            field = "cpu" if metric == Metric.CPU else "memory"
+            avg = sum(m[f"{field}_sum"] for m in minutes) / samples if samples else None
+            high = max(m[f"{field}_max"] for m in minutes)
+        elif metric == Metric.ERROR_RATE:
+            rate = error_rate(sum(m["errors"] for m in minutes), sum(m["requests"] for m in minutes))
+            avg = None if rate is None else rate * 100
+            high = max(values) if values else None
+        else:
+            avg = sum(values) / len(values) if values else None
+            high = max(values) if values else None
+        p95 = percentile(values, 0.95) if values else None
+        out[agent_id] = Aggregates(
+            samples, avg, None if high is None else float(high), p95, sum(values) if values else None
+        )
+    return out
+
+
+@plain(portable=_window_portable)
+def window_aggregates(metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
+    """Each agent of the tenant with minute rows in (start, end]: the metric's aggregates."""
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        row[0]: Aggregates(int(row[1] or 0), number(row[2]), number(row[3]), number(row[4]), number(row[5]))
+        for row in fetch_all(_statement(metric), [tenant_id, start, end])
+    }

@@ -1,0 +1,139 @@
+"""The on-call pages of a tenant: its alerts (filterable), one alert's timeline, and the
+acknowledge and snooze actions (operators and admins). Every answer says what happened;
+a refusal says why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET, require_POST
+
+from alerts import selectors, services
+from alerts.models import Alert, AlertRule, Severity
+from audit.services import request_actor
+from core.errors import ErrorCode, InterfaceError
+from core.http import ConsoleRequest
+from realtime import hub
+from tenancy.decorators import tenant_view
+from tenancy.models import Membership, Role
+
+PAGE_SIZE = 50
+SNOOZES = {"1h": ("1 hour", timedelta(hours=1)), "4h": ("4 hours", timedelta(hours=4))}
+
+
+def _live(tenant_id: int) -> dict[str, object]:
+    seq = hub.current_seq(tenant_id)
+    return {"live_view": "alerts", "live_seq": "" if seq is None else seq}
+
+
+@require_GET
+@tenant_view()
+def alert_list(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    tenant = membership.tenant
+    rule_ref = request.GET.get("rule", "")
+    query = selectors.AlertFilter(
+        status=request.GET.get("status", "open") if request.GET.get("status") in selectors.STATUSES else "open",
+        severity=request.GET.get("severity", "") if request.GET.get("severity") in Severity.values else "",
+        rule_id=int(rule_ref) if rule_ref.isdigit() else None,
+        agent=request.GET.get("agent", "").strip()[:200],
+    )
+    page = Paginator(selectors.alert_list(tenant.pk, query), PAGE_SIZE).get_page(request.GET.get("page") or "1")
+    context = {
+        "page": page,
+        "query": query,
+        "statuses": selectors.STATUSES,
+        "severities": Severity.choices,
+        "rules": AlertRule.objects.filter(tenant=tenant).order_by("name"),
+        "snoozes": SNOOZES,
+        "now": timezone.now(),
+        **({} if request.htmx else _live(tenant.pk)),
+    }
+    template = "alerts/_alert_rows.html" if request.htmx else "alerts/alerts.html"
+    return render(request, template, context)
+
+
+@require_GET
+@tenant_view()
+def alert_detail(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    alert = get_object_or_404(
+        Alert.objects.select_related("rule", "agent", "acknowledged_by", "snoozed_by"),
+        pk=alert_id, tenant=membership.tenant,
+    )  # fmt: skip
+    context = {"alert": alert, "timeline": selectors.timeline(alert), "snoozes": SNOOZES, "now": timezone.now()}
+    return render(request, "alerts/alert.html", context)
+
+
+def _back(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    nxt = request.POST.get("next", "")
+    if nxt == "list":
+        return redirect("alerts:list", membership.tenant.slug)
+    return redirect("alerts:detail", membership.tenant.slug, alert_id)
+
+
+def _refused(request: ConsoleRequest, exc: InterfaceError) -> None:
+    messages.error(request, f"{exc.message} ({exc.code})")
+
+
+def _until(text: str) -> datetime | None:
+    value = parse_datetime(text.strip()) if text.strip() else None
+    if text.strip() and value is None:
+        raise InterfaceError(ErrorCode.ALERT_BAD_SNOOZE, "Give the time as YYYY-MM-DD HH:MM (UTC).")
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def alert_acknowledge(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    try:
+        until = _until(request.POST.get("until", ""))
+        alert = services.alert_acknowledge(
+            alert_id=alert_id, tenant_id=membership.tenant.pk, actor=request_actor(request),
+            comment=request.POST.get("comment", "").strip(), until=until,
+        )  # fmt: skip
+    except InterfaceError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Acknowledged: {alert.message}. Its notifications stop.")
+    return _back(request, membership, alert_id)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def alert_unacknowledge(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    try:
+        alert = services.alert_unacknowledge(
+            alert_id=alert_id, tenant_id=membership.tenant.pk, actor=request_actor(request)
+        )
+    except InterfaceError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"No longer acknowledged: {alert.message}.")
+    return _back(request, membership, alert_id)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def alert_snooze(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    choice = request.POST.get("for", "")
+    try:
+        until = _until(request.POST.get("until", "")) if choice == "until" else None
+        duration = SNOOZES[choice][1] if choice in SNOOZES else None
+        if duration is None and until is None:
+            raise InterfaceError(ErrorCode.ALERT_BAD_SNOOZE)
+        alert = services.alert_snooze(
+            alert_id=alert_id, tenant_id=membership.tenant.pk, actor=request_actor(request), duration=duration,
+            until=until,
+        )  # fmt: skip
+    except InterfaceError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, f"Snoozed until {alert.snoozed_until:%Y-%m-%d %H:%M} UTC: {alert.message}.")
+    return _back(request, membership, alert_id)

@@ -1,0 +1,29 @@
+"""The alert evaluation's plain statement beside its portable twin (core/sql.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from alerts import sql
+from fleet.models import MetricMinute
+from tests.alerts.conftest import NOW
+from tests.parity import parity
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+@parity(sql.window_aggregates)
+@pytest.mark.parametrize("metric", sql.WINDOWED)
+def test_both_window_aggregate_paths_agree(tenant_a, fleet, metric):
+    # Odd rows too: more errors than requests, a minute with no samples or requests.
+    MetricMinute.objects.create(
+        agent=fleet[1], tenant=tenant_a, minute=NOW.replace(second=0) - timedelta(minutes=7), samples=0, cpu_sum=0,
+        cpu_max=0, requests=0, errors=4,
+    )  # fmt: skip
+    MetricMinute.objects.filter(agent=fleet[2]).update(errors=50)
+    start = NOW - timedelta(minutes=10)
+    assert sql.window_aggregates.plain(metric, tenant_a.pk, start, NOW) == pytest.approx(
+        sql.window_aggregates.portable(metric, tenant_a.pk, start, NOW)
+    )
