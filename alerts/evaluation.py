@@ -28,7 +28,7 @@ from alerts.selectors import badge_changed
 from alerts.sql import WINDOWED, Aggregates, window_aggregates
 from costs.selectors import quota_use_percent
 from fleet.labels import parse_selector, with_selector
-from fleet.models import Agent, DesiredState
+from fleet.models import Agent, DesiredState, ObservedState
 from realtime import hub
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,12 @@ class ConsoleMetrics:
             return {pk: (now - at).total_seconds() for pk, at in seen.values_list("pk", "last_heartbeat_at") if at}
         if metric == Metric.QUOTA_USE:
             return quota_use_percent(tenant_id, now)
+        if metric == Metric.STOP_UNCONFIRMED:
+            # Flagged by fleet.liveness, and still not stopped: 1 until it stops or is restarted.
+            flagged = Agent.objects.filter(
+                tenant_id=tenant_id, desired_state=DesiredState.STOPPED, stop_unconfirmed_at__isnull=False
+            ).exclude(observed_state=ObservedState.STOPPED)
+            return dict.fromkeys(flagged.values_list("pk", flat=True), 1.0)
         raise ValueError(f"{metric} is a windowed metric")
 
 
@@ -99,10 +105,13 @@ def observe(
 
 def scope(rule: AlertRule, cache: dict[str, set[UUID]]) -> set[UUID]:
     """The agents a rule watches that are meant to run (a paused or stopped agent reports
-    nothing on purpose): all, a label selector's, or one."""
-    key = f"agent:{rule.agent_id}" if rule.agent_id else f"selector:{rule.selector}"
+    nothing on purpose): all, a label selector's, or one. An unconfirmed stop concerns the
+    agents told to stop."""
+    stops = rule.metric == Metric.STOP_UNCONFIRMED
+    key = ("stopped:" if stops else "") + (f"agent:{rule.agent_id}" if rule.agent_id else f"selector:{rule.selector}")
     if key not in cache:
-        agents = Agent.objects.filter(tenant_id=rule.tenant_id, desired_state=DesiredState.RUNNING)
+        agents = Agent.objects.filter(tenant_id=rule.tenant_id)
+        agents = agents.filter(desired_state=DesiredState.STOPPED if stops else DesiredState.RUNNING)
         if rule.agent_id:
             agents = agents.filter(pk=rule.agent_id)
         elif rule.selector:
@@ -220,3 +229,40 @@ def evaluate(*, now: datetime | None = None, source: MetricsSource | None = None
         total.rules += done.rules
         total.transitions += done.transitions
     return total
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a rule would say now: the agents past its threshold (worst first), ignoring
+    "for", and how many it watches and how many have too little data."""
+
+    watched: int
+    breaching: int
+    worst: list[tuple[Agent, float]]
+    no_data: int
+
+
+def preview(
+    tenant_id: int,
+    rule: AlertRule,
+    *,
+    now: datetime | None = None,
+    source: MetricsSource | None = None,
+    limit: int = 10,
+) -> Preview:
+    """``rule`` (unsaved, as a form describes it) against the fleet's figures now."""
+    now = now or timezone.now()
+    seen = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk]
+    watched = scope(rule, {})
+    breaching: list[tuple[UUID, float]] = []
+    missing = 0
+    for agent_id in watched:
+        observed = seen.get(agent_id)
+        value = None if observed is None else observed.value
+        if observed is None or value is None or observed.samples < max(1, rule.min_samples):
+            missing += 1
+        elif lifecycle.holds(rule.comparator, value, rule.threshold):
+            breaching.append((agent_id, value))
+    breaching.sort(key=lambda item: item[1], reverse=rule.comparator in ("gt", "gte"))
+    names = Agent.objects.in_bulk([a for a, _ in breaching[:limit]])
+    return Preview(len(watched), len(breaching), [(names[a], v) for a, v in breaching[:limit] if a in names], missing)

@@ -18,6 +18,7 @@ class Metric(models.TextChoices):
     TOKENS = "tokens_per_min", "Tokens per minute"
     HEARTBEAT_AGE = "heartbeat_age_s", "Heartbeat age (s)"
     QUOTA_USE = "quota_use_pct", "Quota use %"
+    STOP_UNCONFIRMED = "stop_unconfirmed", "Emergency stop not confirmed"
 
 
 class Aggregation(models.TextChoices):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -14,6 +15,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition
+from alerts.sql import WINDOWED, per_minute
+from fleet.models import MetricMinute
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +106,38 @@ def alert_list(tenant_id: int, query: AlertFilter, now: datetime | None = None) 
 
 def timeline(alert: Alert) -> list[AlertTransition]:
     return list(AlertTransition.objects.filter(alert=alert).order_by("at", "id"))
+
+
+CHART_BEFORE = timedelta(minutes=30)
+CHART_AFTER = timedelta(minutes=60)
+UNITS = {"cpu_percent": "%", "memory_mb": "MB", "error_rate": "%", "latency_p95_ms": "ms", "tokens_per_min": "/min"}
+
+
+def alert_chart(alert: Alert, now: datetime | None = None) -> dict[str, Any] | None:
+    """The alert's metric for its agent, minute by minute, from half an hour before it
+    began to an hour after (or now), with the threshold beside it: the JSON that
+    static/js/charts.js draws. None for a metric that is not a time series."""
+    rule = alert.rule
+    if rule.metric not in WINDOWED or alert.agent_id is None:
+        return None
+    now = now or timezone.now()
+    start = (alert.started_at - CHART_BEFORE).replace(second=0, microsecond=0)
+    end = min(alert.ended_at or now, alert.started_at + CHART_AFTER, now)
+    rows = {
+        row["minute"]: per_minute(rule.metric, dict(row))
+        for row in MetricMinute.objects.filter(agent_id=alert.agent_id, minute__gte=start, minute__lte=end).values()
+    }
+    x: list[int] = []
+    values: list[float | None] = []
+    at = start
+    while at <= end:
+        x.append(int(at.timestamp()))
+        value = rows.get(at)
+        values.append(None if value is None else round(value, 2))
+        at += timedelta(minutes=1)
+    return {
+        "title": f"{rule.get_metric_display()} of the agent, per minute", "unit": UNITS.get(rule.metric, ""),
+        "x": x,
+        "series": [{"label": "value", "values": values}, {"label": "threshold", "values": [rule.threshold] * len(x)}],
+        "empty": "No minutes reported around this alert.", "name": "alert", "step": 60, "span": 60 * len(x),
+    }  # fmt: skip

@@ -116,12 +116,26 @@ DEFAULT_RULES = [
     ("Agent unresponsive", Metric.HEARTBEAT_AGE, "max", "gt", 90.0, 60.0, 300, 0, 1, NoData.OK, Severity.CRITICAL),
     ("Error rate above 5 %", Metric.ERROR_RATE, "avg", "gt", 5.0, 4.0, 300, 300, 3, NoData.OK, Severity.WARNING),
     ("Quota use above 80 %", Metric.QUOTA_USE, "max", "gt", 80.0, 75.0, 300, 0, 1, NoData.OK, Severity.WARNING),
+    (
+        "Emergency stop not confirmed",
+        Metric.STOP_UNCONFIRMED,
+        "max",
+        "gt",
+        0.0,
+        None,
+        300,
+        0,
+        1,
+        NoData.OK,
+        Severity.CRITICAL,
+    ),
 ]
 
 
 def default_rules(tenant: Tenant) -> list[AlertRule]:
     """A new tenant's rules: an agent gone silent, errors above 5 % for 5 minutes, a quota
-    80 % used. Idempotent: a rule of the same name is left as it is."""
+    80 % used, an emergency stop the agent has not confirmed. Idempotent: a rule of the same
+    name is left as it is."""
     now = timezone.now()
     made = []
     for name, metric, agg, comp, threshold, resolve, window, for_s, samples, no_data, severity in DEFAULT_RULES:

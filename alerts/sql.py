@@ -66,7 +66,7 @@ def _statement(metric: str) -> str:
     )
 
 
-def _per_minute(metric: str, row: dict[str, Any]) -> float | None:
+def per_minute(metric: str, row: dict[str, Any]) -> float | None:
     samples = row["samples"]
     if metric == Metric.CPU:
         return row["cpu_sum"] / samples if samples else None
@@ -87,7 +87,7 @@ def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime
         by_agent.setdefault(row["agent_id"], []).append(dict(row))
     out: dict[UUID, Aggregates] = {}
     for agent_id, minutes in by_agent.items():
-        values = [v for v in (_per_minute(metric, m) for m in minutes) if v is not None]
+        values = [v for v in (per_minute(metric, m) for m in minutes) if v is not None]
         samples = sum(m["samples"] for m in minutes)
         if metric in (Metric.CPU, Metric.MEMORY):
             field = "cpu" if metric == Metric.CPU else "memory"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from alerts import views
+from alerts import rule_views, views
 
 app_name = "alerts"
 urlpatterns = [
@@ -9,4 +9,9 @@ urlpatterns = [
     path("alerts/<int:alert_id>/acknowledge/", views.alert_acknowledge, name="acknowledge"),
     path("alerts/<int:alert_id>/unacknowledge/", views.alert_unacknowledge, name="unacknowledge"),
     path("alerts/<int:alert_id>/snooze/", views.alert_snooze, name="snooze"),
+    path("alerts/<int:alert_id>/pause-agent/", views.alert_pause_agent, name="pause_agent"),
+    path("alerts/rules/", rule_views.rule_list, name="rules"),
+    path("alerts/rules/new/", rule_views.rule_edit, name="rule_new"),
+    path("alerts/rules/<int:rule_id>/", rule_views.rule_edit, name="rule_edit"),
+    path("alerts/rules/<int:rule_id>/toggle/", rule_views.rule_toggle, name="rule_toggle"),
 ]

@@ -17,6 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 from alerts import selectors, services
 from alerts.models import Alert, AlertRule, Severity
 from audit.services import request_actor
+from control.rules import Action, ControlRequest, ControlStatus
+from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
 from realtime import hub
@@ -65,7 +67,10 @@ def alert_detail(request: ConsoleRequest, membership: Membership, alert_id: int)
         Alert.objects.select_related("rule", "agent", "acknowledged_by", "snoozed_by"),
         pk=alert_id, tenant=membership.tenant,
     )  # fmt: skip
-    context = {"alert": alert, "timeline": selectors.timeline(alert), "snoozes": SNOOZES, "now": timezone.now()}
+    context = {
+        "alert": alert, "timeline": selectors.timeline(alert), "snoozes": SNOOZES, "now": timezone.now(),
+        "chart": selectors.alert_chart(alert),
+    }  # fmt: skip
     return render(request, "alerts/alert.html", context)
 
 
@@ -116,6 +121,29 @@ def alert_unacknowledge(request: ConsoleRequest, membership: Membership, alert_i
         _refused(request, exc)
     else:
         messages.success(request, f"No longer acknowledged: {alert.message}.")
+    return _back(request, membership, alert_id)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def alert_pause_agent(request: ConsoleRequest, membership: Membership, alert_id: int) -> HttpResponse:
+    """Pause the alert's agent through the control service; the pause's reason names the
+    alert, so the agent page and the audit trail say why."""
+    alert = get_object_or_404(Alert, pk=alert_id, tenant=membership.tenant)
+    if alert.agent_id is None:
+        messages.error(request, "This alert names no agent.")
+        return _back(request, membership, alert_id)
+    reason = f"alert-{alert.pk}: {alert.message}"[:500]
+    try:
+        result = control_execute(
+            tenant=membership.tenant, actor=request_actor(request),
+            request=ControlRequest(action=Action.PAUSE, agent=str(alert.agent_id), reason=reason),
+        )  # fmt: skip
+    except InterfaceError as exc:
+        _refused(request, exc)
+    else:
+        said = "is already paused" if result.status == ControlStatus.NOOP else "is pausing; it confirms within seconds"
+        messages.success(request, f"The agent {said} (reason: {reason}).")
     return _back(request, membership, alert_id)
 
 

@@ -99,7 +99,8 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
 
 def agents_flag_unconfirmed_stops(*, now: datetime | None = None) -> list[UUID]:
     """Flag emergency stops the agent has not confirmed within three heartbeat intervals:
-    each once, with a critical ``agent.stop_unconfirmed`` event; returns the agents' ids.
+    each once, with a critical ``agent.stop_unconfirmed`` event; returns the agents' ids. The
+    alerts app's rule "Emergency stop not confirmed" raises the alert (docs/alerts.md).
 
     The claim is a conditional update (``stop_unconfirmed_at IS NULL``), so two runs at
     once flag an agent once.
@@ -115,9 +116,9 @@ def agents_flag_unconfirmed_stops(*, now: datetime | None = None) -> list[UUID]:
                 stop_unconfirmed_at__isnull=True,
             )
             .exclude(observed_state=ObservedState.STOPPED)
-            .values_list("pk", "tenant_id", "external_id", "observed_state", "desired_changed_at")
+            .values_list("pk", "tenant_id", "observed_state", "desired_changed_at")
         )
-        for pk, tenant_id, external_id, observed, asked in overdue:
+        for pk, tenant_id, observed, asked in overdue:
             if not Agent.objects.filter(pk=pk, stop_unconfirmed_at__isnull=True).update(stop_unconfirmed_at=now):
                 continue
             flagged.append(pk)
@@ -127,12 +128,7 @@ def agents_flag_unconfirmed_stops(*, now: datetime | None = None) -> list[UUID]:
                 {"observed_state": observed, "requested_at": asked.isoformat() if asked else None},
             )  # fmt: skip
             events_record(tenant_id=tenant_id, events=[event])
-            tenant_cache.invalidate(tenant_id)
-            hub.publish(
-                tenant_id,
-                "alert.triggered",
-                {"agent_id": pk, "external_id": external_id, "kind": "agent.stop_unconfirmed", "timestamp": now},
-            )
+            tenant_cache.invalidate(tenant_id)  # the alert itself is the alerts app's rule (docs/alerts.md)
     if flagged:
         log.warning("%d emergency stop(s) not confirmed in time", len(flagged))
     return flagged

@@ -73,6 +73,11 @@ TENANT = {
     "alerts:acknowledge": ("POST", Role.OPERATOR),
     "alerts:unacknowledge": ("POST", Role.OPERATOR),
     "alerts:snooze": ("POST", Role.OPERATOR),
+    "alerts:pause_agent": ("POST", Role.OPERATOR),
+    "alerts:rules": ("GET", Role.VIEWER),
+    "alerts:rule_new": ("GET", Role.ADMIN),
+    "alerts:rule_edit": ("GET", Role.ADMIN),
+    "alerts:rule_toggle": ("POST", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -134,6 +139,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "action": "pause",
         "batch_id": batch.pk,
         "alert_id": alert.pk,
+        "rule_id": rule.pk,
     }
 
 

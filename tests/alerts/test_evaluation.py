@@ -136,3 +136,22 @@ def test_two_evaluators_at_once_make_each_transition_once(tenant_a, fleet):
     assert Alert.objects.count() == expected
     assert AlertTransition.objects.filter(from_state="", to_state="pending").count() == expected
     assert AlertTransition.objects.filter(from_state="pending", to_state="firing").count() == expected
+
+
+def test_an_emergency_stop_the_agent_does_not_confirm_is_a_critical_alert_until_it_stops(tenant_a, fleet):
+    from alerts.services import default_rules
+    from fleet.liveness import agents_flag_unconfirmed_stops
+
+    rule = next(r for r in default_rules(tenant_a) if r.name == "Emergency stop not confirmed")
+    hot = fleet[0]
+    Agent.objects.filter(pk=hot.pk).update(
+        desired_state=DesiredState.STOPPED, desired_changed_at=NOW - timedelta(minutes=5), observed_state="running"
+    )
+    assert agents_flag_unconfirmed_stops(now=NOW) == [hot.pk]
+    evaluate_tenant(tenant_a.pk, now=NOW)
+    alert = Alert.objects.get(rule=rule)
+    assert (alert.agent_id, alert.state, alert.severity) == (hot.pk, AlertState.FIRING, "critical")
+    Agent.objects.filter(pk=hot.pk).update(observed_state="stopped")  # the agent confirms at last
+    evaluate_tenant(tenant_a.pk, now=NOW + timedelta(seconds=15))
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED

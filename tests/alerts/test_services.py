@@ -42,8 +42,13 @@ def test_a_new_tenant_gets_the_default_rules(django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
         tenant = Tenant.objects.create(slug="initech", name="Initech")
     names = set(AlertRule.objects.filter(tenant=tenant).values_list("name", flat=True))
-    assert names == {"Agent unresponsive", "Error rate above 5 %", "Quota use above 80 %"}
-    assert services.default_rules(tenant) and AlertRule.objects.filter(tenant=tenant).count() == 3  # idempotent
+    assert names == {
+        "Agent unresponsive",
+        "Error rate above 5 %",
+        "Quota use above 80 %",
+        "Emergency stop not confirmed",
+    }
+    assert services.default_rules(tenant) and AlertRule.objects.filter(tenant=tenant).count() == 4  # idempotent
 
 
 def test_an_operator_acknowledges_and_the_badge_drops(firing, operator_a, tenant_a):

@@ -113,3 +113,41 @@ def test_rules_in_django_admin_are_checked_as_the_console_checks_them_and_audite
     rule = AlertRule.objects.get(name="Hot CPU")
     assert rule.selector == "team=search" and rule.for_seconds == 60
     assert AuditEntry.objects.filter(action="alert_rule.create", actor=staff).exists()
+
+
+def test_pause_from_an_alert_pauses_its_agent_through_control_with_the_alert_as_reason(operator_a, viewer_a, alerts):
+    from audit.models import AuditEntry
+    from fleet.models import Agent
+
+    alert = alerts["crawler-1"]
+    assert client_for(viewer_a).post(f"/t/acme/alerts/{alert.pk}/pause-agent/").status_code == 403
+    done = client_for(operator_a).post(f"/t/acme/alerts/{alert.pk}/pause-agent/", follow=True).content.decode()
+    assert "is pausing" in done
+    agent = Agent.objects.get(pk=alert.agent_id)
+    assert agent.desired_state == "paused" and agent.pause_reason == f"alert-{alert.pk}: {alert.message}"
+    entry = AuditEntry.objects.get(action__contains="pause", resource_id=str(agent.pk))
+    assert entry.reason == agent.pause_reason and entry.actor == operator_a
+
+
+def test_the_alert_page_draws_its_metric_around_it_with_the_threshold(viewer_a, tenant_a):
+    import json
+    import re
+
+    from fleet.models import MetricMinute
+
+    rule = services.default_rules(tenant_a)[1]  # error rate > 5 %
+    agent = AgentFactory.create(tenant=tenant_a)
+    began = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=10)
+    for back, errors in ((2, 0), (1, 3), (0, 8)):
+        MetricMinute.objects.create(
+            agent=agent, tenant=tenant_a, minute=began - timedelta(minutes=back), samples=6, requests=100, errors=errors
+        )
+    alert = Alert.objects.create(
+        tenant=tenant_a, rule=rule, agent=agent, fingerprint="agent:y", state="firing", severity="warning",
+        message="errors", started_at=began, fired_at=began, evaluated_at=began,
+    )  # fmt: skip
+    page = client_for(viewer_a).get(f"/t/acme/alerts/{alert.pk}/").content.decode()
+    chart = json.loads(re.search(r'<script id="chart-alert" type="application/json">(.*?)</script>', page, re.S)[1])
+    values = dict(zip(chart["x"], chart["series"][0]["values"], strict=True))
+    assert [values[int((began - timedelta(minutes=b)).timestamp())] for b in (2, 1, 0)] == [0.0, 3.0, 8.0]
+    assert set(chart["series"][1]["values"]) == {5.0} and chart["unit"] == "%"
