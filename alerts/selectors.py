@@ -138,6 +138,6 @@ def alert_chart(alert: Alert, now: datetime | None = None) -> dict[str, Any] | N
     return {
         "title": f"{rule.get_metric_display()} of the agent, per minute", "unit": UNITS.get(rule.metric, ""),
         "x": x,
-        "series": [{"label": "value", "values": values}, {"label": "threshold", "values": [rule.threshold] * len(x)}],
+        "series": [{"label": "value", "values": values}, {"label": "threshold", "style": "reference", "values": [rule.threshold] * len(x)}],
         "empty": "No minutes reported around this alert.", "name": "alert", "step": 60, "span": 60 * len(x),
     }  # fmt: skip

@@ -29,9 +29,9 @@
   const heightOf = el => parseInt(el.dataset.height, 10) || 180;
 
   // Size the y axis to its longest tick label, so units like "1,250 ms" are never clipped.
-  function axisSize(u, values, axisIdx, cycleNum) {
+  // Measured on every layout cycle: the labels of the first cycle may not be the final ones.
+  function axisSize(u, values, axisIdx) {
     const axis = u.axes[axisIdx];
-    if (cycleNum > 1) return axis._size;
     let size = axis.ticks.size + axis.gap;
     const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), '');
     if (longest) {
@@ -110,8 +110,11 @@
         if (v == null && idx === u.data[0].length - 1 && twin && twin[idx] != null) return withUnit(twin[idx], unit) + ' so far';
         return withUnit(v, unit);
       };
-      series.push({label: s.label, stroke: strokes[i], width: 1.5, spanGaps: false,
-        points: {size: 5, space: 24, fill: strokes[i], filter: isolatedPoints}, value: value});
+      // A reference line (a rule's threshold) is dashed and carries no points.
+      const reference = s.style === 'reference';
+      series.push({label: s.label, stroke: strokes[i], width: reference ? 1 : 1.5, dash: reference ? [6, 4] : undefined,
+        spanGaps: reference, points: reference ? {show: false} : {size: 5, space: 24, fill: strokes[i], filter: isolatedPoints},
+        value: value});
     });
     (data.series || []).forEach((s, i) => {
       series.push({label: s.label + ' so far', stroke: strokes[i], width: 1.5, dash: [4, 3], spanGaps: false,

@@ -12,6 +12,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 from playwright.sync_api import Page, ViewportSize, expect
 
+from alerts.models import Alert
+from alerts.services import default_rules
 from control.models import Batch
 from tests.conftest import LiveServer
 from tests.dashboard.conftest import live_agent
@@ -53,6 +55,12 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         live_agent(tenant_a, "bidder-1", cpu=91.0, observed="paused", desired="paused"),
     ]
     batch = Batch.objects.create(tenant=tenant_a, created_by=admin_a, action="pause", created_at=timezone.now())
+    rule = default_rules(tenant_a)[0]
+    alert = Alert.objects.create(
+        tenant=tenant_a, rule=rule, agent=agents[0], fingerprint="agent:x", state="firing", severity="critical",
+        message="Agent unresponsive: heartbeat age 123 s (> 90)", started_at=timezone.now(),
+        fired_at=timezone.now(), evaluated_at=timezone.now(),
+    )  # fmt: skip
     return {
         "overview": "/t/acme/",
         "agent list": "/t/acme/agents/",
@@ -61,6 +69,10 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         "batches": "/t/acme/control/batches/",
         "batch": f"/t/acme/control/batches/{batch.pk}/",
         "API tokens": "/t/acme/settings/tokens/",
+        "alerts": "/t/acme/alerts/",
+        "alert": f"/t/acme/alerts/{alert.pk}/",
+        "alert rules": "/t/acme/alerts/rules/",
+        "new alert rule": "/t/acme/alerts/rules/new/",
     }
 
 
