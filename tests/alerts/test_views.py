@@ -147,7 +147,9 @@ def test_the_alert_page_draws_its_metric_around_it_with_the_threshold(viewer_a, 
         message="errors", started_at=began, fired_at=began, evaluated_at=began,
     )  # fmt: skip
     page = client_for(viewer_a).get(f"/t/acme/alerts/{alert.pk}/").content.decode()
-    chart = json.loads(re.search(r'<script id="chart-alert" type="application/json">(.*?)</script>', page, re.S)[1])
+    found = re.search(r'<script id="chart-alert" type="application/json">(.*?)</script>', page, re.S)
+    assert found is not None
+    chart = json.loads(found[1])
     values = dict(zip(chart["x"], chart["series"][0]["values"], strict=True))
     assert [values[int((began - timedelta(minutes=b)).timestamp())] for b in (2, 1, 0)] == [0.0, 3.0, 8.0]
     assert set(chart["series"][1]["values"]) == {5.0} and chart["unit"] == "%"
