@@ -23,7 +23,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts import lifecycle
-from alerts.models import OPEN_STATES, Alert, AlertRule, AlertState, AlertTransition, Metric, NoData
+from alerts.models import OPEN_STATES, Alert, AlertRule, AlertState, AlertTransition, Metric, NoData, NotificationKind
+from alerts.notify import notify
 from alerts.selectors import badge_changed
 from alerts.sql import WINDOWED, Aggregates, window_aggregates
 from costs.selectors import quota_use_percent
@@ -163,7 +164,22 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
                 state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
                 decided = lifecycle.step(applies, state, observed, now)
                 _apply(rule, agent_id, fingerprint, current, decided, observed, now, done)
+        _notify(rules, done, now)
     return done
+
+
+def _notify(rules: list[AlertRule], done: Evaluated, now: datetime) -> None:
+    """One message per rule and kind for what this run fired and resolved (grouped)."""
+    kinds = {AlertState.FIRING.value: NotificationKind.FIRING, AlertState.RESOLVED.value: NotificationKind.RESOLVED}
+    told = {alert_id: kinds[after] for alert_id, _, after in done.transitions if after in kinds}
+    if not told:
+        return
+    by_rule = {r.pk: r for r in rules}
+    grouped: dict[tuple[int, str], list[Alert]] = {}
+    for alert in Alert.objects.filter(pk__in=told).order_by("pk"):
+        grouped.setdefault((alert.rule_id, told[alert.pk]), []).append(alert)
+    for (rule_id, kind), alerts in grouped.items():
+        notify(by_rule[rule_id], kind, alerts, now)
 
 
 def _apply(

@@ -3,6 +3,8 @@ alert's transitions (docs/alerts.md)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -73,6 +75,9 @@ class AlertRule(models.Model):
         Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="+", help_text="One agent only."
     )
     enabled = models.BooleanField(default=True)
+    targets: models.ManyToManyField[NotificationTarget, Any] = models.ManyToManyField(
+        "NotificationTarget", blank=True, related_name="rules", help_text="Who hears when it fires and resolves."
+    )
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
 
@@ -127,6 +132,7 @@ class Alert(models.Model):
     snoozed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="The last message that named it.")
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -156,3 +162,99 @@ class AlertTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or 'inactive'} → {self.to_state} at {self.at:%H:%M:%S}"
+
+
+class TargetKind(models.TextChoices):
+    WEBHOOK = "webhook", "Webhook"
+    EMAIL = "email", "E-mail"
+
+
+class NotificationTarget(models.Model):
+    """Where a rule's alerts are sent: a webhook (JSON, signed with this target's secret)
+    or e-mail addresses (docs/alerts.md, "Notifications")."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="notification_targets")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=TargetKind.choices)
+    url = models.URLField("webhook URL", max_length=500, blank=True)
+    secret = models.CharField(
+        max_length=64, blank=True, help_text="Signs each webhook body (HMAC-SHA256); the receiver checks it."
+    )
+    emails = models.CharField("e-mail addresses", max_length=1000, blank=True, help_text="Comma-separated.")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="notificationtarget_tenant_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def addresses(self) -> list[str]:
+        return [a.strip() for a in self.emails.split(",") if a.strip()]
+
+
+class NotificationKind(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+    REMINDER = "reminder", "Still firing"
+
+
+class Notification(models.Model):
+    """One message of one rule: every alert of the rule that fired (or resolved) in one
+    evaluation, grouped, so a storm is one message naming every agent."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=16, choices=NotificationKind.choices)
+    alerts = models.ManyToManyField(Alert, related_name="notifications")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} {self.kind} at {self.created_at:%H:%M:%S}"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Not sent"
+
+
+class Delivery(models.Model):
+    """A notification to one target, tried until sent or out of attempts."""
+
+    notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
+    target = models.ForeignKey(NotificationTarget, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True, help_text="Why it was not sent, or the last error.")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.notification_id} → {self.target_id}: {self.state}"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="tries")
+    at = models.DateTimeField()
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.FloatField()
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} at {self.at:%H:%M:%S}: {'ok' if self.ok else self.error}"

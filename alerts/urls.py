@@ -10,6 +10,7 @@ urlpatterns = [
     path("alerts/<int:alert_id>/unacknowledge/", views.alert_unacknowledge, name="unacknowledge"),
     path("alerts/<int:alert_id>/snooze/", views.alert_snooze, name="snooze"),
     path("alerts/<int:alert_id>/pause-agent/", views.alert_pause_agent, name="pause_agent"),
+    path("alerts/<int:alert_id>/ack/<str:token>/", views.alert_ack_link, name="ack_link"),
     path("alerts/rules/", rule_views.rule_list, name="rules"),
     path("alerts/rules/new/", rule_views.rule_edit, name="rule_new"),
     path("alerts/rules/<int:rule_id>/", rule_views.rule_edit, name="rule_edit"),

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from alerts import selectors, services
 from alerts.models import Alert, AlertRule, Severity
+from alerts.notify import read_ack_token
 from audit.services import request_actor
 from control.rules import Action, ControlRequest, ControlStatus
 from control.services import control_execute
@@ -92,6 +93,21 @@ def _until(text: str) -> datetime | None:
     if value is not None and timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     return value
+
+
+@require_GET
+@tenant_view(need=Role.OPERATOR)
+def alert_ack_link(request: ConsoleRequest, membership: Membership, alert_id: int, token: str) -> HttpResponse:
+    """Where a message's "acknowledge" link leads: signed in, the alert and a button. The
+    link alone changes nothing (a mail scanner that follows it acknowledges nothing)."""
+    alert = get_object_or_404(Alert.objects.select_related("rule", "agent"), pk=alert_id, tenant=membership.tenant)
+    named = read_ack_token(token)
+    if named is None or named.get("alert") != alert.pk or named.get("tenant") != membership.tenant.pk:
+        error = InterfaceError(ErrorCode.ALERT_LINK_INVALID)
+        return render(
+            request, "alerts/ack_link.html", {"alert": alert, "error": f"{error.message} ({error.code})"}, status=400
+        )
+    return render(request, "alerts/ack_link.html", {"alert": alert})
 
 
 @require_POST

@@ -188,6 +188,11 @@ class L10Settings:
             "ws_max_connections": env.integer("L10_WS_MAX_CONNECTIONS", 1000, minimum=1),
             "live_overview_interval": env.integer("L10_LIVE_OVERVIEW_INTERVAL", 3, minimum=1, maximum=60),
             "alert_eval_interval": env.integer("L10_ALERT_EVAL_INTERVAL", 15, minimum=1, maximum=3600),
+            "alert_renotify_minutes": env.integer("L10_ALERT_RENOTIFY_MINUTES", 60, minimum=1, maximum=10_080),
+            "public_url": env.string("L10_PUBLIC_URL", "http://127.0.0.1:8010").rstrip("/"),
+            "smtp_host": env.optional("L10_SMTP_HOST"),
+            "smtp_port": env.port("L10_SMTP_PORT", 25),
+            "email_from": env.string("L10_EMAIL_FROM", "l10-console@localhost"),
             "agent_heartbeat_interval": env.seconds("L10_AGENT_HEARTBEAT_INTERVAL", 10),
             "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
@@ -238,6 +243,11 @@ class L10Settings:
     ws_max_connections: int = field(init=False)
     live_overview_interval: int = field(init=False)
     alert_eval_interval: int = field(init=False)
+    alert_renotify_minutes: int = field(init=False)
+    public_url: str = field(init=False)
+    smtp_host: str | None = field(init=False)
+    smtp_port: int = field(init=False)
+    email_from: str = field(init=False)
     agent_heartbeat_interval: int = field(init=False)
     ingest_rate_limit: int = field(init=False)
     ingest_max_body_bytes: int = field(init=False)

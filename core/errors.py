@@ -69,6 +69,7 @@ class ErrorCode(StrEnum):
     ALERT_RULE_INVALID = "E10708"
     ALERT_NOT_OPEN = "E10709"
     ALERT_BAD_SNOOZE = "E10710"
+    ALERT_LINK_INVALID = "E10711"
     # E108xx agent ingest
     INGEST_MALFORMED_JSON = "E10801"
     INGEST_INVALID = "E10802"
@@ -230,6 +231,12 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.ALERT_RULE_INVALID: ErrorSpec(422, False, "The alert rule is not valid.", "Correct the named field."),
     ErrorCode.ALERT_NOT_OPEN: ErrorSpec(
         409, False, "The alert is no longer open.", "Reload: it has resolved, or cleared before it fired."
+    ),
+    ErrorCode.ALERT_LINK_INVALID: ErrorSpec(
+        400,
+        False,
+        "This link to acknowledge an alert is not valid, or has expired.",
+        "Open the alert from the console's Alerts page.",
     ),
     ErrorCode.ALERT_BAD_SNOOZE: ErrorSpec(
         422, False, "The snooze is not a usable duration.", "Snooze for 1 h, 4 h, or until a time within 7 days."

@@ -285,6 +285,15 @@ CONTENT_SECURITY_POLICY = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = L10.ingest_max_body_bytes
 
 # Celery: the broker is Redis in production; the embedded default runs tasks in-process.
+# Alert e-mail (alerts/notify.py): through the mail server when one is named, else to the log.
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if L10.smtp_host else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = L10.smtp_host or "localhost"
+EMAIL_PORT = L10.smtp_port
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = L10.email_from
+
 CELERY_BROKER_URL = L10.redis_url if L10.uses_redis else "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -306,6 +315,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
     "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
     "alerts-evaluate": {"task": "alerts.tasks.evaluate", "schedule": timedelta(seconds=L10.alert_eval_interval)},
+    "alerts-deliver": {"task": "alerts.tasks.deliver", "schedule": timedelta(seconds=5)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -322,6 +332,7 @@ CELERY_TASK_ROUTES = {
     "fleet.tasks.purge_metrics": {"queue": "background"},
     "control.tasks.purge_idempotency": {"queue": "background"},
     "alerts.tasks.evaluate": {"queue": "control"},
+    "alerts.tasks.deliver": {"queue": "control"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

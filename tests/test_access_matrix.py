@@ -74,6 +74,7 @@ TENANT = {
     "alerts:unacknowledge": ("POST", Role.OPERATOR),
     "alerts:snooze": ("POST", Role.OPERATOR),
     "alerts:pause_agent": ("POST", Role.OPERATOR),
+    "alerts:ack_link": ("GET", Role.OPERATOR),
     "alerts:rules": ("GET", Role.VIEWER),
     "alerts:rule_new": ("GET", Role.ADMIN),
     "alerts:rule_edit": ("GET", Role.ADMIN),
@@ -122,6 +123,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
     batch = Batch.objects.create(tenant=tenant_a, action="pause", created_at=timezone.now())
     UserFactory.create(username="newcomer")  # who members:add adds
     from alerts.models import Alert, AlertRule
+    from alerts.notify import ack_token
 
     rule = AlertRule.objects.create(
         tenant=tenant_a, name="matrix", metric="cpu_percent", threshold=1, created_at=timezone.now(),
@@ -140,6 +142,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "batch_id": batch.pk,
         "alert_id": alert.pk,
         "rule_id": rule.pk,
+        "token": ack_token(alert),
     }
 
 

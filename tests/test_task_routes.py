@@ -13,6 +13,7 @@ CONTROL = {
     "control.tasks.resume_expired_pauses",
     "fleet.tasks.mark_unresponsive",
     "alerts.tasks.evaluate",  # an alert is timely: it never waits behind a rollup
+    "alerts.tasks.deliver",
 }
 
 
@@ -38,5 +39,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "control.tasks.resume_expired_pauses",
         "control.tasks.purge_idempotency",
         "alerts.tasks.evaluate",
+        "alerts.tasks.deliver",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}

@@ -39,6 +39,15 @@ def live_socket(
     )
 
 
+def watching(ws: ClientConnection, agents: list[str]) -> None:
+    """Say which rows the page shows, and wait until the server has taken it: frames are
+    handled in order, so the answer to a frame it refuses comes after (a change before it
+    would rightly ask the page to resync instead)."""
+    ws.send(json.dumps({"type": "watch", "agents": agents}))
+    ws.send(json.dumps({"type": "no-such-frame"}))
+    assert frame(ws)["code"] == "E10203"
+
+
 def opened(ws: ClientConnection) -> dict:
     first = frame(ws)
     assert first["type"] in ("hello", "resync"), first
@@ -54,7 +63,7 @@ def test_the_list_gets_the_row_of_a_shown_agent_that_changed(server, viewer_a, c
     shown, hidden = crawlers[0], crawlers[1]
     with live_socket(server, viewer_a, "view=agents") as ws:
         opened(ws)
-        ws.send(json.dumps({"type": "watch", "agents": [str(shown.pk)]}))
+        watching(ws, [str(shown.pk)])
         fleet_services.agent_state_report(agent=hidden, state=ObservedState.PAUSED)
         fleet_services.agent_state_report(agent=shown, state=ObservedState.PAUSED)
         update = frame(ws)
@@ -68,7 +77,7 @@ def test_a_heartbeat_refreshes_a_shown_row_with_its_figures(server, viewer_a, te
     agent = crawlers[0]
     with live_socket(server, viewer_a, "view=agents") as ws:
         opened(ws)
-        ws.send(json.dumps({"type": "watch", "agents": [str(agent.pk)]}))
+        watching(ws, [str(agent.pk)])
         reading = Metrics.model_validate({"cpu_percent": 77.5})
         fleet_services.agent_heartbeat(tenant=tenant_a, external_id=agent.external_id, state="running", reading=reading)
         update = frame(ws)
@@ -186,7 +195,7 @@ def test_an_agent_of_another_tenant_cannot_be_watched_in_detail(server, viewer_a
 def test_watching_another_tenants_agent_shows_nothing_of_it(server, viewer_a, agent_b, crawlers):
     with live_socket(server, viewer_a, "view=agents") as ws:
         opened(ws)
-        ws.send(json.dumps({"type": "watch", "agents": [str(agent_b.pk), str(crawlers[0].pk)]}))
+        watching(ws, [str(agent_b.pk), str(crawlers[0].pk)])
         fleet_services.agent_state_report(agent=agent_b, state=ObservedState.PAUSED)
         fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
         update = frame(ws)
@@ -219,7 +228,7 @@ def test_a_bad_watch_frame_gets_an_error_and_the_socket_stays_open(server, viewe
         opened(ws)
         ws.send(json.dumps({"type": "watch", "agents": ["not-an-id"]}))
         assert frame(ws)["code"] == "E10203"
-        ws.send(json.dumps({"type": "watch", "agents": [str(crawlers[0].pk)]}))
+        watching(ws, [str(crawlers[0].pk)])
         fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
         assert frame(ws)["type"] == "fragments"
 
