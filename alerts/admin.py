@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from alerts import services
-from alerts.models import Alert, AlertRule, AlertTransition
+from alerts.models import Alert, AlertRule, AlertTransition, NotificationTarget
 from alerts.rules import FIELDS, rule_spec
 from audit.services import request_actor
 from core.errors import InterfaceError
@@ -28,6 +28,7 @@ class AlertRuleForm(forms.ModelForm):
         data = super().clean() or {}
         raw = {name: data.get(name) for name in FORM_FIELDS}
         raw["agent"] = data["agent"].pk if data.get("agent") else None
+        raw["targets"] = [t.pk for t in data.get("targets") or []]
         try:
             self.spec = rule_spec({k: v for k, v in raw.items() if v is not None})
         except InterfaceError as exc:
@@ -69,6 +70,21 @@ class AlertRuleAdmin(TenantScopedAdmin):
             messages.error(request, f"{exc.message} ({exc.code})")
             return
         obj.pk = saved.pk
+
+
+@admin.register(NotificationTarget)
+class NotificationTargetAdmin(TenantScopedAdmin):
+    """Targets are added on the console's targets page (checked, audited, a secret made);
+    here they are read, and turned off or on."""
+
+    list_display = ["name", "tenant", "kind", "url", "emails", "enabled"]
+    list_filter = ["kind", "enabled", "tenant"]
+    search_fields = ["name", "url", "emails"]
+    fields = ["tenant", "name", "kind", "url", "emails", "enabled", "created_at"]
+    readonly_fields = ["tenant", "name", "kind", "url", "emails", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 class AlertTransitionInline(admin.TabularInline):

@@ -8,11 +8,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
-from alerts.models import Aggregation, Comparator, Metric, NoData, Severity
+from alerts.models import Aggregation, Comparator, Metric, NoData, Severity, TargetKind
 from core.errors import ErrorCode, InterfaceError
 from core.inputs import text_problem
 from fleet.labels import BadSelector, parse_selector
@@ -21,7 +24,7 @@ MIN_WINDOW = 60  # seconds: the metric store's step
 MAX_MIN_SAMPLES = 100_000
 FIELDS = (
     "name", "metric", "aggregation", "comparator", "threshold", "resolve_threshold", "window_seconds",
-    "for_seconds", "min_samples", "no_data", "severity", "scope", "selector", "agent", "enabled",
+    "for_seconds", "min_samples", "no_data", "severity", "scope", "selector", "agent", "enabled", "targets",
 )  # fmt: skip
 SCOPES = ("all", "selector", "agent")
 
@@ -42,6 +45,7 @@ class RuleSpec:
     selector: str
     agent_id: UUID | None
     enabled: bool
+    targets: tuple[int, ...] = ()
 
 
 def _refuse(code: ErrorCode, field: str, message: str) -> InterfaceError:
@@ -163,7 +167,48 @@ def rule_spec(data: Mapping[str, Any]) -> RuleSpec:
     enabled = data.get("enabled", True)
     if isinstance(enabled, str):
         enabled = enabled.lower() in ("1", "true", "on", "yes")
+    raw_targets = data.get("targets") or []
+    if not isinstance(raw_targets, list | tuple) or not all(str(t).isdigit() for t in raw_targets):
+        raise _refuse(ErrorCode.ALERT_BAD_TARGET, "targets", "a list of notification targets' ids.")
     return RuleSpec(
         name, metric, aggregation, comparator, threshold, resolve_threshold, window, for_seconds, min_samples,
-        no_data, severity, selector, agent_id, bool(enabled),
+        no_data, severity, selector, agent_id, bool(enabled), tuple(sorted({int(t) for t in raw_targets})),
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    kind: str
+    url: str
+    emails: tuple[str, ...]
+
+
+def target_spec(data: Mapping[str, Any]) -> TargetSpec:
+    """A notification target as submitted; E10707 (or E10708 for its name) naming the field."""
+    unknown = sorted(set(data) - {"name", "kind", "url", "emails", "csrfmiddlewaretoken"})
+    if unknown:
+        raise _refuse(ErrorCode.ALERT_BAD_TARGET, unknown[0], "is not a field of a notification target.")
+    name = _text(data, "name", limit=100, required=True)
+    kind = data.get("kind") or ""
+    if kind not in TargetKind.values:
+        raise _refuse(ErrorCode.ALERT_BAD_TARGET, "kind", "webhook or email.")
+    url = _text(data, "url", limit=500)
+    emails: tuple[str, ...] = ()
+    if kind == TargetKind.WEBHOOK:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise _refuse(
+                ErrorCode.ALERT_BAD_TARGET, "url", "a webhook URL starts with http:// or https:// and names a host."
+            )
+    else:
+        url = ""
+        emails = tuple(a.strip() for a in _text(data, "emails", limit=1000, required=True).split(",") if a.strip())
+        for address in emails:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise _refuse(
+                    ErrorCode.ALERT_BAD_TARGET, "emails", f"{address[:100]!r} is not an e-mail address."
+                ) from None
+    return TargetSpec(name, str(kind), url, emails)

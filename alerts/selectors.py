@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition
+from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition, Delivery
 from alerts.sql import WINDOWED, per_minute
 from fleet.models import MetricMinute
 
@@ -106,6 +106,16 @@ def alert_list(tenant_id: int, query: AlertFilter, now: datetime | None = None) 
 
 def timeline(alert: Alert) -> list[AlertTransition]:
     return list(AlertTransition.objects.filter(alert=alert).order_by("at", "id"))
+
+
+def deliveries(alert: Alert) -> list[Delivery]:
+    """Every message that named the alert, to each target, with its attempts."""
+    return list(
+        Delivery.objects.filter(notification__alerts=alert)
+        .select_related("target", "notification")
+        .prefetch_related("tries")
+        .order_by("notification__created_at", "pk")
+    )
 
 
 CHART_BEFORE = timedelta(minutes=30)

@@ -9,6 +9,7 @@ is not found (E10701).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,8 +18,17 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTransition, Metric, NoData, Severity
-from alerts.rules import RuleSpec
+from alerts.models import (
+    OPEN_STATES,
+    Alert,
+    AlertRule,
+    AlertTransition,
+    Metric,
+    NoData,
+    NotificationTarget,
+    Severity,
+)
+from alerts.rules import RuleSpec, TargetSpec
 from alerts.selectors import badge_changed
 from audit.models import Outcome
 from audit.services import Actor, Entry, audit_record
@@ -47,13 +57,16 @@ def require_role(actor: Actor, tenant_id: int, need: Role) -> None:
 
 def _rule_fields(spec: RuleSpec) -> dict[str, Any]:
     fields = asdict(spec)
-    fields["agent_id"] = fields.pop("agent_id")
+    fields.pop("targets")
     return fields
 
 
 def _check_agent(tenant: Tenant, spec: RuleSpec) -> None:
     if spec.agent_id is not None and not Agent.objects.filter(tenant=tenant, pk=spec.agent_id).exists():
         raise InterfaceError(ErrorCode.ALERT_BAD_SCOPE, "agent: no such agent in this tenant.")
+    found = NotificationTarget.objects.filter(tenant=tenant, pk__in=spec.targets).count()
+    if found != len(spec.targets):
+        raise InterfaceError(ErrorCode.ALERT_BAD_TARGET, "targets: a notification target of another tenant, or none.")
 
 
 def rule_create(*, tenant: Tenant, spec: RuleSpec, actor: Actor) -> AlertRule:
@@ -63,6 +76,7 @@ def rule_create(*, tenant: Tenant, spec: RuleSpec, actor: Actor) -> AlertRule:
     try:
         with transaction.atomic():
             rule = AlertRule.objects.create(tenant=tenant, created_at=now, updated_at=now, **_rule_fields(spec))
+            rule.targets.set(spec.targets)
             audit_record(
                 tenant_id=tenant.pk, actor=actor,
                 entry=Entry("alert_rule.create", "alert_rule", str(rule.pk), Outcome.SUCCESS, delta=_delta({}, rule)),
@@ -85,6 +99,7 @@ def rule_update(*, tenant: Tenant, rule_id: int, spec: RuleSpec, actor: Actor) -
                 setattr(rule, name, value)
             rule.updated_at = timezone.now()
             rule.save()
+            rule.targets.set(spec.targets)
             audit_record(
                 tenant_id=tenant.pk, actor=actor,
                 entry=Entry("alert_rule.update", "alert_rule", str(rule.pk), Outcome.SUCCESS, delta=_delta(before, rule)),
@@ -95,7 +110,9 @@ def rule_update(*, tenant: Tenant, rule_id: int, spec: RuleSpec, actor: Actor) -
 
 
 def _snapshot(rule: AlertRule) -> dict[str, Any]:
-    return {f: getattr(rule, f) for f in (*RuleSpec.__dataclass_fields__, "agent_id") if hasattr(rule, f)}
+    fields = {f: getattr(rule, f) for f in RuleSpec.__dataclass_fields__ if f != "targets" and hasattr(rule, f)}
+    fields["targets"] = sorted(rule.targets.values_list("pk", flat=True)) if rule.pk else []
+    return fields
 
 
 def _delta(before: dict[str, Any], rule: AlertRule) -> dict[str, Any]:
@@ -109,6 +126,43 @@ def _delta(before: dict[str, Any], rule: AlertRule) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, UUID) else value
+
+
+# --- notification targets ---------------------------------------------------------------------
+
+
+def target_create(*, tenant: Tenant, spec: TargetSpec, actor: Actor) -> NotificationTarget:
+    """A webhook (with a new signing secret) or e-mail target; admins only, audited."""
+    require_role(actor, tenant.pk, Role.ADMIN)
+    try:
+        with transaction.atomic():
+            target = NotificationTarget.objects.create(
+                tenant=tenant, name=spec.name, kind=spec.kind, url=spec.url, emails=", ".join(spec.emails),
+                secret=secrets.token_urlsafe(32) if spec.url else "", created_at=timezone.now(),
+            )  # fmt: skip
+            delta = {"kind": {"from": None, "to": spec.kind}, "url": {"from": None, "to": spec.url},
+                     "emails": {"from": None, "to": target.emails}}  # fmt: skip
+            audit_record(
+                tenant_id=tenant.pk, actor=actor,
+                entry=Entry("alert_target.create", "alert_target", str(target.pk), Outcome.SUCCESS, delta=delta),
+            )  # fmt: skip
+    except IntegrityError:
+        raise InterfaceError(ErrorCode.ALERT_BAD_TARGET, f"name: a target named {spec.name!r} exists.") from None
+    return target
+
+
+def target_delete(*, tenant: Tenant, target_id: int, actor: Actor) -> None:
+    require_role(actor, tenant.pk, Role.ADMIN)
+    with transaction.atomic():
+        target = NotificationTarget.objects.select_for_update().filter(tenant=tenant, pk=target_id).first()
+        if target is None:
+            raise InterfaceError(ErrorCode.ALERT_BAD_TARGET, "No such notification target.")
+        audit_record(
+            tenant_id=tenant.pk, actor=actor,
+            entry=Entry("alert_target.delete", "alert_target", str(target.pk), Outcome.SUCCESS,
+                        delta={"name": {"from": target.name, "to": None}}),
+        )  # fmt: skip
+        target.delete()
 
 
 DEFAULT_RULES = [

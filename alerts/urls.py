@@ -15,4 +15,7 @@ urlpatterns = [
     path("alerts/rules/new/", rule_views.rule_edit, name="rule_new"),
     path("alerts/rules/<int:rule_id>/", rule_views.rule_edit, name="rule_edit"),
     path("alerts/rules/<int:rule_id>/toggle/", rule_views.rule_toggle, name="rule_toggle"),
+    path("alerts/targets/", rule_views.target_list, name="targets"),
+    path("alerts/targets/add/", rule_views.target_add, name="target_add"),
+    path("alerts/targets/<int:target_id>/delete/", rule_views.target_delete, name="target_delete"),
 ]

@@ -70,7 +70,7 @@ def alert_detail(request: ConsoleRequest, membership: Membership, alert_id: int)
     )  # fmt: skip
     context = {
         "alert": alert, "timeline": selectors.timeline(alert), "snoozes": SNOOZES, "now": timezone.now(),
-        "chart": selectors.alert_chart(alert),
+        "chart": selectors.alert_chart(alert), "deliveries": selectors.deliveries(alert),
     }  # fmt: skip
     return render(request, "alerts/alert.html", context)
 

@@ -66,6 +66,7 @@ class ErrorCode(StrEnum):
     ALERT_FOR_TOO_LONG = "E10704"
     ALERT_BAD_THRESHOLD = "E10705"
     ALERT_BAD_SCOPE = "E10706"
+    ALERT_BAD_TARGET = "E10707"
     ALERT_RULE_INVALID = "E10708"
     ALERT_NOT_OPEN = "E10709"
     ALERT_BAD_SNOOZE = "E10710"
@@ -227,6 +228,9 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.ALERT_BAD_THRESHOLD: ErrorSpec(422, False, "The threshold is not a number.", "Give a finite number."),
     ErrorCode.ALERT_BAD_SCOPE: ErrorSpec(
         422, False, "The rule's scope does not name agents.", "Leave it empty for all agents, or fix the selector."
+    ),
+    ErrorCode.ALERT_BAD_TARGET: ErrorSpec(
+        422, False, "The notification target is not valid.", "A webhook needs an http(s) URL; e-mail, addresses."
     ),
     ErrorCode.ALERT_RULE_INVALID: ErrorSpec(422, False, "The alert rule is not valid.", "Correct the named field."),
     ErrorCode.ALERT_NOT_OPEN: ErrorSpec(

@@ -75,6 +75,9 @@ TENANT = {
     "alerts:snooze": ("POST", Role.OPERATOR),
     "alerts:pause_agent": ("POST", Role.OPERATOR),
     "alerts:ack_link": ("GET", Role.OPERATOR),
+    "alerts:targets": ("GET", Role.ADMIN),
+    "alerts:target_add": ("POST", Role.ADMIN),
+    "alerts:target_delete": ("POST", Role.ADMIN),
     "alerts:rules": ("GET", Role.VIEWER),
     "alerts:rule_new": ("GET", Role.ADMIN),
     "alerts:rule_edit": ("GET", Role.ADMIN),
@@ -143,6 +146,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "alert_id": alert.pk,
         "rule_id": rule.pk,
         "token": ack_token(alert),
+        "target_id": 0,
     }
 
 
@@ -171,7 +175,8 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         return
     method, need = TENANT[name]
     url = _url(route, world)
-    data = {"name": "matrix", "username": "newcomer", "role": "viewer"} if method == "POST" else None
+    # What any of the POST routes takes: a member to add, a token's or target's name, a webhook.
+    data = {"name": "matrix", "username": "newcomer", "role": "viewer", "kind": "webhook", "url": "https://h.example/m"}
 
     def call(user: Any) -> Any:
         client = client_for(user)

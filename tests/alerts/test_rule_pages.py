@@ -63,3 +63,35 @@ def test_viewers_read_rules_but_cannot_change_them(viewer_a, tenant_a):
     assert client.get("/t/acme/alerts/rules/").status_code == 200
     assert client.get("/t/acme/alerts/rules/new/").status_code == 403
     assert client.post("/t/acme/alerts/rules/new/", FORM).status_code == 403
+
+
+def test_admins_add_notification_targets_and_choose_them_on_a_rule(admin_a, tenant_a, tenant_b):
+    from alerts.models import NotificationTarget
+
+    client = client_for(admin_a)
+    bad = client.post("/t/acme/alerts/targets/add/", {"name": "pager", "kind": "webhook", "url": "ftp://x.example/"})
+    assert bad.status_code == 422 and "url: a webhook URL starts with http:// or https://" in bad.content.decode()
+    assert 'value="ftp://x.example/" aria-invalid="true"' in bad.content.decode()
+    mail = client.post(
+        "/t/acme/alerts/targets/add/", {"name": "mail", "kind": "email", "emails": "a@example.com, nope"}
+    )
+    assert mail.status_code == 422 and "E10707" in mail.content.decode()
+    assert (
+        client.post(
+            "/t/acme/alerts/targets/add/", {"name": "pager", "kind": "webhook", "url": "https://hooks.example/x"}
+        ).status_code
+        == 302
+    )
+    pager = NotificationTarget.objects.get(tenant=tenant_a, name="pager")
+    assert len(pager.secret) >= 40 and pager.secret in client.get("/t/acme/alerts/targets/").content.decode()
+    assert AuditEntry.objects.filter(action="alert_target.create", resource_id=str(pager.pk)).exists()
+
+    assert client.post("/t/acme/alerts/rules/new/", {**FORM, "targets": [str(pager.pk)]}).status_code == 302
+    assert list(AlertRule.objects.get(name="CPU hot").targets.all()) == [pager]
+    theirs = NotificationTarget.objects.create(
+        tenant=tenant_b, name="x", kind="webhook", url="https://b.example", created_at=timezone.now()
+    )
+    refused = client.post("/t/acme/alerts/rules/new/", {**FORM, "name": "Other", "targets": [str(theirs.pk)]})
+    assert refused.status_code == 422 and "E10707" in refused.content.decode()
+    client.post(f"/t/acme/alerts/targets/{pager.pk}/delete/")
+    assert not NotificationTarget.objects.filter(pk=pager.pk).exists()
