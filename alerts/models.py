@@ -3,6 +3,7 @@ alert's transitions (docs/alerts.md)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -258,3 +259,30 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} at {self.at:%H:%M:%S}: {'ok' if self.ok else self.error}"
+
+
+class Silence(models.Model):
+    """A maintenance window: alerts of the agents its label selector matches are sent to
+    nobody and leave the header badge while it lasts. It may be made ahead of time."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="silences")
+    matcher = models.CharField(
+        "label selector", max_length=2000, help_text="The agents it silences, e.g. team=search,env=staging."
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    comment = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-starts_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "ends_at"], name="silence_tenant_end")]
+
+    def __str__(self) -> str:
+        return f"{self.matcher} {self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%Y-%m-%d %H:%M}"
+
+    def active(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at

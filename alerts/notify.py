@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 from django.conf import settings
@@ -50,6 +51,7 @@ from alerts.models import (
     Severity,
     TargetKind,
 )
+from alerts.selectors import silenced_agents
 from core import runner
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,12 @@ def remind(now: datetime | None = None) -> int:
             .select_related("rule")
         )
         by_rule: dict[int, list[Alert]] = {}
+        silenced: dict[int, set[UUID]] = {}
         for alert in stale:
-            by_rule.setdefault(alert.rule_id, []).append(alert)
+            if alert.tenant_id not in silenced:
+                silenced[alert.tenant_id] = silenced_agents(alert.tenant_id, now)
+            if alert.agent_id not in silenced[alert.tenant_id]:
+                by_rule.setdefault(alert.rule_id, []).append(alert)
         for alerts in by_rule.values():
             made += notify(alerts[0].rule, NotificationKind.REMINDER, alerts, now) is not None
     return made
@@ -154,9 +160,13 @@ def _attempt(delivery_id: int, now: datetime) -> None:
     alerts = list(notification.alerts.select_related("agent").order_by("pk"))
     if notification.kind != NotificationKind.RESOLVED:
         alerts = [a for a in alerts if a.state == AlertState.FIRING]
-    told = [a for a in alerts if not Alert.objects.filter(handled_q(now), pk=a.pk).exists()]
+    silenced = silenced_agents(notification.tenant_id, now)
+    told = [
+        a for a in alerts if a.agent_id not in silenced and not Alert.objects.filter(handled_q(now), pk=a.pk).exists()
+    ]
     if not told:
-        delivery.state, delivery.note = DeliveryState.SKIPPED, "every alert of it is acknowledged, snoozed or over"
+        delivery.state = DeliveryState.SKIPPED
+        delivery.note = "every alert of it is acknowledged, snoozed, silenced or over"
         delivery.save(update_fields=["state", "note"])
         return
     started = time.perf_counter()

@@ -8,15 +8,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition, Delivery
+from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition, Delivery, Silence
 from alerts.sql import WINDOWED, per_minute
-from fleet.models import MetricMinute
+from fleet.labels import BadSelector, parse_selector, with_selector
+from fleet.models import Agent, MetricMinute
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,32 @@ def needs_attention(now: datetime) -> Q:
     )
 
 
+def silenced_agents(tenant_id: int, now: datetime) -> set[UUID]:
+    """The agents an active silence of the tenant matches (one query per active silence;
+    a matcher was checked when the silence was made)."""
+    agents: set[UUID] = set()
+    for matcher in Silence.objects.filter(tenant_id=tenant_id, starts_at__lte=now, ends_at__gt=now).values_list(
+        "matcher", flat=True
+    ):
+        try:
+            requirements = parse_selector(matcher)
+        except BadSelector:
+            continue
+        agents |= set(
+            with_selector(Agent.objects.filter(tenant_id=tenant_id), requirements).values_list("pk", flat=True)
+        )
+    return agents
+
+
 def attention_count(tenant_id: int, now: datetime | None = None) -> int:
-    """The header badge: the tenant's firing alerts nobody has acknowledged or snoozed."""
-    return Alert.objects.filter(needs_attention(now or timezone.now()), tenant_id=tenant_id).count()
+    """The header badge: the tenant's firing alerts nobody has acknowledged or snoozed, and
+    no silence covers."""
+    now = now or timezone.now()
+    alerts = Alert.objects.filter(needs_attention(now), tenant_id=tenant_id)
+    silenced = silenced_agents(tenant_id, now)
+    if silenced:
+        alerts = alerts.exclude(agent_id__in=silenced)
+    return alerts.count()
 
 
 BADGE_TTL = 15  # seconds: a snooze or acknowledgement that lapses shows within this

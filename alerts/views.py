@@ -15,8 +15,9 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from alerts import selectors, services
-from alerts.models import Alert, AlertRule, Severity
+from alerts.models import Alert, AlertRule, Severity, Silence
 from alerts.notify import read_ack_token
+from alerts.rules import silence_spec
 from audit.services import request_actor
 from control.rules import Action, ControlRequest, ControlStatus
 from control.services import control_execute
@@ -55,6 +56,7 @@ def alert_list(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         "rules": AlertRule.objects.filter(tenant=tenant).order_by("name"),
         "snoozes": SNOOZES,
         "now": timezone.now(),
+        "silenced": selectors.silenced_agents(tenant.pk, timezone.now()),
         **({} if request.htmx else _live(tenant.pk)),
     }
     template = "alerts/_alert_rows.html" if request.htmx else "alerts/alerts.html"
@@ -181,3 +183,47 @@ def alert_snooze(request: ConsoleRequest, membership: Membership, alert_id: int)
     else:
         messages.success(request, f"Snoozed until {alert.snoozed_until:%Y-%m-%d %H:%M} UTC: {alert.message}.")
     return _back(request, membership, alert_id)
+
+
+def _silences_page(
+    request: ConsoleRequest, membership: Membership, status: int = 200, **context: object
+) -> HttpResponse:
+    now = timezone.now()
+    silences = Silence.objects.filter(tenant=membership.tenant).select_related("created_by")
+    ahead = [s for s in silences if s.ends_at > now]
+    past = [s for s in silences if s.ends_at <= now][:20]
+    return render(request, "alerts/silences.html", {"ahead": ahead, "past": past, "now": now, **context}, status=status)
+
+
+@require_GET
+@tenant_view()
+def silence_list(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    return _silences_page(request, membership)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def silence_add(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    values = {k: request.POST.get(k, "") for k in ("matcher", "starts_at", "ends_at", "hours", "comment")}
+    try:
+        spec = silence_spec({k: v for k, v in values.items() if v != ""}, timezone.now())
+        silence = services.silence_create(tenant=membership.tenant, spec=spec, actor=request_actor(request))
+    except InterfaceError as exc:
+        return _silences_page(
+            request, membership, status=exc.http_status, values=values, error=f"{exc.message} ({exc.code})",
+            error_field=getattr(exc, "field", None),
+        )  # fmt: skip
+    messages.success(request, f"Silenced {silence.matcher} until {silence.ends_at:%Y-%m-%d %H:%M} UTC.")
+    return redirect("alerts:silences", membership.tenant.slug)
+
+
+@require_POST
+@tenant_view(need=Role.OPERATOR)
+def silence_expire(request: ConsoleRequest, membership: Membership, silence_id: int) -> HttpResponse:
+    try:
+        services.silence_expire(tenant=membership.tenant, silence_id=silence_id, actor=request_actor(request))
+    except InterfaceError as exc:
+        _refused(request, exc)
+    else:
+        messages.success(request, "The silence is over; its alerts are sent again.")
+    return redirect("alerts:silences", membership.tenant.slug)

@@ -71,6 +71,7 @@ class ErrorCode(StrEnum):
     ALERT_NOT_OPEN = "E10709"
     ALERT_BAD_SNOOZE = "E10710"
     ALERT_LINK_INVALID = "E10711"
+    ALERT_BAD_SILENCE = "E10712"
     # E108xx agent ingest
     INGEST_MALFORMED_JSON = "E10801"
     INGEST_INVALID = "E10802"
@@ -241,6 +242,9 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         False,
         "This link to acknowledge an alert is not valid, or has expired.",
         "Open the alert from the console's Alerts page.",
+    ),
+    ErrorCode.ALERT_BAD_SILENCE: ErrorSpec(
+        422, False, "The silence's time range is not usable.", "End it after it starts and after now, within 30 days."
     ),
     ErrorCode.ALERT_BAD_SNOOZE: ErrorSpec(
         422, False, "The snooze is not a usable duration.", "Snooze for 1 h, 4 h, or until a time within 7 days."

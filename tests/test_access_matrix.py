@@ -75,6 +75,9 @@ TENANT = {
     "alerts:snooze": ("POST", Role.OPERATOR),
     "alerts:pause_agent": ("POST", Role.OPERATOR),
     "alerts:ack_link": ("GET", Role.OPERATOR),
+    "alerts:silences": ("GET", Role.VIEWER),
+    "alerts:silence_add": ("POST", Role.OPERATOR),
+    "alerts:silence_expire": ("POST", Role.OPERATOR),
     "alerts:targets": ("GET", Role.ADMIN),
     "alerts:target_add": ("POST", Role.ADMIN),
     "alerts:target_delete": ("POST", Role.ADMIN),
@@ -147,6 +150,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "rule_id": rule.pk,
         "token": ack_token(alert),
         "target_id": 0,
+        "silence_id": 0,
     }
 
 
@@ -175,8 +179,11 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         return
     method, need = TENANT[name]
     url = _url(route, world)
-    # What any of the POST routes takes: a member to add, a token's or target's name, a webhook.
-    data = {"name": "matrix", "username": "newcomer", "role": "viewer", "kind": "webhook", "url": "https://h.example/m"}
+    # What any of the POST routes takes: a member to add, a token's or target's name, a webhook, a silence.
+    data = {
+        "name": "matrix", "username": "newcomer", "role": "viewer", "kind": "webhook", "url": "https://h.example/m",
+        "matcher": "team=matrix", "hours": "1",
+    }  # fmt: skip
 
     def call(user: Any) -> Any:
         client = client_for(user)

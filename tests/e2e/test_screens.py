@@ -73,6 +73,8 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         "alert": f"/t/acme/alerts/{alert.pk}/",
         "alert rules": "/t/acme/alerts/rules/",
         "new alert rule": "/t/acme/alerts/rules/new/",
+        "silences": "/t/acme/alerts/silences/",
+        "notification targets": "/t/acme/alerts/targets/",
     }
 
 
