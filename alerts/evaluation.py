@@ -13,7 +13,9 @@ the alert's state and how long its condition has held, not from when it last ran
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -23,7 +25,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts import lifecycle
-from alerts.models import OPEN_STATES, Alert, AlertRule, AlertState, AlertTransition, Metric, NoData, NotificationKind
+from alerts.models import (
+    OPEN_STATES,
+    Alert,
+    AlertRule,
+    AlertState,
+    AlertTransition,
+    Comparator,
+    Metric,
+    NoData,
+    NotificationKind,
+)
 from alerts.notify import notify
 from alerts.selectors import badge_changed
 from alerts.sql import WINDOWED, Aggregates, window_aggregates
@@ -80,27 +92,56 @@ def condition(rule: AlertRule) -> lifecycle.Condition:
     )  # fmt: skip
 
 
-def observe(
-    source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime
-) -> dict[int, dict[UUID, lifecycle.Observed]]:
-    """Each rule's observation of each agent with figures: one read per (metric, window)."""
-    windows: dict[tuple[str, int], dict[UUID, Aggregates]] = {}
-    points: dict[str, dict[UUID, float]] = {}
-    out: dict[int, dict[UUID, lifecycle.Observed]] = {}
-    for rule in rules:
-        if rule.metric in WINDOWED:
-            key = (rule.metric, rule.window_seconds)
-            if key not in windows:
-                windows[key] = source.window_aggregates(
-                    rule.metric, tenant_id, now - timedelta(seconds=rule.window_seconds), now
-                )
-            out[rule.pk] = {
-                a: lifecycle.Observed(agg.of(rule.aggregation), agg.samples) for a, agg in windows[key].items()
-            }
+@dataclass(frozen=True)
+class Figures:
+    """One (metric, window, aggregation) of every agent with figures: by agent, and sorted
+    by value, so the agents past a threshold are a slice (``past``), not a scan of the fleet
+    per rule."""
+
+    by_agent: dict[UUID, lifecycle.Observed]
+    values: list[float]  # ascending
+    agents: list[UUID]  # in the same order
+
+    @classmethod
+    def of(cls, observed: dict[UUID, lifecycle.Observed]) -> Figures:
+        ordered = sorted(
+            ((o.value, a) for a, o in observed.items() if o.value is not None and math.isfinite(o.value)),
+            key=lambda pair: pair[0],
+        )
+        return cls(observed, [v for v, _ in ordered], [a for _, a in ordered])
+
+    def past(self, comparator: str, threshold: float) -> list[UUID]:
+        """The agents whose value holds ``comparator`` against ``threshold``."""
+        if comparator in (Comparator.GT, Comparator.LTE):
+            cut = bisect.bisect_right(self.values, threshold)
         else:
-            if rule.metric not in points:
-                points[rule.metric] = source.point_values(rule.metric, tenant_id, now)
-            out[rule.pk] = {a: lifecycle.Observed(v, 1) for a, v in points[rule.metric].items()}
+            cut = bisect.bisect_left(self.values, threshold)
+        return self.agents[cut:] if comparator in (Comparator.GT, Comparator.GTE) else self.agents[:cut]
+
+
+def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime) -> dict[int | None, Figures]:
+    """Each rule's figures: one read per (metric, window), shared by every rule that uses it."""
+    windows: dict[tuple[str, int], dict[UUID, Aggregates]] = {}
+    shared: dict[tuple[str, int, str], Figures] = {}
+    out: dict[int | None, Figures] = {}
+    for rule in rules:
+        windowed = rule.metric in WINDOWED
+        key = (rule.metric, rule.window_seconds if windowed else 0, rule.aggregation if windowed else "")
+        if key not in shared:
+            if windowed:
+                read = (rule.metric, rule.window_seconds)
+                if read not in windows:
+                    start = now - timedelta(seconds=rule.window_seconds)
+                    windows[read] = source.window_aggregates(rule.metric, tenant_id, start, now)
+                observed = {
+                    a: lifecycle.Observed(agg.of(rule.aggregation), agg.samples) for a, agg in windows[read].items()
+                }
+            else:
+                observed = {
+                    a: lifecycle.Observed(v, 1) for a, v in source.point_values(rule.metric, tenant_id, now).items()
+                }
+            shared[key] = Figures.of(observed)
+        out[rule.pk] = shared[key]
     return out
 
 
@@ -146,18 +187,25 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
             (a.rule_id, a.fingerprint): a
             for a in Alert.objects.select_for_update().filter(rule__in=rules, state__in=OPEN_STATES)
         }
+        by_rule: dict[int, list[Alert]] = {}
+        for alert in open_alerts.values():
+            by_rule.setdefault(alert.rule_id, []).append(alert)
         scopes: dict[str, set[UUID]] = {}
         for rule in rules:
             watched = scope(rule, scopes)
-            agents = set(seen[rule.pk]) & watched
+            figures = seen[rule.pk]
+            # Only agents that may change: past the threshold, with an open alert, or (for a
+            # no-data rule) without enough figures. Every other agent stays as it is.
+            agents = set(figures.past(rule.comparator, rule.threshold)) & watched
+            agents |= {a.agent_id for a in by_rule.get(rule.pk, ()) if a.agent_id}
             if rule.no_data == NoData.ALERT:
-                agents |= watched
-            agents |= {a.agent_id for (r, _), a in open_alerts.items() if r == rule.pk and a.agent_id}
+                enough = max(1, rule.min_samples)
+                agents |= {a for a in watched if (o := figures.by_agent.get(a)) is None or o.samples < enough}
             asked = condition(rule)
-            for agent_id in agents:
+            for agent_id in sorted(agents):
                 fingerprint = f"agent:{agent_id}"
                 current = open_alerts.get((rule.pk, fingerprint))
-                observed = seen[rule.pk].get(agent_id, lifecycle.Observed(None, 0))
+                observed = figures.by_agent.get(agent_id, lifecycle.Observed(None, 0))
                 applies = asked
                 if agent_id not in watched:  # it left the scope (paused, relabelled): its alert ends
                     observed, applies = lifecycle.Observed(None, 0), replace(asked, no_data=NoData.OK)
@@ -268,7 +316,7 @@ def preview(
 ) -> Preview:
     """``rule`` (unsaved, as a form describes it) against the fleet's figures now."""
     now = now or timezone.now()
-    seen = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk]
+    seen = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk].by_agent
     watched = scope(rule, {})
     breaching: list[tuple[UUID, float]] = []
     missing = 0

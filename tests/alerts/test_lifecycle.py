@@ -3,6 +3,7 @@ resolve, minimum samples and the no-data policies (alerts/lifecycle.py)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -112,3 +113,17 @@ def test_comparators(comparator, value, fires):
 
 def test_a_non_finite_value_is_no_data():
     assert step(rule(for_=timedelta(0)), None, Observed(float("nan"), 9), T0).to is None
+
+
+@pytest.mark.parametrize(
+    ("comparator", "threshold", "expected"),
+    [("gt", 20, ["c", "d"]), ("gte", 20, ["b", "c", "d"]), ("lt", 20, ["a"]), ("lte", 20, ["a", "b"]), ("gt", 99, [])],
+)
+def test_the_agents_past_a_threshold_are_a_slice_of_the_sorted_values(comparator, threshold, expected):
+    from alerts.evaluation import Figures
+
+    seen = {"a": 10.0, "b": 20.0, "c": 30.0, "d": 40.0, "e": None, "f": float("nan")}
+    ids = {name: uuid.uuid4() for name in seen}
+    figures = Figures.of({ids[n]: Observed(v, 0 if v is None else 5) for n, v in seen.items()})
+    names = {v: k for k, v in ids.items()}
+    assert sorted(names[a] for a in figures.past(comparator, threshold)) == expected
