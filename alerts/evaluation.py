@@ -16,9 +16,10 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import operator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from django.db import transaction
@@ -38,7 +39,7 @@ from alerts.models import (
 )
 from alerts.notify import notify
 from alerts.selectors import badge_changed
-from alerts.sql import WINDOWED, Aggregates, window_aggregates
+from alerts.sql import WINDOWED, Aggregates, update_values, window_aggregates
 from costs.selectors import quota_use_percent
 from fleet.labels import parse_selector, with_selector
 from fleet.models import Agent, DesiredState, ObservedState
@@ -83,6 +84,7 @@ class Evaluated:
 
     rules: int = 0
     transitions: list[tuple[int, str, str]] = field(default_factory=list)  # (alert id, from, to)
+    values: dict[int, float | None] = field(default_factory=dict)  # open alerts' new values, by id
 
 
 def condition(rule: AlertRule) -> lifecycle.Condition:
@@ -94,21 +96,31 @@ def condition(rule: AlertRule) -> lifecycle.Condition:
 
 @dataclass(frozen=True)
 class Figures:
-    """One (metric, window, aggregation) of every agent with figures: by agent, and sorted
-    by value, so the agents past a threshold are a slice (``past``), not a scan of the fleet
-    per rule."""
+    """One (metric, window, aggregation) of every agent with figures, sorted by value, so
+    the agents past a threshold are a slice (``past``), not a scan of the fleet per rule;
+    one agent's observation is made only when it is asked for (``get``)."""
 
-    by_agent: dict[UUID, lifecycle.Observed]
+    raw: dict[UUID, Any]  # Aggregates of a window, or a point's value
+    aggregation: str  # "" for a point
     values: list[float]  # ascending
     agents: list[UUID]  # in the same order
 
     @classmethod
-    def of(cls, observed: dict[UUID, lifecycle.Observed]) -> Figures:
-        ordered = sorted(
-            ((o.value, a) for a, o in observed.items() if o.value is not None and math.isfinite(o.value)),
-            key=lambda pair: pair[0],
-        )
-        return cls(observed, [v for v, _ in ordered], [a for _, a in ordered])
+    def of(cls, raw: dict[UUID, Any], aggregation: str) -> Figures:
+        if aggregation:
+            pairs = [(agg.of(aggregation), a) for a, agg in raw.items()]
+        else:
+            pairs = [(v, a) for a, v in raw.items()]
+        ordered = sorted(((v, a) for v, a in pairs if v is not None and math.isfinite(v)), key=operator.itemgetter(0))
+        return cls(raw, aggregation, [v for v, _ in ordered], [a for _, a in ordered])
+
+    def get(self, agent_id: UUID) -> lifecycle.Observed | None:
+        found = self.raw.get(agent_id)
+        if found is None:
+            return None
+        if self.aggregation:
+            return lifecycle.Observed(found.of(self.aggregation), found.samples)
+        return lifecycle.Observed(found, 1)
 
     def past(self, comparator: str, threshold: float) -> list[UUID]:
         """The agents whose value holds ``comparator`` against ``threshold``."""
@@ -121,26 +133,21 @@ class Figures:
 
 def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime) -> dict[int | None, Figures]:
     """Each rule's figures: one read per (metric, window), shared by every rule that uses it."""
-    windows: dict[tuple[str, int], dict[UUID, Aggregates]] = {}
+    reads: dict[tuple[str, int], dict[UUID, Any]] = {}
     shared: dict[tuple[str, int, str], Figures] = {}
     out: dict[int | None, Figures] = {}
     for rule in rules:
         windowed = rule.metric in WINDOWED
-        key = (rule.metric, rule.window_seconds if windowed else 0, rule.aggregation if windowed else "")
+        read = (rule.metric, rule.window_seconds if windowed else 0)
+        key = (*read, rule.aggregation if windowed else "")
         if key not in shared:
-            if windowed:
-                read = (rule.metric, rule.window_seconds)
-                if read not in windows:
+            if read not in reads:
+                if windowed:
                     start = now - timedelta(seconds=rule.window_seconds)
-                    windows[read] = source.window_aggregates(rule.metric, tenant_id, start, now)
-                observed = {
-                    a: lifecycle.Observed(agg.of(rule.aggregation), agg.samples) for a, agg in windows[read].items()
-                }
-            else:
-                observed = {
-                    a: lifecycle.Observed(v, 1) for a, v in source.point_values(rule.metric, tenant_id, now).items()
-                }
-            shared[key] = Figures.of(observed)
+                    reads[read] = dict(source.window_aggregates(rule.metric, tenant_id, start, now))
+                else:
+                    reads[read] = dict(source.point_values(rule.metric, tenant_id, now))
+            shared[key] = Figures.of(reads[read], key[2])
         out[rule.pk] = shared[key]
     return out
 
@@ -200,18 +207,19 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
             agents |= {a.agent_id for a in by_rule.get(rule.pk, ()) if a.agent_id}
             if rule.no_data == NoData.ALERT:
                 enough = max(1, rule.min_samples)
-                agents |= {a for a in watched if (o := figures.by_agent.get(a)) is None or o.samples < enough}
+                agents |= {a for a in watched if (o := figures.get(a)) is None or o.samples < enough}
             asked = condition(rule)
             for agent_id in sorted(agents):
                 fingerprint = f"agent:{agent_id}"
                 current = open_alerts.get((rule.pk, fingerprint))
-                observed = figures.by_agent.get(agent_id, lifecycle.Observed(None, 0))
+                observed = figures.get(agent_id) or lifecycle.Observed(None, 0)
                 applies = asked
                 if agent_id not in watched:  # it left the scope (paused, relabelled): its alert ends
                     observed, applies = lifecycle.Observed(None, 0), replace(asked, no_data=NoData.OK)
                 state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
                 decided = lifecycle.step(applies, state, observed, now)
                 _apply(rule, agent_id, fingerprint, current, decided, observed, now, done)
+        update_values(done.values, now)
         _notify(rules, done, now)
     return done
 
@@ -235,8 +243,8 @@ def _apply(
     observed: lifecycle.Observed, now: datetime, done: Evaluated,
 ) -> None:  # fmt: skip
     if decided.to is None:
-        if current is not None:
-            Alert.objects.filter(pk=current.pk).update(value=observed.value, evaluated_at=now)
+        if current is not None and current.value != observed.value:
+            done.values[current.pk] = observed.value  # written with the others in one statement
         return
     if decided.start:
         current = Alert.objects.create(
@@ -316,12 +324,12 @@ def preview(
 ) -> Preview:
     """``rule`` (unsaved, as a form describes it) against the fleet's figures now."""
     now = now or timezone.now()
-    seen = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk].by_agent
+    figures = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk]
     watched = scope(rule, {})
     breaching: list[tuple[UUID, float]] = []
     missing = 0
     for agent_id in watched:
-        observed = seen.get(agent_id)
+        observed = figures.get(agent_id)
         value = None if observed is None else observed.value
         if observed is None or value is None or observed.samples < max(1, rule.min_samples):
             missing += 1

@@ -21,12 +21,15 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from alerts.models import Aggregation, Metric
+from django.db import connection
+
+from alerts.models import Aggregation, Alert, Metric
 from core.sql import fetch_all, plain, table
 from core.stats import SQL_PERCENTILE, error_rate, percentile
 from fleet.models import MetricMinute
 
 WINDOWED = (Metric.CPU, Metric.MEMORY, Metric.ERROR_RATE, Metric.LATENCY, Metric.TOKENS)
+AGGREGATIONS = frozenset(Aggregation.values)
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,11 @@ class Aggregates:
     sum: float | None
 
     def of(self, aggregation: str) -> float | None:
-        return {
-            Aggregation.AVG: self.avg, Aggregation.MAX: self.max, Aggregation.P95: self.p95, Aggregation.SUM: self.sum,
-        }[Aggregation(aggregation)]  # fmt: skip
+        """The figure of one aggregation (``Aggregation``'s values are these fields' names)."""
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {aggregation!r}")
+        value: float | None = getattr(self, aggregation)
+        return value
 
 
 # metric → (per minute, window's average, window's maximum), over the minute table's columns.
@@ -118,3 +123,26 @@ def window_aggregates(metric: str, tenant_id: int, start: datetime, end: datetim
         row[0]: Aggregates(int(row[1] or 0), number(row[2]), number(row[3]), number(row[4]), number(row[5]))
         for row in fetch_all(_statement(metric), [tenant_id, start, end])
     }
+
+
+# --- the open alerts' latest values -----------------------------------------------------------
+
+UPDATE_VALUES_SQL = (
+    f"UPDATE {table(Alert)} AS a SET value = v.value, evaluated_at = %s "  # noqa: S608 - constants only
+    "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::double precision[]) AS value) AS v WHERE a.id = v.id"
+)
+
+
+def _update_values_portable(values: dict[int, float | None], at: datetime) -> int:
+    alerts = [Alert(pk=pk, value=value, evaluated_at=at) for pk, value in values.items()]
+    return Alert.objects.bulk_update(alerts, ["value", "evaluated_at"], batch_size=500)
+
+
+@plain(portable=_update_values_portable)
+def update_values(values: dict[int, float | None], at: datetime) -> int:
+    """Write the open alerts' latest values (by alert id) in one statement; the rows changed."""
+    if not values:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(UPDATE_VALUES_SQL, [at, list(values), list(values.values())])
+        return int(cursor.rowcount)

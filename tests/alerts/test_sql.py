@@ -27,3 +27,22 @@ def test_both_window_aggregate_paths_agree(tenant_a, fleet, metric):
     assert sql.window_aggregates.plain(metric, tenant_a.pk, start, NOW) == pytest.approx(
         sql.window_aggregates.portable(metric, tenant_a.pk, start, NOW)
     )
+
+
+@parity(sql.update_values)
+def test_both_value_writes_set_each_alert_its_value_and_the_time(tenant_a, fleet):
+    from alerts.evaluation import evaluate_tenant
+    from alerts.models import Alert, AlertRule
+
+    AlertRule.objects.create(
+        tenant=tenant_a, name="CPU hot", metric="cpu_percent", threshold=80, created_at=NOW, updated_at=NOW
+    )
+    evaluate_tenant(tenant_a.pk, now=NOW)
+    hot, other = Alert.objects.order_by("pk")
+    later = NOW + timedelta(seconds=15)
+    assert sql.update_values.plain({hot.pk: 91.5, other.pk: None}, later) == 2
+    assert sql.update_values.plain({}, later) == 0
+    assert sql.update_values.portable({other.pk: 97.25}, later + timedelta(seconds=15)) == 1
+    rows = dict(Alert.objects.values_list("pk", "value"))
+    assert rows == {hot.pk: 91.5, other.pk: 97.25}
+    assert Alert.objects.get(pk=hot.pk).evaluated_at == later
