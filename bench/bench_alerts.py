@@ -144,7 +144,8 @@ def _floor(tenant_id: int, reads: list[tuple[str, int]], now: datetime) -> float
     with common.pg_connect(autocommit=True) as conn:
         started = time.perf_counter()
         for metric, window in reads:
-            rows = conn.execute(_statement(metric), [tenant_id, now - timedelta(seconds=window), now]).fetchall()
+            sql = _statement(metric, window)
+            rows = conn.execute(sql, [tenant_id, now - timedelta(seconds=window), now]).fetchall()
             if not rows:
                 raise AssertionError(f"the floor read no rows for {metric} over {window} s")
         return time.perf_counter() - started

@@ -15,18 +15,27 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 @parity(sql.window_aggregates)
+@pytest.mark.parametrize("minutes", [10, 19, 20, 25])  # the p95 as a maximum up to 19 minutes, sorted beyond
 @pytest.mark.parametrize("metric", sql.WINDOWED)
-def test_both_window_aggregate_paths_agree(tenant_a, fleet, metric):
+def test_both_window_aggregate_paths_agree(tenant_a, fleet, metric, minutes):
     # Odd rows too: more errors than requests, a minute with no samples or requests.
     MetricMinute.objects.create(
         agent=fleet[1], tenant=tenant_a, minute=NOW.replace(second=0) - timedelta(minutes=7), samples=0, cpu_sum=0,
         cpu_max=0, requests=0, errors=4,
     )  # fmt: skip
     MetricMinute.objects.filter(agent=fleet[2]).update(errors=50)
-    start = NOW - timedelta(minutes=10)
-    assert sql.window_aggregates.plain(metric, tenant_a.pk, start, NOW) == pytest.approx(
-        sql.window_aggregates.portable(metric, tenant_a.pk, start, NOW)
-    )
+    for back in range(5, 25):  # older minutes, each with its own figures, so the ranks differ
+        MetricMinute.objects.create(
+            agent=fleet[0], tenant=tenant_a, minute=NOW.replace(second=0) - timedelta(minutes=back), samples=6,
+            cpu_sum=6.0 * back, cpu_max=back + 1.0, memory_sum=60.0 * back, memory_max=10.0 * back, tokens=back,
+            requests=10 + back, errors=back % 7, latency_p95_ms=float(back * 3),
+        )  # fmt: skip
+    start = NOW - timedelta(minutes=minutes)
+    plain = sql.window_aggregates.plain(metric, tenant_a.pk, start, NOW)
+    portable = sql.window_aggregates.portable(metric, tenant_a.pk, start, NOW)
+    assert plain.keys() == portable.keys() and len(plain) == 3
+    for agent_id, figures in plain.items():
+        assert figures._asdict() == pytest.approx(portable[agent_id]._asdict()), agent_id
 
 
 @parity(sql.update_values)
