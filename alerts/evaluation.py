@@ -36,7 +36,7 @@ from alerts.models import (
 )
 from alerts.notify import notify
 from alerts.selectors import badge_changed
-from alerts.sql import WINDOWED, Aggregates, update_values, window_aggregates
+from alerts.sql import WINDOWED, Aggregates, update_values, windows_aggregates
 from costs.selectors import quota_use_percent
 from fleet.labels import parse_selector, with_selector
 from fleet.models import Agent, DesiredState, ObservedState
@@ -51,16 +51,18 @@ class MetricsSource(Protocol):
     """Where the evaluator reads the fleet's figures: the console's metric store by default
     (``ConsoleMetrics``); another store plugs in here, the evaluator unchanged."""
 
-    def window_aggregates(
-        self, metric: str, tenant_id: int, start: datetime, end: datetime
-    ) -> dict[UUID, Aggregates]: ...
+    def windows_aggregates(
+        self, metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
+    ) -> dict[int, dict[UUID, Aggregates]]: ...
 
     def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]: ...
 
 
 class ConsoleMetrics:
-    def window_aggregates(self, metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
-        return window_aggregates(metric, tenant_id, start, end)
+    def windows_aggregates(
+        self, metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
+    ) -> dict[int, dict[UUID, Aggregates]]:
+        return windows_aggregates(metric, tenant_id, windows, end)
 
     def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]:
         if metric == Metric.HEARTBEAT_AGE:
@@ -123,8 +125,16 @@ class Figures:
 
 
 def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime) -> dict[int | None, Figures]:
-    """Each rule's figures: one read per (metric, window), shared by every rule that uses it."""
+    """Each rule's figures: one read per metric (all its windows at once), shared by every
+    rule that uses it."""
+    windows: dict[str, set[int]] = {}
+    for rule in rules:
+        if rule.metric in WINDOWED:
+            windows.setdefault(rule.metric, set()).add(rule.window_seconds)
     reads: dict[tuple[str, int], dict[UUID, Any]] = {}
+    for metric, spans in windows.items():
+        for span, found in source.windows_aggregates(metric, tenant_id, tuple(sorted(spans)), now).items():
+            reads[(metric, span)] = found
     shared: dict[tuple[str, int, str], Figures] = {}
     out: dict[int | None, Figures] = {}
     for rule in rules:
@@ -133,11 +143,7 @@ def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: 
         key = (*read, rule.aggregation if windowed else "")
         if key not in shared:
             if read not in reads:
-                if windowed:
-                    start = now - timedelta(seconds=rule.window_seconds)
-                    reads[read] = dict(source.window_aggregates(rule.metric, tenant_id, start, now))
-                else:
-                    reads[read] = dict(source.point_values(rule.metric, tenant_id, now))
+                reads[read] = dict(source.point_values(rule.metric, tenant_id, now))
             shared[key] = Figures.of(reads[read], key[2])
         out[rule.pk] = shared[key]
     return out

@@ -17,7 +17,7 @@ The p95 is the nearest rank of the minutes' values (``percentile_disc``), the su
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -47,18 +47,21 @@ class Aggregates(NamedTuple):
         return value
 
 
-# metric → (per minute, window's average, window's maximum), over the minute table's columns.
+# metric → (per minute, window's average, window's maximum), over the minute table's columns;
+# ``{f}`` follows each aggregate: empty for one window, a FILTER clause for one of several.
 _EXPRESSIONS = {
-    Metric.CPU: ("cpu_sum / NULLIF(samples, 0)", "SUM(cpu_sum) / NULLIF(SUM(samples), 0)", "MAX(cpu_max)"),
-    Metric.MEMORY: ("memory_sum / NULLIF(samples, 0)", "SUM(memory_sum) / NULLIF(SUM(samples), 0)", "MAX(memory_max)"),
+    Metric.CPU: ("cpu_sum / NULLIF(samples, 0)", "SUM(cpu_sum){f} / NULLIF(SUM(samples){f}, 0)", "MAX(cpu_max){f}"),
+    Metric.MEMORY: (
+        "memory_sum / NULLIF(samples, 0)", "SUM(memory_sum){f} / NULLIF(SUM(samples){f}, 0)", "MAX(memory_max){f}",
+    ),
     Metric.ERROR_RATE: (
         "LEAST(errors, requests) * 100.0 / NULLIF(requests, 0)",
-        "LEAST(SUM(errors), SUM(requests)) * 100.0 / NULLIF(SUM(requests), 0)",
-        "MAX(LEAST(errors, requests) * 100.0 / NULLIF(requests, 0))",
+        "LEAST(SUM(errors){f}, SUM(requests){f}) * 100.0 / NULLIF(SUM(requests){f}, 0)",
+        "MAX(LEAST(errors, requests) * 100.0 / NULLIF(requests, 0)){f}",
     ),
-    Metric.LATENCY: ("latency_p95_ms", "AVG(latency_p95_ms)", "MAX(latency_p95_ms)"),
-    Metric.TOKENS: ("tokens::float", "AVG(tokens::float)", "MAX(tokens)::float"),
-}
+    Metric.LATENCY: ("latency_p95_ms", "AVG(latency_p95_ms){f}", "MAX(latency_p95_ms){f}"),
+    Metric.TOKENS: ("tokens::float", "AVG(tokens::float){f}", "(MAX(tokens){f})::float"),
+}  # fmt: skip
 
 
 # Fewer than 20 values: the nearest-rank p95 (rank ceil(0.95 n)) is the largest of them, so
@@ -71,12 +74,27 @@ def p95_is_max(window_seconds: float) -> bool:
     return math.ceil(window_seconds / 60) <= P95_IS_MAX_UP_TO
 
 
-def _statement(metric: str, window_seconds: float) -> str:
+def _figures(metric: str, window_seconds: float, f: str = "") -> str:
+    """A window's samples, average, maximum, p95 and sum, as select expressions."""
     per, avg, high = _EXPRESSIONS[Metric(metric)]
-    p95 = f"MAX({per})" if p95_is_max(window_seconds) else f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY {per})"
+    p95 = f"MAX({per}){f}" if p95_is_max(window_seconds) else f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY {per}){f}"
+    return f"SUM(samples){f}, {avg.format(f=f)}, {high.format(f=f)}, {p95}, SUM({per}){f}"
+
+
+def _statement(metric: str, window_seconds: float) -> str:
     return (
-        f"SELECT agent_id, SUM(samples), {avg}, {high}, {p95}, SUM({per}) "  # noqa: S608 - constants only
+        f"SELECT agent_id, {_figures(metric, window_seconds)} "  # noqa: S608 - constants only
         f"FROM {table(MetricMinute)} WHERE tenant_id = %s AND minute > %s AND minute <= %s GROUP BY agent_id"
+    )
+
+
+def _windows_statement(metric: str, windows: tuple[int, ...]) -> str:
+    """Several windows ending together, in one pass over the longest: each window's figures
+    under a FILTER on its own start (``%(start_<n>)s``)."""
+    columns = ", ".join(_figures(metric, w, f" FILTER (WHERE minute > %(start_{n})s)") for n, w in enumerate(windows))
+    return (
+        f"SELECT agent_id, {columns} FROM {table(MetricMinute)} "  # noqa: S608 - constants only
+        "WHERE tenant_id = %(tenant)s AND minute > %(first)s AND minute <= %(end)s GROUP BY agent_id"
     )
 
 
@@ -94,11 +112,11 @@ def per_minute(metric: str, row: dict[str, Any]) -> float | None:
     return float(row["tokens"])
 
 
-def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
-    rows = MetricMinute.objects.filter(tenant_id=tenant_id, minute__gt=start, minute__lte=end).values()
+def _aggregate(metric: str, rows: list[dict[str, Any]]) -> dict[UUID, Aggregates]:
+    """Each agent's aggregates of ``rows`` (minute rows as dicts), as the statement computes them."""
     by_agent: dict[UUID, list[dict[str, Any]]] = {}
     for row in rows:
-        by_agent.setdefault(row["agent_id"], []).append(dict(row))
+        by_agent.setdefault(row["agent_id"], []).append(row)
     out: dict[UUID, Aggregates] = {}
     for agent_id, minutes in by_agent.items():
         values = [v for v in (per_minute(metric, m) for m in minutes) if v is not None]
@@ -119,6 +137,16 @@ def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime
             samples, avg, None if high is None else float(high), p95, sum(values) if values else None
         )
     return out
+
+
+def _minute_rows(tenant_id: int, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    return [
+        dict(r) for r in MetricMinute.objects.filter(tenant_id=tenant_id, minute__gt=start, minute__lte=end).values()
+    ]
+
+
+def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
+    return _aggregate(metric, _minute_rows(tenant_id, start, end))
 
 
 @plain(portable=_window_portable)
@@ -155,3 +183,33 @@ def update_values(values: dict[int, float | None], at: datetime) -> int:
     with connection.cursor() as cursor:
         cursor.execute(UPDATE_VALUES_SQL, [at, list(values), list(values.values())])
         return int(cursor.rowcount)
+
+
+def _windows_portable(
+    metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
+) -> dict[int, dict[UUID, Aggregates]]:
+    ordered = sorted(set(windows))
+    rows = _minute_rows(tenant_id, end - timedelta(seconds=ordered[-1]), end)  # one read, the longest window
+    return {w: _aggregate(metric, [r for r in rows if r["minute"] > end - timedelta(seconds=w)]) for w in ordered}
+
+
+@plain(portable=_windows_portable)
+def windows_aggregates(
+    metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
+) -> dict[int, dict[UUID, Aggregates]]:
+    """``window_aggregates`` for several windows (in seconds) ending at ``end``, read in one
+    statement; by window. An agent with no minute in a window is not in that window's."""
+    ordered = tuple(sorted(set(windows)))
+    params: dict[str, Any] = {"tenant": tenant_id, "end": end, "first": end - timedelta(seconds=ordered[-1])}
+    params.update({f"start_{n}": end - timedelta(seconds=w) for n, w in enumerate(ordered)})
+    out: dict[int, dict[UUID, Aggregates]] = {w: {} for w in ordered}
+
+    def number(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    for row in fetch_all(_windows_statement(metric, ordered), params):
+        for n, window in enumerate(ordered):
+            samples, avg, high, p95, total = row[1 + 5 * n : 6 + 5 * n]
+            if samples:
+                out[window][row[0]] = Aggregates(int(samples), number(avg), number(high), number(p95), number(total))
+    return out

@@ -55,3 +55,24 @@ def test_both_value_writes_set_each_alert_its_value_and_the_time(tenant_a, fleet
     rows = dict(Alert.objects.values_list("pk", "value"))
     assert rows == {hot.pk: 91.5, other.pk: 97.25}
     assert Alert.objects.get(pk=hot.pk).evaluated_at == later
+
+
+@parity(sql.windows_aggregates)
+@pytest.mark.parametrize("metric", sql.WINDOWED)
+def test_several_windows_read_at_once_are_each_window_read_alone(tenant_a, fleet, metric):
+    for back in range(5, 25):
+        MetricMinute.objects.create(
+            agent=fleet[0], tenant=tenant_a, minute=NOW.replace(second=0) - timedelta(minutes=back), samples=6,
+            cpu_sum=6.0 * back, cpu_max=back + 1.0, memory_sum=60.0 * back, memory_max=10.0 * back, tokens=back,
+            requests=10 + back, errors=back % 7, latency_p95_ms=float(back * 3),
+        )  # fmt: skip
+    windows = (300, 1140, 1500)  # the p95 as a maximum, and sorted
+    plain = sql.windows_aggregates.plain(metric, tenant_a.pk, windows, NOW)
+    portable = sql.windows_aggregates.portable(metric, tenant_a.pk, windows, NOW)
+    assert set(plain) == set(portable) == set(windows)
+    for window in windows:
+        alone = sql.window_aggregates.plain(metric, tenant_a.pk, NOW - timedelta(seconds=window), NOW)
+        assert plain[window].keys() == portable[window].keys() == alone.keys()
+        for agent_id, figures in plain[window].items():
+            assert figures._asdict() == pytest.approx(portable[window][agent_id]._asdict())
+            assert figures._asdict() == pytest.approx(alone[agent_id]._asdict())
