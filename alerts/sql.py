@@ -78,7 +78,9 @@ def _figures(metric: str, window_seconds: float, f: str = "") -> str:
     """A window's samples, average, maximum, p95 and sum, as select expressions."""
     per, avg, high = _EXPRESSIONS[Metric(metric)]
     p95 = f"MAX({per}){f}" if p95_is_max(window_seconds) else f"{SQL_PERCENTILE}(0.95) WITHIN GROUP (ORDER BY {per}){f}"
-    return f"SUM(samples){f}, {avg.format(f=f)}, {high.format(f=f)}, {p95}, SUM({per}){f}"
+    # As double precision: the rows arrive as floats, with nothing to convert per value.
+    figures = (avg.format(f=f), high.format(f=f), p95, f"SUM({per}){f}")
+    return f"SUM(samples){f}::bigint, " + ", ".join(f"({e})::float8" for e in figures)
 
 
 def _statement(metric: str, window_seconds: float) -> str:
@@ -153,11 +155,9 @@ def _window_portable(metric: str, tenant_id: int, start: datetime, end: datetime
 def window_aggregates(metric: str, tenant_id: int, start: datetime, end: datetime) -> dict[UUID, Aggregates]:
     """Each agent of the tenant with minute rows in (start, end]: the metric's aggregates."""
 
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
-
+    make = Aggregates._make
     return {
-        row[0]: Aggregates(int(row[1] or 0), number(row[2]), number(row[3]), number(row[4]), number(row[5]))
+        row[0]: make(row[1:])
         for row in fetch_all(_statement(metric, (end - start).total_seconds()), [tenant_id, start, end])
     }
 
@@ -204,12 +204,9 @@ def windows_aggregates(
     params.update({f"start_{n}": end - timedelta(seconds=w) for n, w in enumerate(ordered)})
     out: dict[int, dict[UUID, Aggregates]] = {w: {} for w in ordered}
 
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
-
+    make = Aggregates._make
     for row in fetch_all(_windows_statement(metric, ordered), params):
         for n, window in enumerate(ordered):
-            samples, avg, high, p95, total = row[1 + 5 * n : 6 + 5 * n]
-            if samples:
-                out[window][row[0]] = Aggregates(int(samples), number(avg), number(high), number(p95), number(total))
+            if row[1 + 5 * n]:  # samples in this window
+                out[window][row[0]] = make(row[1 + 5 * n : 6 + 5 * n])
     return out
