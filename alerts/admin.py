@@ -14,7 +14,7 @@ from alerts.models import Alert, AlertRule, AlertTransition, NotificationTarget
 from alerts.rules import FIELDS, rule_spec
 from audit.services import request_actor
 from core.errors import InterfaceError
-from tenancy.admin import TenantScopedAdmin
+from tenancy.admin import ReadOnlyInline, ReadOnlyTenantAdmin, TenantScopedAdmin
 
 FORM_FIELDS = [f for f in FIELDS if f not in ("scope",)]
 
@@ -87,33 +87,16 @@ class NotificationTargetAdmin(TenantScopedAdmin):
         return False
 
 
-class AlertTransitionInline(admin.TabularInline):
+class AlertTransitionInline(ReadOnlyInline):
     model = AlertTransition
     fields = readonly_fields = ("at", "from_state", "to_state", "value", "note")
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Alert)
-class AlertAdmin(TenantScopedAdmin):
+class AlertAdmin(ReadOnlyTenantAdmin):
     list_display = ["started_at", "severity", "state", "message", "agent", "tenant", "acknowledged_by", "snoozed_until"]
     list_filter = ["state", "severity", "tenant", "rule"]
     search_fields = ["message", "agent__name", "agent__external_id", "fingerprint"]
     list_select_related = ["tenant", "agent", "acknowledged_by"]
     date_hierarchy = "started_at"
     inlines = [AlertTransitionInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

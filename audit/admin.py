@@ -3,17 +3,14 @@ filtered and searched by what auditors ask: who, what, which resource, how it en
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from audit.models import AuditEntry
-from tenancy.admin import TenantScopedAdmin
+from tenancy.admin import ReadOnlyTenantAdmin
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(TenantScopedAdmin):
+class AuditEntryAdmin(ReadOnlyTenantAdmin):
     list_display = ["occurred_at", "actor_label", "action", "resource", "outcome", "error_code", "tenant", "ip"]
     list_filter = ["outcome", "resource_type", "action", "tenant"]
     search_fields = ["actor_label", "action", "resource_id", "request_id", "idempotency_key", "=batch_id", "reason"]
@@ -27,12 +24,3 @@ class AuditEntryAdmin(TenantScopedAdmin):
     @admin.display(description="Resource", ordering="resource_type")
     def resource(self, obj: AuditEntry) -> str:
         return f"{obj.resource_type}:{obj.resource_id}"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

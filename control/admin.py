@@ -4,31 +4,20 @@ on the console's batch page."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from control.models import Batch, BatchItem
-from tenancy.admin import TenantScopedAdmin
+from tenancy.admin import ReadOnlyInline, ReadOnlyTenantAdmin
 
 
-class BatchItemInline(admin.TabularInline):
+class BatchItemInline(ReadOnlyInline):
     model = BatchItem
     fields = readonly_fields = ("agent", "outcome", "error_code", "message", "version")
-    extra = 0
-    can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Batch)
-class BatchAdmin(TenantScopedAdmin):
+class BatchAdmin(ReadOnlyTenantAdmin):
     list_display = ["created_at", "action", "tenant", "created_by", "finished_at", "undo_of"]
     list_filter = ["action", "tenant", ("finished_at", admin.EmptyFieldListFilter)]
     search_fields = ["=id", "reason", "created_by__username"]
@@ -45,12 +34,3 @@ class BatchAdmin(TenantScopedAdmin):
         "undo_of",
     )
     inlines = [BatchItemInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

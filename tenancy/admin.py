@@ -59,21 +59,40 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return self._may(request)
 
 
-class MembershipInline(admin.TabularInline):
-    """The tenant's members, to read: changes go through the membership admin (members/admin.py),
-    which audits them and keeps the last admin."""
+class ReadOnlyTenantAdmin(TenantScopedAdmin):
+    """A tenant's records that change only through the console's services (audited), or
+    never: shown, filtered and searched here, not added, changed or deleted."""
 
-    model = Membership
-    fields = readonly_fields = ("user", "role", "created_at")
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, to read."""
+
     extra = 0
     can_delete = False
-    show_change_link = True
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class MembershipInline(ReadOnlyInline):
+    """The tenant's members, to read: changes go through the membership admin (members/admin.py),
+    which audits them and keeps the last admin."""
+
+    model = Membership
+    fields = readonly_fields = ("user", "role", "created_at")
+    show_change_link = True
 
 
 @admin.register(Tenant)
