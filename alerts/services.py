@@ -209,12 +209,15 @@ def default_rules(tenant: Tenant) -> list[AlertRule]:
 # --- alerts -------------------------------------------------------------------------------
 
 
-def _open_alert(tenant_id: int | None, alert_id: int | str) -> Alert:
+def _open_alert(tenant_id: int | None, alert_id: int | str, *, lock: bool = True) -> Alert:
+    """The alert (of the tenant, when named), locked for the caller's transaction."""
     try:
         pk = int(alert_id)
     except (TypeError, ValueError):
         raise InterfaceError(ErrorCode.ALERT_NOT_FOUND, "An alert's id is a number.") from None
-    query = Alert.objects.select_for_update().select_related("rule").filter(pk=pk)
+    query = Alert.objects.select_related("rule").filter(pk=pk)
+    if lock:
+        query = query.select_for_update()
     if tenant_id is not None:
         query = query.filter(tenant_id=tenant_id)
     found = query.first()
@@ -255,8 +258,7 @@ def alert_acknowledge(
     """Acknowledge an open alert: its notifications stop. ``until``: the acknowledgement
     lapses then, and an alert still firing triggers again."""
     now = now or timezone.now()
-    with transaction.atomic():
-        alert = _open_alert(tenant_id, alert_id)
+    alert = _open_alert(tenant_id, alert_id, lock=False)  # its tenant, for the audit of a refusal
     try:
         with transaction.atomic():
             alert = _open_alert(alert.tenant_id, alert.pk)
@@ -299,8 +301,7 @@ def alert_snooze(
     """Snooze an open alert for ``duration`` or until ``until`` (at most 7 days): it stays
     visible, its notifications stop, and it wakes by itself."""
     now = now or timezone.now()
-    with transaction.atomic():
-        alert = _open_alert(tenant_id, alert_id)
+    alert = _open_alert(tenant_id, alert_id, lock=False)  # its tenant, for the audit of a refusal
     try:
         with transaction.atomic():
             alert = _open_alert(alert.tenant_id, alert.pk)
