@@ -141,18 +141,22 @@ class LiveTenant:
         """While overview pages are open: read and render once, send to all, every interval."""
         loop = asyncio.get_running_loop()
         interval = settings.L10.live_overview_interval
-        while self._overview_pages():
-            started, seq = loop.time(), self.seq
-            try:
-                frame = await render_overview(self.tenant_id)
-            except Exception:
-                # The pages keep their "updated N s ago", which now grows: nothing is hidden.
-                log.exception("could not render the live overview of tenant %s", self.tenant_id)
-            else:
-                text = json.dumps({"type": "overview", "seq": seq, **frame})
-                for socket in self._overview_pages():
-                    socket.put(text)
-            await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+        try:
+            while self._overview_pages():
+                started, seq = loop.time(), self.seq
+                try:
+                    frame = await render_overview(self.tenant_id)
+                except Exception:
+                    # The pages keep their "updated N s ago", which now grows: nothing is hidden.
+                    log.exception("could not render the live overview of tenant %s", self.tenant_id)
+                else:
+                    text = json.dumps({"type": "overview", "seq": seq, **frame})
+                    for socket in self._overview_pages():
+                        socket.put(text)
+                await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
+        finally:
+            if self.ticker is asyncio.current_task():  # the next overview page starts another
+                self.ticker = None
 
     def mark(self, event: HubEvent) -> None:
         if event.seq <= self.seq:
