@@ -654,3 +654,15 @@ def run() -> list[Row]:
             f"thread and connection per call): p99 {pct(layer_ms, 99):.2f} ms, n={len(layer_ms)}",
         ),
     ]
+
+
+def drop_django_connections() -> None:
+    """Close this process's Django connections and their pool: a bench that made the
+    database again (``common.recreate_database``) left them pointing at the dropped one."""
+    from django.db import connections
+
+    for conn in connections.all():
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+        conn.close()

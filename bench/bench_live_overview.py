@@ -249,15 +249,13 @@ def _session_cookie(tenant_id: int) -> str:
 
 
 def run() -> list[Row]:
-    from django.db import connections
-
     pinning = common.pin_client()
     common.flush_redis()
     common.recreate_database()
     external_ids = [f"agent-{i:05d}" for i in range(AGENTS)]
     seed = common.seed_tenant(TENANT_SLUG, external_ids)
     bench_fanout.django_setup()
-    connections.close_all()  # an earlier bench's connection went with the database it dropped
+    bench_fanout.drop_django_connections()  # an earlier bench's connection went with the database it dropped
     cookie = _session_cookie(seed.tenant_id)
 
     fleet = Fleet(seed.tenant_id, external_ids)
@@ -267,7 +265,7 @@ def run() -> list[Row]:
             phases, pages, floor = bench_fanout.run_loop(measure(srv.base_url, cookie, srv.pid))
     finally:
         fleet.stop()
-    connections.close_all()
+    bench_fanout.drop_django_connections()
 
     if pages.closed:
         raise AssertionError(f"pages' sockets closed during the run: {pages.closed[:5]}")
