@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from alerts.models import OPEN_STATES, Alert, AlertState, AlertTransition, Delivery, Silence
 from alerts.sql import WINDOWED, per_minute
-from fleet.labels import BadSelector, parse_selector, with_selector
+from fleet.labels import BadSelector, Requirement, parse_selector, with_selector
 from fleet.models import Agent, MetricMinute
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class AlertFilter:
     severity: str = ""
     rule_id: int | None = None
     agent: str = ""  # name or external id, contains
+    labels: tuple[Requirement, ...] = ()  # the agent's labels, the agent list's selector
 
 
 def alert_list(tenant_id: int, query: AlertFilter, now: datetime | None = None) -> QuerySet[Alert]:
@@ -126,6 +127,8 @@ def alert_list(tenant_id: int, query: AlertFilter, now: datetime | None = None) 
         alerts = alerts.filter(rule_id=query.rule_id)
     if query.agent:
         alerts = alerts.filter(Q(agent__name__icontains=query.agent) | Q(agent__external_id__icontains=query.agent))
+    if query.labels:
+        alerts = alerts.filter(agent__in=with_selector(Agent.objects.filter(tenant_id=tenant_id), query.labels))
     return alerts.order_by("-started_at", "-id")
 
 

@@ -23,6 +23,7 @@ from control.rules import Action, ControlRequest, ControlStatus
 from control.services import control_execute
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
+from fleet.labels import BadSelector, parse_selector
 from realtime import hub
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
@@ -41,13 +42,22 @@ def _live(tenant_id: int) -> dict[str, object]:
 def alert_list(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     rule_ref = request.GET.get("rule", "")
+    labels_text = request.GET.get("labels", "").strip()[:2000]
+    try:
+        labels = parse_selector(labels_text)
+        labels_error = None
+    except BadSelector as exc:
+        labels, labels_error = (), f"{exc} ({ErrorCode.ALERT_BAD_SCOPE})"
     query = selectors.AlertFilter(
+        labels=labels,
         status=request.GET.get("status", "open") if request.GET.get("status") in selectors.STATUSES else "open",
         severity=request.GET.get("severity", "") if request.GET.get("severity") in Severity.values else "",
         rule_id=int(rule_ref) if rule_ref.isdigit() else None,
         agent=request.GET.get("agent", "").strip()[:200],
     )
-    page = Paginator(selectors.alert_list(tenant.pk, query), PAGE_SIZE).get_page(request.GET.get("page") or "1")
+    # No guess at what labels that do not parse meant: nothing matches them.
+    found = Alert.objects.none() if labels_error else selectors.alert_list(tenant.pk, query)
+    page = Paginator(found, PAGE_SIZE).get_page(request.GET.get("page") or "1")
     context = {
         "page": page,
         "query": query,
@@ -57,10 +67,12 @@ def alert_list(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         "snoozes": SNOOZES,
         "now": timezone.now(),
         "silenced": selectors.silenced_agents(tenant.pk, timezone.now()),
+        "labels_text": labels_text,
+        "labels_error": labels_error,
         **({} if request.htmx else _live(tenant.pk)),
     }
     template = "alerts/_alert_rows.html" if request.htmx else "alerts/alerts.html"
-    return render(request, template, context)
+    return render(request, template, context, status=400 if labels_error else 200)
 
 
 @require_GET

@@ -153,3 +153,33 @@ def test_the_alert_page_draws_its_metric_around_it_with_the_threshold(viewer_a, 
     values = dict(zip(chart["x"], chart["series"][0]["values"], strict=True))
     assert [values[int((began - timedelta(minutes=b)).timestamp())] for b in (2, 1, 0)] == [0.0, 3.0, 8.0]
     assert set(chart["series"][1]["values"]) == {5.0} and chart["unit"] == "%"
+
+
+def test_alerts_filter_by_their_agents_labels_and_a_bad_selector_shows_none(viewer_a, alerts):
+    from fleet.models import Agent
+
+    Agent.objects.filter(external_id="crawler-2").update(labels={"team": "search"})
+    Agent.objects.exclude(external_id="crawler-2").update(labels={"team": "ads"})
+    client = client_for(viewer_a)
+    page = client.get("/t/acme/alerts/?labels=team%3Dsearch").content.decode()
+    assert "on crawler-2" in page and "on crawler-1" not in page
+    bad = client.get("/t/acme/alerts/?labels=team%3D%3D")
+    text = bad.content.decode()
+    assert bad.status_code == 400 and "E10706" in text and "on crawler-1" not in text
+
+
+def test_the_alert_page_acknowledges_until_a_time_and_snoozes_until_a_time(operator_a, alerts):
+    alert = alerts["crawler-1"]
+    client = client_for(operator_a)
+    page = client.get(f"/t/acme/alerts/{alert.pk}/").content.decode()
+    assert 'data-testid="ack-until"' in page and 'data-testid="snooze-until"' in page
+    later = (timezone.now() + timedelta(hours=3)).replace(second=0, microsecond=0)
+    client.post(
+        f"/t/acme/alerts/{alert.pk}/acknowledge/", {"until": later.strftime("%Y-%m-%d %H:%M"), "next": "detail"}
+    )
+    client.post(
+        f"/t/acme/alerts/{alert.pk}/snooze/",
+        {"for": "until", "until": later.strftime("%Y-%m-%d %H:%M"), "next": "detail"},
+    )
+    alert.refresh_from_db()
+    assert alert.acknowledged_until == later and alert.snoozed_until == later
