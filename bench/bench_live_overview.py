@@ -232,7 +232,7 @@ async def measure(base_url: str, cookie: str, pid: int) -> tuple[list[Phase], Pa
 # --- the run -----------------------------------------------------------------------------
 
 
-def _session_cookie(tenant_id: int) -> str:
+def session_cookie(tenant_id: int) -> str:
     """A member's signed-in session, made by Django's test client in this process (the
     same session store as the server's)."""
     from django.conf import settings
@@ -256,7 +256,7 @@ def run() -> list[Row]:
     seed = common.seed_tenant(TENANT_SLUG, external_ids)
     bench_fanout.django_setup()
     bench_fanout.drop_django_connections()  # an earlier bench's connection went with the database it dropped
-    cookie = _session_cookie(seed.tenant_id)
+    cookie = session_cookie(seed.tenant_id)
 
     fleet = Fleet(seed.tenant_id, external_ids)
     fleet.start()
