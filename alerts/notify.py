@@ -148,7 +148,10 @@ def deliver_due(*, now: datetime | None = None, limit: int = 100) -> int:
         )
         Delivery.objects.filter(pk__in=[d.pk for d in claimed]).update(next_attempt_at=now + LEASE)
     for delivery in claimed:
-        _attempt(delivery.pk, now)
+        try:
+            _attempt(delivery.pk, now)
+        except Exception:  # the store failed mid-way: its lease lapses, and it is tried again then
+            log.exception("delivery %s could not be attempted", delivery.pk)
     return len(claimed)
 
 
