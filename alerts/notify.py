@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
@@ -223,6 +226,23 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def unreachable(url: str) -> str:
+    """Why a webhook may not be called (its host resolves to a loopback, private, link-local
+    or otherwise internal address, and ``L10_WEBHOOK_ALLOW_PRIVATE`` is off), or ""."""
+    if settings.L10.webhook_allow_private:
+        return ""
+    parts = urlsplit(url)
+    try:
+        found = socket.getaddrinfo(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError as exc:
+        return f"the host does not resolve: {exc}"[:300]
+    for *_, address in found:
+        ip = ipaddress.ip_address(address[0])
+        if not ip.is_global:
+            return f"{parts.hostname} is {ip}, not a public address (L10_WEBHOOK_ALLOW_PRIVATE allows it)"[:300]
+    return ""
+
+
 def subject(notification: Notification, alerts: list[Alert]) -> str:
     rule = notification.rule
     word = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING"}[notification.kind]
@@ -234,6 +254,9 @@ def _send(delivery: Delivery, notification: Notification, alerts: list[Alert], n
     target = delivery.target
     data = payload(notification, alerts, now)
     if target.kind == TargetKind.WEBHOOK:
+        refused = unreachable(target.url)
+        if refused:
+            return Outcome(False, error=refused)
         body = json.dumps(data, separators=(",", ":")).encode()
         stamp = str(int(now.timestamp()))
         headers = {

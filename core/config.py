@@ -193,6 +193,7 @@ class L10Settings:
             "smtp_host": env.optional("L10_SMTP_HOST"),
             "smtp_port": env.port("L10_SMTP_PORT", 25),
             "email_from": env.string("L10_EMAIL_FROM", "l10-console@localhost"),
+            "webhook_allow_private": env.boolean("L10_WEBHOOK_ALLOW_PRIVATE", False),
             "agent_heartbeat_interval": env.seconds("L10_AGENT_HEARTBEAT_INTERVAL", 10),
             "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
@@ -248,6 +249,7 @@ class L10Settings:
     smtp_host: str | None = field(init=False)
     smtp_port: int = field(init=False)
     email_from: str = field(init=False)
+    webhook_allow_private: bool = field(init=False)
     agent_heartbeat_interval: int = field(init=False)
     ingest_rate_limit: int = field(init=False)
     ingest_max_body_bytes: int = field(init=False)

@@ -23,6 +23,7 @@ from alerts.models import Alert, AlertRule, Delivery, DeliveryState, Notificatio
 from audit.services import Actor
 from tests.alerts.conftest import NOW
 from tests.conftest import free_port
+from tests.realtime.conftest import settings_with
 
 pytestmark = pytest.mark.django_db
 SECRET = "s3cret-for-tests"
@@ -57,6 +58,13 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def local_webhooks() -> Iterator[None]:
+    """The receivers here listen on 127.0.0.1, which webhooks may reach only when allowed."""
+    with override_settings(L10=settings_with(L10_WEBHOOK_ALLOW_PRIVATE="1")):
+        yield
 
 
 @pytest.fixture
@@ -121,6 +129,17 @@ def test_retries_are_bounded(tenant_a, rule, receiver):
     delivery = Delivery.objects.get()
     assert delivery.state == DeliveryState.FAILED and delivery.attempts == notify.MAX_ATTEMPTS
     assert len(receiver.calls) == notify.MAX_ATTEMPTS and "gave up after 5 attempts: HTTP 500" in delivery.note
+
+
+def test_a_webhook_to_a_private_address_is_refused_unless_allowed(tenant_a, rule, receiver):
+    hook(tenant_a, rule, receiver.url)
+    evaluate_tenant(tenant_a.pk, now=NOW)
+    with override_settings(L10=settings_with(L10_WEBHOOK_ALLOW_PRIVATE="0")):
+        notify.deliver_due(now=NOW)
+        assert notify.unreachable("http://localhost:9/x").startswith("localhost is 127.0.0.1, not a public address")
+        assert "does not resolve" in notify.unreachable("http://no-such-host.invalid/x")
+    attempt = Delivery.objects.get().tries.get()
+    assert receiver.calls == [] and not attempt.ok and "not a public address" in attempt.error
 
 
 def test_an_unreachable_receiver_counts_as_a_failed_attempt(tenant_a, rule):

@@ -63,7 +63,7 @@ def test_a_hot_agent_is_alerted_notified_acknowledged_and_paused_from_its_alert(
     expect(page.get_by_test_id("no-alerts")).to_be_visible()
     page.evaluate("window.sameDocument = true")
 
-    with celery_worker(tmp_path, L10_ALERT_EVAL_INTERVAL="1"):
+    with celery_worker(tmp_path, L10_ALERT_EVAL_INTERVAL="1", L10_WEBHOOK_ALLOW_PRIVATE="1"):
         # 1. The agent's CPU goes high, report after report.
         deadline = time.monotonic() + SEEN / 1000
         while not receiver.calls and time.monotonic() < deadline:
