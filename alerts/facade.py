@@ -9,8 +9,9 @@ An alert's id reads ``alert-<n>`` (the number alone is taken too); ``user`` is t
 person's username, whose role in the alert's tenant is checked (an operator at least).
 Without a user the caller acts as the system, as the console's own tasks do. Refusals
 raise ``InterfaceError`` (E107xx; E10004 for too low a role). ``metrics_engine``: where
-``evaluate()`` reads the fleet's figures (``alerts.evaluation.MetricsSource``; default:
-the console's metric store); the evaluation itself is the Celery task's.
+``evaluate()`` reads the fleet's figures: the dashboard's ``MetricsEngine`` (which includes
+the ``alerts.evaluation.MetricsSource`` reads), by default the console's metric store; the
+evaluation itself is the Celery task's.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ console's own part; each is typed by a small Protocol below. The pages call the 
 selectors, so the façade and the console always agree.
 
 - ``state_manager``: where agent states come from (default: the console's database).
-- ``metrics_engine``: fleet resources and charts (default: the console's metric store).
+- ``metrics_engine``: fleet resources and charts, and the alert evaluation's reads
+  (default: the console's metric store; ``AlertService(metrics_engine=...)`` takes the same).
 - ``event_bus``: an agent's latest events (default: the console's event store).
 - ``redis_client``: a ``redis.asyncio`` client for caching results; keys are scoped by
   tenant and its cache generation, so state changes invalidate them at once. Default:
@@ -33,6 +34,7 @@ from django.conf import settings
 from django.utils import timezone
 from purgatory import AsyncCircuitBreakerFactory
 
+from alerts.evaluation import ConsoleMetrics, MetricsSource
 from core import tenant_cache
 from core.errors import ErrorCode, InterfaceError
 from dashboard import charts
@@ -58,7 +60,11 @@ class StateManager(Protocol):
 
 
 @runtime_checkable
-class MetricsEngine(Protocol):
+class MetricsEngine(MetricsSource, Protocol):
+    """The fleet's figures for the pages (async), and for the alert evaluation (sync, the
+    ``alerts.evaluation.MetricsSource`` reads): one engine serves ``DashboardService`` and
+    ``AlertService`` alike."""
+
     async def fleet_resources(self, tenant_id: int) -> FleetResources: ...
 
     async def top_agents(self, tenant_id: int) -> dict[str, list[TopAgent]]: ...
@@ -93,7 +99,7 @@ class ConsoleStateManager:
         return await sync_to_async(lambda: Agent.objects.select_related("tenant").filter(pk=agent_id).first())()
 
 
-class ConsoleMetricsEngine:
+class ConsoleMetricsEngine(ConsoleMetrics):
     async def fleet_resources(self, tenant_id: int) -> FleetResources:
         return await sync_to_async(fleet_selectors.fleet_resources)(tenant_id, timezone.now())
 

@@ -155,3 +155,17 @@ def test_an_emergency_stop_the_agent_does_not_confirm_is_a_critical_alert_until_
     evaluate_tenant(tenant_a.pk, now=NOW + timedelta(seconds=15))
     alert.refresh_from_db()
     assert alert.state == AlertState.RESOLVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_alert_service_evaluates_through_the_dashboards_metrics_engine(tenant_a, fleet):
+    import asyncio
+
+    from alerts.facade import AlertService
+    from dashboard.facade import ConsoleMetricsEngine, MetricsEngine
+
+    engine = ConsoleMetricsEngine()
+    assert isinstance(engine, MetricsEngine)  # the pages' engine carries the evaluation's reads
+    rule = make_rule(tenant_a)
+    done = asyncio.run(AlertService(metrics_engine=engine).evaluate(now=NOW))
+    assert done.rules >= 1 and open_alerts(rule) == {"hot": "firing", "other": "firing"}
