@@ -160,6 +160,9 @@ def test_an_emergency_stop_the_agent_does_not_confirm_is_a_critical_alert_until_
 @pytest.mark.django_db(transaction=True)
 def test_the_alert_service_evaluates_through_the_dashboards_metrics_engine(tenant_a, fleet):
     import asyncio
+    from typing import Any
+
+    from asgiref.sync import sync_to_async
 
     from alerts.facade import AlertService
     from dashboard.facade import ConsoleMetricsEngine, MetricsEngine
@@ -167,5 +170,12 @@ def test_the_alert_service_evaluates_through_the_dashboards_metrics_engine(tenan
     engine = ConsoleMetricsEngine()
     assert isinstance(engine, MetricsEngine)  # the pages' engine carries the evaluation's reads
     rule = make_rule(tenant_a)
-    done = asyncio.run(AlertService(metrics_engine=engine).evaluate(now=NOW))
+
+    async def evaluate() -> Any:
+        try:
+            return await AlertService(metrics_engine=engine).evaluate(now=NOW)
+        finally:  # the work ran on sync_to_async's thread: close its connection there
+            await sync_to_async(connections.close_all)()
+
+    done = asyncio.run(evaluate())
     assert done.rules >= 1 and open_alerts(rule) == {"hot": "firing", "other": "firing"}
