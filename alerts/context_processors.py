@@ -1,5 +1,6 @@
-"""The header's alert badge on every tenant page: the firing alerts nobody has
-acknowledged or snoozed (``alerts.selectors.badge_count``); the live socket updates it."""
+"""The header's alert badge on a tenant page without a live socket: the firing alerts
+nobody has acknowledged or snoozed (``alerts.selectors.badge_count``). A live page gets it
+from its socket instead (dashboard/live.py), so its cached HTML costs no count."""
 
 from __future__ import annotations
 

@@ -14,9 +14,11 @@ views render, and the page swaps each element with the same id:
   of that agent (new events, a control action) ``{"type": "refresh", "parts":
   ["agent-events", "agent-controls"]}``: the page reads those cards again (they follow the
   reader's event filter);
-- every page: after any alert event, ``{"type": "badge", "count": n}``, the header's count
-  of firing alerts nobody has acknowledged or snoozed (read once for all the pages); the
-  alerts page (``view=alerts``) also reads its rows again;
+- every page: on connecting (when not 0) and after any alert event, ``{"type": "badge",
+  "count": n}``, the header's count of firing alerts nobody has acknowledged or snoozed
+  (after an event, read once for all the pages); a live page's HTML leaves the badge to
+  this, so a cached page costs no count; the alerts page (``view=alerts``) also reads its
+  rows again;
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -41,7 +43,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
-from alerts.selectors import attention_count
+from alerts.selectors import attention_count, badge_count
 from control.models import Batch
 from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
@@ -302,6 +304,10 @@ class LiveConsumer(HubSocket):
             self.put(json.dumps({"type": "resync", "seq": current_seq}))
         else:
             self.put(json.dumps({"type": "hello", "seq": current_seq}))
+        # A live page's header badge is filled from here, not in its (often cached) HTML.
+        count = await database_sync_to_async(badge_count)(self.tenant_id)
+        if count:
+            self.put(json.dumps({"type": "badge", "seq": current_seq, "count": count}))
 
     async def disconnect(self, code: int) -> None:
         if self.live is not None:
