@@ -13,11 +13,8 @@ the alert's state and how long its condition has held, not from when it last ran
 
 from __future__ import annotations
 
-import bisect
-import functools
 import logging
 import math
-import operator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -33,7 +30,6 @@ from alerts.models import (
     AlertRule,
     AlertState,
     AlertTransition,
-    Comparator,
     Metric,
     NoData,
     NotificationKind,
@@ -101,9 +97,8 @@ def condition(rule: AlertRule) -> lifecycle.Condition:
 
 @dataclass(frozen=True)
 class Figures:
-    """One (metric, window, aggregation) of every agent with figures. Sorted by value once,
-    when a rule first asks, so the agents past each rule's threshold are a slice found by
-    bisection (``past``); one agent's observation is made only when asked (``get``)."""
+    """One (metric, window, aggregation) of every agent with figures: the agents past a
+    threshold in one pass (``past``), one agent's observation made only when asked (``get``)."""
 
     raw: dict[UUID, Any]  # Aggregates of a window, or a point's value
     aggregation: str  # "" for a point
@@ -120,25 +115,13 @@ class Figures:
             return lifecycle.Observed(found.of(self.aggregation), found.samples)
         return lifecycle.Observed(found, 1)
 
-    @functools.cached_property
-    def ordered(self) -> tuple[list[float], list[UUID]]:
-        """Every finite value, ascending, and its agent at the same place."""
-        if self.aggregation:
-            field = AGGREGATION_FIELDS[self.aggregation]
-            pairs = [(v, a) for a, agg in self.raw.items() if (v := agg[field]) is not None and math.isfinite(v)]
-        else:
-            pairs = [(v, a) for a, v in self.raw.items() if v is not None and math.isfinite(v)]
-        pairs.sort(key=operator.itemgetter(0))
-        return [v for v, _ in pairs], [a for _, a in pairs]
-
     def past(self, comparator: str, threshold: float) -> list[UUID]:
         """The agents whose value holds ``comparator`` against ``threshold``."""
-        values, agents = self.ordered
-        if comparator in (Comparator.GT, Comparator.LTE):
-            cut = bisect.bisect_right(values, threshold)
-        else:
-            cut = bisect.bisect_left(values, threshold)
-        return agents[cut:] if comparator in (Comparator.GT, Comparator.GTE) else agents[:cut]
+        holds = lifecycle.COMPARE[comparator]
+        if self.aggregation:
+            field = AGGREGATION_FIELDS[self.aggregation]
+            return [a for a, agg in self.raw.items() if (v := agg[field]) is not None and holds(v, threshold)]
+        return [a for a, v in self.raw.items() if v is not None and math.isfinite(v) and holds(v, threshold)]
 
 
 def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime) -> dict[int | None, Figures]:
