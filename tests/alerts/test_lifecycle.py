@@ -119,7 +119,7 @@ def test_a_non_finite_value_is_no_data():
     ("comparator", "threshold", "expected"),
     [("gt", 20, ["c", "d"]), ("gte", 20, ["b", "c", "d"]), ("lt", 20, ["a"]), ("lte", 20, ["a", "b"]), ("gt", 99, [])],
 )
-def test_the_agents_past_a_threshold_are_a_slice_of_the_sorted_values(comparator, threshold, expected):
+def test_the_agents_past_a_threshold_are_found_for_each_comparator(comparator, threshold, expected):
     from alerts.evaluation import Figures
 
     seen = {"a": 10.0, "b": 20.0, "c": 30.0, "d": 40.0, "e": None, "f": float("nan")}
