@@ -167,9 +167,8 @@ def _attempt(delivery_id: int, now: datetime) -> None:
     if notification.kind != NotificationKind.RESOLVED:
         alerts = [a for a in alerts if a.state == AlertState.FIRING]
     silenced = silenced_agents(notification.tenant_id, now)
-    told = [
-        a for a in alerts if a.agent_id not in silenced and not Alert.objects.filter(handled_q(now), pk=a.pk).exists()
-    ]
+    handled = set(Alert.objects.filter(handled_q(now), pk__in=[a.pk for a in alerts]).values_list("pk", flat=True))
+    told = [a for a in alerts if a.agent_id not in silenced and a.pk not in handled]
     if not told:
         delivery.state = DeliveryState.SKIPPED
         delivery.note = "every alert of it is acknowledged, snoozed, silenced or over"
