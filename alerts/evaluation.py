@@ -1,8 +1,10 @@
 """The evaluation of a tenant's alert rules (docs/alerts.md, "Evaluation").
 
-Set-based: the metrics are read once per (tenant, metric, window) for every agent
-(``alerts.sql.window_aggregates``; the heartbeat ages and quota use in one query each),
-and every rule that uses them is decided from those figures, never a query per agent.
+Set-based: one statement reads every agent's figures for every (metric, window) the rules
+use (``alerts.sql.windows``), one says which agents each scope holds (``alerts.sql.scopes``),
+the heartbeat ages and quota use take one query each, and every rule is decided from those
+figures, never a query per agent. A rule's candidates (the agents past its threshold) are
+found in one pass over a column of figures.
 
 Safe with several evaluators at once: a tenant's rules are claimed with
 ``SELECT … FOR UPDATE SKIP LOCKED`` in the evaluation's transaction, so a second worker
@@ -15,15 +17,17 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from itertools import compress
+from typing import Protocol
 from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
 
-from alerts import lifecycle
+from alerts import lifecycle, sql
 from alerts.models import (
     OPEN_STATES,
     Alert,
@@ -36,38 +40,33 @@ from alerts.models import (
 )
 from alerts.notify import notify
 from alerts.selectors import badge_changed
-from alerts.sql import WINDOWED, Aggregates, update_values, windows_aggregates
+from alerts.sql import WINDOWED, Windows
 from costs.selectors import quota_use_percent
-from fleet.labels import parse_selector, with_selector
 from fleet.models import Agent, DesiredState, ObservedState
 from realtime import hub
 
 log = logging.getLogger(__name__)
-# An aggregation's place in ``Aggregates`` (a tuple): read by index in the tight loop of ``Figures.past``.
-AGGREGATION_FIELDS = {name: Aggregates._fields.index(name) for name in ("avg", "max", "p95", "sum")}
 
 
 class MetricsSource(Protocol):
     """Where the evaluator reads the fleet's figures: the console's metric store by default
     (``ConsoleMetrics``); another store plugs in here, the evaluator unchanged."""
 
-    def windows_aggregates(
-        self, metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
-    ) -> dict[int, dict[UUID, Aggregates]]: ...
+    def windows(self, tenant_id: int, wanted: Mapping[str, Sequence[int]], end: datetime) -> Windows:
+        """For each windowed metric of ``wanted``, each of its windows (in seconds) ending at
+        ``end``: every agent's figures, as columns (``alerts.sql.Windows``)."""
+        ...
 
-    def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]: ...
+    def point_values(self, metric: str, tenant_id: int, now: datetime) -> Mapping[UUID, float | None]: ...
 
 
 class ConsoleMetrics:
-    def windows_aggregates(
-        self, metric: str, tenant_id: int, windows: tuple[int, ...], end: datetime
-    ) -> dict[int, dict[UUID, Aggregates]]:
-        return windows_aggregates(metric, tenant_id, windows, end)
+    def windows(self, tenant_id: int, wanted: Mapping[str, Sequence[int]], end: datetime) -> Windows:
+        return sql.windows(tenant_id, wanted, end)
 
-    def point_values(self, metric: str, tenant_id: int, now: datetime) -> dict[UUID, float]:
+    def point_values(self, metric: str, tenant_id: int, now: datetime) -> Mapping[UUID, float | None]:
         if metric == Metric.HEARTBEAT_AGE:
-            seen = Agent.objects.filter(tenant_id=tenant_id, last_heartbeat_at__isnull=False)
-            return {pk: (now - at).total_seconds() for pk, at in seen.values_list("pk", "last_heartbeat_at") if at}
+            return sql.heartbeat_ages(tenant_id, now)
         if metric == Metric.QUOTA_USE:
             return quota_use_percent(tenant_id, now)
         if metric == Metric.STOP_UNCONFIRMED:
@@ -95,75 +94,89 @@ def condition(rule: AlertRule) -> lifecycle.Condition:
     )  # fmt: skip
 
 
+# ``float(threshold).__lt__(value)`` is ``value > threshold``: a comparator as the bound
+# method of its threshold, mapped over a column in C. NaN (no figure) holds none of them.
+BOUND: dict[str, Callable[[float], Callable[[float], bool]]] = {
+    "gt": lambda t: t.__lt__,
+    "gte": lambda t: t.__le__,
+    "lt": lambda t: t.__gt__,
+    "lte": lambda t: t.__ge__,
+}
+
+
 @dataclass(frozen=True)
 class Figures:
-    """One (metric, window, aggregation) of every agent with figures: the agents past a
-    threshold in one pass (``past``), one agent's observation made only when asked (``get``)."""
+    """One (metric, window, aggregation) of every agent with figures, as columns in one
+    order: the agents past a threshold in one pass (``past``), one agent's observation
+    when asked (``get``)."""
 
-    raw: dict[UUID, Any]  # Aggregates of a window, or a point's value
-    aggregation: str  # "" for a point
+    agents: Sequence[UUID]
+    values: Sequence[float]  # NaN: no figure
+    samples: Sequence[int]
+    index: Mapping[UUID, int]  # an agent's place in the columns
+    found: dict[tuple[str, float], list[UUID]] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def of(cls, raw: dict[UUID, Any], aggregation: str) -> Figures:
-        return cls(raw, aggregation)
+    def of_points(cls, points: Mapping[UUID, float | None]) -> Figures:
+        """A point's values (a heartbeat age): one sample each; None and ±inf as no figure."""
+        agents = list(points)
+        numbers = (math.nan if v is None else float(v) for v in points.values())
+        values = [v if math.isfinite(v) else math.nan for v in numbers]
+        return cls(agents, values, [1] * len(agents), {a: n for n, a in enumerate(agents)})
 
     def get(self, agent_id: UUID) -> lifecycle.Observed | None:
-        found = self.raw.get(agent_id)
-        if found is None:
+        n = self.index.get(agent_id)
+        if n is None or not self.samples[n]:
             return None
-        if self.aggregation:
-            return lifecycle.Observed(found.of(self.aggregation), found.samples)
-        return lifecycle.Observed(found, 1)
+        value = self.values[n]
+        return lifecycle.Observed(None if math.isnan(value) else value, self.samples[n])
 
     def past(self, comparator: str, threshold: float) -> list[UUID]:
-        """The agents whose value holds ``comparator`` against ``threshold``."""
-        holds = lifecycle.COMPARE[comparator]
-        if self.aggregation:
-            field = AGGREGATION_FIELDS[self.aggregation]
-            return [a for a, agg in self.raw.items() if (v := agg[field]) is not None and holds(v, threshold)]
-        return [a for a, v in self.raw.items() if v is not None and math.isfinite(v) and holds(v, threshold)]
+        """The agents whose value holds ``comparator`` against ``threshold`` (rules that
+        share both share the answer)."""
+        key = (comparator, threshold)
+        if key not in self.found:
+            self.found[key] = list(compress(self.agents, map(BOUND[comparator](float(threshold)), self.values)))
+        return self.found[key]
+
+    def lacking(self, agents: set[UUID], enough: int) -> set[UUID]:
+        """Those of ``agents`` with fewer than ``enough`` samples or no figure: no data."""
+        index, samples, values = self.index, self.samples, self.values
+        return {a for a in agents if (n := index.get(a)) is None or samples[n] < enough or math.isnan(values[n])}
 
 
 def observe(source: MetricsSource, rules: list[AlertRule], tenant_id: int, now: datetime) -> dict[int | None, Figures]:
-    """Each rule's figures: one read per metric (all its windows at once), shared by every
-    rule that uses it."""
-    windows: dict[str, set[int]] = {}
+    """Each rule's figures: the windowed metrics in one read, each point metric in one,
+    shared by every rule that uses them."""
+    wanted: dict[str, set[int]] = {}
     for rule in rules:
         if rule.metric in WINDOWED:
-            windows.setdefault(rule.metric, set()).add(rule.window_seconds)
-    reads: dict[tuple[str, int], dict[UUID, Any]] = {}
-    for metric, spans in windows.items():
-        for span, found in source.windows_aggregates(metric, tenant_id, tuple(sorted(spans)), now).items():
-            reads[(metric, span)] = found
+            wanted.setdefault(rule.metric, set()).add(rule.window_seconds)
+    read = source.windows(tenant_id, {m: tuple(sorted(w)) for m, w in wanted.items()}, now) if wanted else None
+    index = {} if read is None else {a: n for n, a in enumerate(read.agents)}
     shared: dict[tuple[str, int, str], Figures] = {}
     out: dict[int | None, Figures] = {}
     for rule in rules:
         windowed = rule.metric in WINDOWED
-        read = (rule.metric, rule.window_seconds if windowed else 0)
-        key = (*read, rule.aggregation if windowed else "")
+        key = (rule.metric, rule.window_seconds, rule.aggregation) if windowed else (rule.metric, 0, "")
         if key not in shared:
-            if read not in reads:
-                reads[read] = dict(source.point_values(rule.metric, tenant_id, now))
-            shared[key] = Figures.of(reads[read], key[2])
+            if read is not None and windowed:
+                found = read.figures[(rule.metric, rule.window_seconds)]
+                shared[key] = Figures(read.agents, found.column(rule.aggregation), found.samples, index)
+            else:
+                shared[key] = Figures.of_points(source.point_values(rule.metric, tenant_id, now))
         out[rule.pk] = shared[key]
     return out
 
 
-def scope(rule: AlertRule, cache: dict[str, set[UUID]]) -> set[UUID]:
+def scope(rule: AlertRule, scopes: sql.Scopes) -> set[UUID]:
     """The agents a rule watches that are meant to run (a paused or stopped agent reports
     nothing on purpose): all, a label selector's, or one. An unconfirmed stop concerns the
     agents told to stop."""
-    stops = rule.metric == Metric.STOP_UNCONFIRMED
-    key = ("stopped:" if stops else "") + (f"agent:{rule.agent_id}" if rule.agent_id else f"selector:{rule.selector}")
-    if key not in cache:
-        agents = Agent.objects.filter(tenant_id=rule.tenant_id)
-        agents = agents.filter(desired_state=DesiredState.STOPPED if stops else DesiredState.RUNNING)
-        if rule.agent_id:
-            agents = agents.filter(pk=rule.agent_id)
-        elif rule.selector:
-            agents = with_selector(agents, parse_selector(rule.selector))
-        cache[key] = set(agents.values_list("pk", flat=True))
-    return cache[key]
+    held = (scopes.stopped if rule.metric == Metric.STOP_UNCONFIRMED else scopes.running)[
+        "" if rule.agent_id else rule.selector
+    ]
+    return held & {rule.agent_id} if rule.agent_id else held
 
 
 def _message(rule: AlertRule, value: float | None, no_data: bool) -> str:
@@ -194,17 +207,16 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
         by_rule: dict[int, list[Alert]] = {}
         for alert in open_alerts.values():
             by_rule.setdefault(alert.rule_id, []).append(alert)
-        scopes: dict[str, set[UUID]] = {}
+        held = sql.scopes(tenant_id, sorted({r.selector for r in rules if not r.agent_id}))
         for rule in rules:
-            watched = scope(rule, scopes)
+            watched = scope(rule, held)
             figures = seen[rule.pk]
             # Only agents that may change: past the threshold, with an open alert, or (for a
             # no-data rule) without enough figures. Every other agent stays as it is.
-            agents = set(figures.past(rule.comparator, rule.threshold)) & watched
+            agents = watched.intersection(figures.past(rule.comparator, rule.threshold))
             agents |= {a.agent_id for a in by_rule.get(rule.pk, ()) if a.agent_id}
             if rule.no_data == NoData.ALERT:
-                enough = max(1, rule.min_samples)
-                agents |= {a for a in watched if (o := figures.get(a)) is None or o.samples < enough}
+                agents |= figures.lacking(watched, max(1, rule.min_samples))
             asked = condition(rule)
             for agent_id in sorted(agents):
                 fingerprint = f"agent:{agent_id}"
@@ -216,7 +228,7 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
                 state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
                 decided = lifecycle.step(applies, state, observed, now)
                 _apply(rule, agent_id, fingerprint, current, decided, observed, now, done)
-        update_values(done.values, now)
+        sql.update_values(done.values, now)
         _notify(rules, done, now)
     return done
 
@@ -322,7 +334,7 @@ def preview(
     """``rule`` (unsaved, as a form describes it) against the fleet's figures now."""
     now = now or timezone.now()
     figures = observe(source or ConsoleMetrics(), [rule], tenant_id, now)[rule.pk]
-    watched = scope(rule, {})
+    watched = scope(rule, sql.scopes(tenant_id, [] if rule.agent_id else [rule.selector]))
     breaching: list[tuple[UUID, float]] = []
     missing = 0
     for agent_id in watched:

@@ -21,9 +21,9 @@ figures side by side.
   around each call. The first cycle opens the alerts (its writes are reported, not judged);
   the next ``CYCLES`` decide the same fleet again with nothing to change, as a steady
   minute does. Each cycle is checked: the first made transitions, the later ones none.
-- Floor: each statement the cycle runs (``alerts.sql.windows_aggregates``'s text: one per
-  metric, every window of it at once), one after another over one psycopg connection: what
-  the reads alone cost.
+- Floor: the aggregate statement the cycle runs (``alerts.sql.windows``' text: every metric
+  and window at once), over a psycopg connection in the binary format, as the cycle reads
+  it: what the read alone costs.
 """
 
 from __future__ import annotations
@@ -139,17 +139,16 @@ def _rules(tenant_id: int, now: datetime) -> list[tuple[str, int]]:
 def _floor(tenant_id: int, reads: list[tuple[str, int]], now: datetime) -> float:
     from alerts.sql import _windows_statement
 
-    by_metric: dict[str, list[int]] = {}
+    wanted: dict[str, list[int]] = {}
     for metric, window in reads:
-        by_metric.setdefault(metric, []).append(window)
+        wanted.setdefault(metric, []).append(window)
+    statement, spans = _windows_statement(wanted)
+    params = {"tenant": tenant_id, "end": now, "first": now - timedelta(seconds=spans[-1])}
+    params.update({f"start_{n}": now - timedelta(seconds=w) for n, w in enumerate(spans)})
     with common.pg_connect(autocommit=True) as conn:
         started = time.perf_counter()
-        for metric, windows in by_metric.items():
-            ordered = tuple(sorted(windows))
-            params = {"tenant": tenant_id, "end": now, "first": now - timedelta(seconds=ordered[-1])}
-            params.update({f"start_{n}": now - timedelta(seconds=w) for n, w in enumerate(ordered)})
-            if not conn.execute(_windows_statement(metric, ordered), params).fetchall():
-                raise AssertionError(f"the floor read no rows for {metric}")
+        if not conn.cursor(binary=True).execute(statement, params).fetchall():
+            raise AssertionError("the floor read no rows")
         return time.perf_counter() - started
 
 
@@ -192,8 +191,8 @@ def run(agents: int = AGENTS) -> list[Row]:
             median * 1000,
             target=TARGET_S * 1000,
             floor=floor * 1000,
-            note=f"{agents:,} agents, every one reporting; {CYCLES} steady cycles, max {max(cycles):.3f} s; floor: the aggregate statements of the "
-            f"{len(reads)} (metric, window) pairs, one per metric, one after another over psycopg, median of {len(floors)} ({min(floors):.3f}–"
+            note=f"{agents:,} agents, every one reporting; {CYCLES} steady cycles, max {max(cycles):.3f} s; floor: the aggregate statement of the "
+            f"{len(reads)} (metric, window) pairs over psycopg, median of {len(floors)} ({min(floors):.3f}–"
             f"{max(floors):.3f} s); the first cycle opened {opened:,} alerts ({len(first.transitions):,} "
             f"transitions written) in {first_s:.2f} s; {pinning}",
         ),

@@ -24,9 +24,11 @@ with ``prep()``, as the ORM would write them. See docs/architecture.md, "Plain S
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
+import psycopg
 from django.db import connection
 from django.db.models import Field, Model
 
@@ -78,6 +80,22 @@ def fetch_all(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [tuple(row) for row in cursor.fetchall()]
+
+
+def fetch_binary(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """``fetch_all`` in PostgreSQL's binary format, for wide numeric results: a float or a
+    UUID arrives as its bytes, not as text to parse (docs/alerts.md, "Evaluation"). It runs
+    on a server-binding cursor of the request's own connection (Django's cursors bind on
+    the client, which allows only text), in its transaction, and is logged as Django logs
+    a query (``connection.queries``, ``CaptureQueriesContext``)."""
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        rows = cursor.fetchall()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return rows
 
 
 def execute(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:

@@ -134,6 +134,16 @@ def parse_selector(text: str) -> tuple[Requirement, ...]:
     return tuple(requirements)
 
 
+def selector_q(requirements: Iterable[Requirement]) -> Q:
+    """Every requirement as JSON containment (PostgreSQL), in one condition: a filter, or a
+    boolean column (``ExpressionWrapper``) that says for each agent whether it matches."""
+    out = Q()
+    for req in requirements:
+        has = functools.reduce(operator.or_, (Q(labels__contains={req.key: value}) for value in req.values))
+        out &= has if req.op in ("=", "in") else ~has
+    return out
+
+
 def with_selector(
     agents: QuerySet[Agent], requirements: Iterable[Requirement], *, containment: bool | None = None
 ) -> QuerySet[Agent]:
@@ -151,10 +161,7 @@ def with_selector(
     if containment is None:
         containment = connections[agents.db].vendor == "postgresql"
     if containment:
-        for req in requirements:
-            has = functools.reduce(operator.or_, (Q(labels__contains={req.key: value}) for value in req.values))
-            agents = agents.filter(has if req.op in ("=", "in") else ~has)
-        return agents
+        return agents.filter(selector_q(requirements))
     for n, req in enumerate(requirements):
         name = f"selector_label_{n}"
         agents = agents.alias(**{name: KeyTransform(req.key, "labels")})

@@ -124,6 +124,6 @@ def test_the_agents_past_a_threshold_are_found_for_each_comparator(comparator, t
 
     seen = {"a": 10.0, "b": 20.0, "c": 30.0, "d": 40.0, "e": None, "f": float("nan")}
     ids = {name: uuid.uuid4() for name in seen}
-    figures = Figures.of({ids[n]: v for n, v in seen.items()}, "")  # a point's values (heartbeat age)
+    figures = Figures.of_points({ids[n]: v for n, v in seen.items()})  # a point's values (heartbeat age)
     names = {v: k for k, v in ids.items()}
     assert sorted(names[a] for a in figures.past(comparator, threshold)) == expected
