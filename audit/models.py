@@ -1,7 +1,14 @@
-"""The audit trail: who did what, when, from where, and how it ended. Append-only: on
-PostgreSQL a trigger refuses every UPDATE and DELETE of a row."""
+"""The audit trail: who did what, when, from where, and how it ended (docs/audit.md).
+
+Append-only at every level: the ORM refuses to change or delete an entry (``AuditEntry``'s
+manager and ``save``), Django admin shows it read-only, and on PostgreSQL triggers refuse
+UPDATE, DELETE and TRUNCATE. Each new entry waits in ``AuditPending`` (a database trigger
+puts it there, whoever inserts it) until the sealer chains it: its ``AuditSeal`` holds its
+place in the tenant's chain and its keyed MAC (``audit.chain``)."""
 
 from __future__ import annotations
+
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
@@ -16,13 +23,47 @@ class Outcome(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class AuditEntry(models.Model):
+class AppendOnly(Exception):
+    """An entry of the audit trail was to be changed or deleted."""
+
+
+def _refuse(*args: Any, **kwargs: Any) -> NoReturn:
+    raise AppendOnly("the audit trail is append-only: entries are never changed or deleted")
+
+
+class AppendOnlyQuerySet(models.QuerySet[Any]):
+    update = _refuse
+    delete = _refuse
+    bulk_update = _refuse
+    update_or_create = _refuse
+
+
+class AppendOnlyModel(models.Model):
+    """Rows that are written once: a saved row is never saved again, nor deleted."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            _refuse()
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse()
+
+
+class AuditEntry(AppendOnlyModel):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_entries")
     occurred_at = models.DateTimeField()
-    # The actor: a user, or "system" (an expiry, a periodic task); the label survives the user.
+    # The actor: a user, or "system" (an expiry, a periodic task). The id stays when the
+    # account is deleted (no constraint: the row is never updated, and its MAC covers it);
+    # the label names who it was.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        verbose_name="account", help_text="The account that acted; empty for the system, or once the account is deleted.",
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+        related_name="+", verbose_name="account", help_text="The account that acted; empty for the system.",
     )  # fmt: skip
     actor_label = models.CharField("actor", max_length=150, help_text="Who acted, as named at the time.")
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
@@ -56,3 +97,36 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.resource_type}:{self.resource_id} ({self.outcome})"
+
+
+class AuditPending(models.Model):
+    """An entry not yet chained. Written by a database trigger on every insert into the
+    trail (audit/migrations/0005_chain.py), removed by the sealer as it seals the entry."""
+
+    entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "entry"], name="audit_pending_tenant")]
+
+    def __str__(self) -> str:
+        return f"entry {self.entry_id}, waiting to be sealed"
+
+
+class AuditSeal(AppendOnlyModel):
+    """An entry's link in its tenant's chain: its place (``seq``, from 1 without gaps) and
+    the HMAC of its content and the previous link's MAC under the key ``key_id``
+    (docs/audit.md, "The chain"). Append-only, as the entries are."""
+
+    entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, related_name="seal")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    seq = models.PositiveBigIntegerField("sequence")
+    mac = models.CharField("MAC", max_length=64)
+    key_id = models.CharField("key", max_length=16)
+    sealed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="audit_seal_tenant_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} of tenant {self.tenant_id}"

@@ -227,6 +227,7 @@ def server_env() -> dict[str, str]:
         L10_REDIS_PORT=str(REDIS_PORT),
         L10_REDIS_DB=str(REDIS_DB),
         L10_SECRET_KEY="bench-only-not-a-secret",  # noqa: S106 - a throwaway server on 127.0.0.1
+        L10_AUDIT_KEYS="bench:bench-only-audit-key-not-a-secret-0123",
         L10_DEBUG="0",
         L10_TLS="0",
         L10_INGEST_RATE_LIMIT="1000000",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
@@ -21,6 +22,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 DEFAULT_PORTS = {"http": 80, "https": 443}
+KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
+MIN_KEY_LENGTH = 32
 
 
 def make_origin(scheme: str, host: str, port: int) -> str:
@@ -124,6 +127,23 @@ class EnvReader:
             return list(default)
         return [part.strip() for part in value.split(",") if part.strip()]
 
+    def keyring(self, name: str) -> tuple[tuple[str, str], ...]:
+        """Comma-separated ``id:secret`` pairs, the current key first (``2:…,1:…``): a key id
+        of 1 to 16 letters, digits, ``-`` or ``_``, a secret of at least 32 characters."""
+        found: list[tuple[str, str]] = []
+        for entry in self.words(name, []):
+            key_id, _, secret = entry.partition(":")
+            if not (KEY_ID.fullmatch(key_id) and len(secret) >= MIN_KEY_LENGTH):
+                raise ImproperlyConfigured(
+                    f"{name} must list id:secret pairs, the current key first (e.g. 2:<secret>,1:<old secret>), each "
+                    f"id 1-16 letters, digits, - or _, each secret at least {MIN_KEY_LENGTH} characters; "
+                    f"got an entry starting {entry[:6]!r}."
+                )
+            if key_id in dict(found):
+                raise ImproperlyConfigured(f"{name} names the key id {key_id!r} twice.")
+            found.append((key_id, secret))
+        return tuple(found)
+
     def origins(self, name: str, default: list[str]) -> tuple[str, ...]:
         """Comma-separated origins (``https://console.example.com``, a port if not the default)."""
         found: list[str] = []
@@ -208,6 +228,8 @@ class L10Settings:
             "session_idle_timeout": env.seconds("L10_SESSION_IDLE_TIMEOUT", 1800),
             "session_max_age": env.seconds("L10_SESSION_MAX_AGE", 43_200),
             "metrics_allowed": env.networks("L10_METRICS_ALLOWED", ["127.0.0.1", "::1"]),
+            "audit_keys": env.keyring("L10_AUDIT_KEYS"),
+            "audit_seal_interval": env.integer("L10_AUDIT_SEAL_INTERVAL", 5, minimum=1, maximum=300),
         }
         values["tls"] = env.boolean("L10_TLS", not values["debug"])
         hosts, tls, port = cast(list[str], values["allowed_hosts"]), bool(values["tls"]), cast(int, values["port"])
@@ -265,6 +287,8 @@ class L10Settings:
     session_max_age: int = field(init=False)
     metrics_allowed: tuple[IPNetwork, ...] = field(init=False)
     allowed_origins: tuple[str, ...] = field(init=False)
+    audit_keys: tuple[tuple[str, str], ...] = field(init=False, repr=False)
+    audit_seal_interval: int = field(init=False)
 
     @property
     def uses_postgres(self) -> bool:

@@ -37,6 +37,23 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _audit_keys() -> dict[str, str]:
+    """The audit chain's keys by id, the current one first (docs/audit.md, "The chain")."""
+    if L10.audit_keys:
+        return dict(L10.audit_keys)
+    if not DEBUG:
+        raise ImproperlyConfigured("L10_AUDIT_KEYS must be set when L10_DEBUG is off (no production default).")
+    path = BASE_DIR / "var" / "audit_key"  # a development key, as for SECRET_KEY
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return {"dev": path.read_text().strip()}
+
+
+AUDIT_KEYS = _audit_keys()
 ALLOWED_HOSTS = L10.allowed_hosts
 
 INSTALLED_APPS = [
@@ -316,6 +333,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "control-purge-idempotency": {"task": "control.tasks.purge_idempotency", "schedule": timedelta(hours=1)},
     "alerts-evaluate": {"task": "alerts.tasks.evaluate", "schedule": timedelta(seconds=L10.alert_eval_interval)},
     "alerts-deliver": {"task": "alerts.tasks.deliver", "schedule": timedelta(seconds=5)},
+    "audit-seal": {"task": "audit.tasks.seal", "schedule": timedelta(seconds=L10.audit_seal_interval)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -333,6 +351,7 @@ CELERY_TASK_ROUTES = {
     "control.tasks.purge_idempotency": {"queue": "background"},
     "alerts.tasks.evaluate": {"queue": "control"},
     "alerts.tasks.deliver": {"queue": "control"},
+    "audit.tasks.seal": {"queue": "control"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

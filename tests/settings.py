@@ -23,6 +23,9 @@ if services.EMBEDDED:
     # A file of its own (tests run in threads and in a live server): never the console's.
     os.environ["L10_SQLITE_PATH"] = os.environ.get("L10_TEST_SQLITE_PATH", "var/tests.sqlite3")
 os.environ.setdefault("L10_SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault(
+    "L10_AUDIT_KEYS", "t2:tests-only-audit-key-two-0123456789abcdef,t1:tests-only-audit-key-one-0123456789abcdef"
+)
 os.environ["L10_DEBUG"] = "0"
 os.environ["L10_TLS"] = "0"
 os.environ.setdefault("L10_ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")

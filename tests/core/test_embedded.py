@@ -27,6 +27,7 @@ def embedded_console(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         {
             "L10_SQLITE_PATH": str(db),
             "L10_SECRET_KEY": "embedded-test-key",
+            "L10_AUDIT_KEYS": "e1:embedded-test-audit-key-0123456789abcdef",
             "L10_TLS": "0",
             "L10_AGENT_HEARTBEAT_INTERVAL": "1",
         }

@@ -119,10 +119,32 @@ def test_start_up_without_a_secret_key_outside_debug_stops():
     assert "L10_SECRET_KEY" in result.stderr
 
 
+def test_start_up_without_audit_keys_outside_debug_stops():
+    result = _start({"L10_DEBUG": "0", "L10_SECRET_KEY": "k" * 50})
+    assert result.returncode != 0
+    assert "L10_AUDIT_KEYS must be set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nocolon" + "x" * 40, "1:short", "a b:" + "x" * 40, f"1:{'x' * 40},1:{'y' * 40}", "toolongkeyid12345:" + "x" * 40],
+)
+def test_bad_audit_keys_stop_start_up_without_echoing_the_secret(value):
+    result = _start({"L10_DEBUG": "1", "L10_AUDIT_KEYS": value})
+    assert result.returncode != 0 and "L10_AUDIT_KEYS" in result.stderr
+    assert "x" * 20 not in result.stderr and "y" * 20 not in result.stderr
+
+
+def test_audit_keys_are_read_current_first():
+    found = L10Settings(environ={"L10_AUDIT_KEYS": f" new:{'n' * 32}, old:{'o' * 40} "}).audit_keys
+    assert found == (("new", "n" * 32), ("old", "o" * 40))
+
+
 def test_the_production_settings_pass_the_deploy_check():
     env = {
         "L10_DEBUG": "0",
         "L10_SECRET_KEY": "a-long-random-production-key-" + "x" * 40,
+        "L10_AUDIT_KEYS": "1:" + "k" * 40,
         "L10_ALLOWED_HOSTS": "console.example.com",
     }
     result = _start(env, "--deploy", "--fail-level", "WARNING")
