@@ -26,11 +26,9 @@ from django.utils import timezone
 
 from alerts import evaluation, selectors, services
 from alerts.models import OPEN_STATES, Alert
-from audit.services import SYSTEM, Actor
+from audit.services import SYSTEM, Actor, actor_named
 from core.errors import ErrorCode, InterfaceError
-from core.inputs import text_problem
 from tenancy.selectors import tenant_by_ref
-from tenancy.usernames import normalize_username
 
 
 @dataclass(frozen=True)
@@ -69,15 +67,7 @@ def alert_pk(alert_id: str | int) -> int:
 
 
 def _actor(user: str | User | None) -> Actor:
-    if user is None:
-        return SYSTEM
-    if isinstance(user, User):
-        return Actor(user=user)
-    name = normalize_username(str(user)[:150])
-    found = None if text_problem(name) else User.objects.filter(username=name, is_active=True).first()
-    if found is None:
-        raise InterfaceError(ErrorCode.AUTH_REQUIRED, f"No active user {str(user)[:150]!r}.")
-    return Actor(user=found)
+    return SYSTEM if user is None else actor_named(user)
 
 
 def _fresh(pk: int) -> ActiveAlert:

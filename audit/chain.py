@@ -160,7 +160,7 @@ class Verdict:
     tenant_id: int
     links: int = 0
     head: Checkpoint | None = None
-    problem: str | None = None
+    problem: str = ""  # empty: no break
     entry_id: int | None = None  # the first broken entry, where there is one
     pending: int = 0
     oldest_pending: datetime | None = None
@@ -168,7 +168,7 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return self.problem is None
+        return not self.problem
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from django.utils import timezone
 
 from audit import sql
 from audit.models import Outcome
-from core.inputs import printable
+from core.errors import ErrorCode, InterfaceError
+from core.inputs import printable, text_problem
+from tenancy.usernames import normalize_username
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,20 @@ class Actor:
 
 
 SYSTEM = Actor(user=None)
+
+
+def actor_named(who: str | User | None, *, ip: str | None = None, user_agent: str = "") -> Actor:
+    """The actor the Python API names: an account, an active user's name, or the system
+    (None or "system"); ``InterfaceError`` E10001 for a name no active user has."""
+    if isinstance(who, User):
+        return Actor(user=who, ip=ip, user_agent=user_agent)
+    if who is None or str(who).strip() == "system":
+        return Actor(user=None, ip=ip, user_agent=user_agent)
+    name = normalize_username(str(who)[:150])
+    found = None if text_problem(name) else User.objects.filter(username=name, is_active=True).first()
+    if found is None:
+        raise InterfaceError(ErrorCode.AUTH_REQUIRED, f"No active user {printable(str(who)[:150])!r}.")
+    return Actor(user=found, ip=ip, user_agent=user_agent)
 
 
 def request_actor(request: HttpRequest, user: User | None = None) -> Actor:
@@ -59,9 +75,9 @@ class Entry:
     batch_id: UUID | None = None
 
 
-def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | None = None) -> None:
-    """One row, in the caller's transaction (a change and its audit commit together)."""
-    sql.insert(
+def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | None = None) -> int:
+    """One row, in the caller's transaction (a change and its audit commit together); its id."""
+    return sql.insert(
         {
             "tenant_id": tenant_id,
             "occurred_at": at or timezone.now(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from audit.models import AuditEntry
-from core.sql import execute, plain, prep, table
+from core.sql import fetch_one, plain, prep, table
 
 FIELDS = (
     "tenant_id",
@@ -29,15 +29,18 @@ FIELDS = (
 )
 INSERT_SQL = (
     f"INSERT INTO {table(AuditEntry)} ({', '.join(FIELDS)}) "  # noqa: S608 - constants only
-    f"VALUES ({', '.join(['%s'] * len(FIELDS))})"
+    f"VALUES ({', '.join(['%s'] * len(FIELDS))}) RETURNING id"
 )
 
 
-def _insert_portable(values: dict[str, Any]) -> None:
-    AuditEntry.objects.create(**values)
+def _insert_portable(values: dict[str, Any]) -> int:
+    return int(AuditEntry.objects.create(**values).pk)
 
 
 @plain(portable=_insert_portable)
-def insert(values: dict[str, Any]) -> None:
-    """One audit row in the caller's transaction; ``values`` has every one of ``FIELDS``."""
-    execute(INSERT_SQL, prep(AuditEntry, {f: values[f] for f in FIELDS}))
+def insert(values: dict[str, Any]) -> int:
+    """One audit row in the caller's transaction; ``values`` has every one of ``FIELDS``.
+    Its id."""
+    row = fetch_one(INSERT_SQL, prep(AuditEntry, {f: values[f] for f in FIELDS}))
+    assert row is not None  # noqa: S101 - INSERT … RETURNING returns the row
+    return int(row[0])

@@ -55,8 +55,20 @@ class ErrorCode(StrEnum):
     CONTROL_INVALID_ACTION = "E10313"
     # E104xx events
     EVENT_INVALID_QUERY = "E10401"
+    EVENT_BAD_TIME = "E10402"
+    EVENT_BAD_RANGE = "E10403"
+    EVENT_LIMIT_TOO_LARGE = "E10404"
+    EVENT_OFFSET_PAST_END = "E10405"
+    EVENT_BAD_CURSOR = "E10406"
+    EVENT_UNKNOWN_TYPE = "E10407"
     # E105xx audit
     AUDIT_INVALID_QUERY = "E10501"
+    AUDIT_BAD_TIME = "E10502"
+    AUDIT_BAD_RANGE = "E10503"
+    AUDIT_LIMIT_TOO_LARGE = "E10504"
+    AUDIT_OFFSET_PAST_END = "E10505"
+    AUDIT_BAD_CURSOR = "E10506"
+    AUDIT_INVALID_ENTRY = "E10507"
     # E106xx cost
     COST_INVALID_QUERY = "E10601"
     # E107xx alerts
@@ -214,7 +226,39 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         "Use pause, resume, stop, restart or quota (a batch: pause, resume or stop).",
     ),
     ErrorCode.EVENT_INVALID_QUERY: ErrorSpec(400, False, "The event query is not valid.", "Check the filters."),
+    ErrorCode.EVENT_BAD_TIME: ErrorSpec(
+        400, False, "A time of the event query cannot be read.", "Give times as 2026-12-01T14:00:00Z (ISO 8601)."
+    ),
+    ErrorCode.EVENT_BAD_RANGE: ErrorSpec(400, False, "The end of the time range is before its start.", "Swap them."),
+    ErrorCode.EVENT_LIMIT_TOO_LARGE: ErrorSpec(
+        400, False, "The page asked for is too large.", "Ask for at most 1,000 events; page with the cursor."
+    ),
+    ErrorCode.EVENT_OFFSET_PAST_END: ErrorSpec(
+        400, False, "The offset is past the last event.", "Start from offset 0, or follow the cursor."
+    ),
+    ErrorCode.EVENT_BAD_CURSOR: ErrorSpec(
+        400, False, "The cursor is not valid here.", "Use the cursor of the previous page of the same query."
+    ),
+    ErrorCode.EVENT_UNKNOWN_TYPE: ErrorSpec(
+        400, False, "No event has that type.", "Leave the type out, or use one the events page lists."
+    ),
     ErrorCode.AUDIT_INVALID_QUERY: ErrorSpec(400, False, "The audit query is not valid.", "Check the filters."),
+    ErrorCode.AUDIT_BAD_TIME: ErrorSpec(
+        400, False, "A time of the audit query cannot be read.", "Give times as 2026-12-01T14:00:00Z (ISO 8601)."
+    ),
+    ErrorCode.AUDIT_BAD_RANGE: ErrorSpec(400, False, "The end of the time range is before its start.", "Swap them."),
+    ErrorCode.AUDIT_LIMIT_TOO_LARGE: ErrorSpec(
+        400, False, "The page asked for is too large.", "Ask for at most 1,000 entries; page with the cursor."
+    ),
+    ErrorCode.AUDIT_OFFSET_PAST_END: ErrorSpec(
+        400, False, "The offset is past the last entry.", "Start from offset 0, or follow the cursor."
+    ),
+    ErrorCode.AUDIT_BAD_CURSOR: ErrorSpec(
+        400, False, "The cursor is not valid here.", "Use the cursor of the previous page of the same query."
+    ),
+    ErrorCode.AUDIT_INVALID_ENTRY: ErrorSpec(
+        422, False, "The audit entry cannot be written as given.", "Check the field the message names."
+    ),
     ErrorCode.COST_INVALID_QUERY: ErrorSpec(400, False, "The cost query is not valid.", "Check the date range."),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
     ErrorCode.ALERT_UNKNOWN_METRIC: ErrorSpec(

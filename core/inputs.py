@@ -26,6 +26,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.dateparse import parse_date, parse_datetime
 
 from core.errors import ErrorCode, InterfaceError
 
@@ -139,6 +140,28 @@ def loads(data: str | bytes, *, text: bool = True) -> Any:
     if problem:
         raise InputProblem(problem)
     return value
+
+
+def parse_time(text: str) -> datetime | None:
+    """A time given as text: ISO 8601 (``2026-12-01T14:00:00Z``, ``+02:00``), a form's
+    ``2026-12-01 14:00`` or ``2026-12-01T14:00``, or a date (midnight); UTC where no zone is
+    given. None for an empty text; ``InputProblem`` saying what is expected otherwise."""
+    value = text.strip()
+    if not value:
+        return None
+    found = None
+    try:  # a well-formed but impossible time (month 13, hour 25) raises ValueError
+        if not text_problem(value) and len(value) <= 40:
+            found = parse_datetime(value.replace(" ", "T", 1))
+            if found is None and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                day = parse_date(value)
+                found = None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
+    except ValueError:
+        found = None
+    if found is None:
+        shown = printable(value[:40])
+        raise InputProblem(f"must be a time such as 2026-12-01T14:00:00Z (UTC where no zone is given), not {shown!r}.")
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def unknown_keys(frame: dict[str, Any], allowed: Iterable[str]) -> list[str]:

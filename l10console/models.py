@@ -1,6 +1,7 @@
 """The Python API's data types, importable as ``l10console.models`` (docs/python-api.md).
 Not a Django models module: ``l10console`` holds the wiring only and is not an app."""
 
+from audit.facade import AuditQuery
 from core.errors import ErrorCode, InterfaceError
 
-__all__ = ["ErrorCode", "InterfaceError"]
+__all__ = ["AuditQuery", "ErrorCode", "InterfaceError"]

@@ -5,6 +5,7 @@ gathers them under one name and wires the few that span apps.
 """
 
 from alerts.facade import ActiveAlert, AlertService
+from audit.facade import AuditLogger, AuditRecord, AuditResponse, AuditService
 from control.facade import ControlService
 from control.rules import ControlResult, ControlStatus
 from core.config import L10Settings
@@ -34,6 +35,10 @@ __all__ = [
     "AgentDetail",
     "AlertService",
     "AsyncCache",
+    "AuditLogger",
+    "AuditRecord",
+    "AuditResponse",
+    "AuditService",
     "ControlResult",
     "ControlService",
     "ControlStatus",

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from alerts.models import Alert
 from alerts.services import default_rules
+from audit.models import AuditEntry
 from tests.dashboard.conftest import live_agent
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
@@ -45,6 +46,7 @@ def test_the_page_has_an_example_of_each_service():
     assert any("WebSocketGateway(" in b for b in FACADE_BLOCKS)
     assert any("InterfaceError" in b for b in FACADE_BLOCKS)
     assert any("AlertService(" in b for b in FACADE_BLOCKS)
+    assert any("AuditService(" in b for b in FACADE_BLOCKS)
 
 
 @pytest.mark.redis
@@ -77,5 +79,13 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
         assert agent.quotas == {"api_calls": {"day": 10000}}
     elif "AlertService(" in code:
         assert printed == ["critical: Agent unresponsive on crawler-7", "Acknowledged by oscar", "Snoozed: True"]
+    elif "AuditService(" in code:
+        assert len(printed) == 1 and re.fullmatch(r"\S+ \S+: oscar performed agent\.pause on crawler-7", printed[0])
+        written = AuditEntry.objects.get(resource_id="crawler-7", tenant=tenant_a)
+        assert (written.ip, written.reason, written.actor) == (
+            "192.168.1.100",
+            "Manual pause for maintenance",
+            operator_a,
+        )
     elif "InterfaceError" in code:
         assert printed[0].startswith("Error E10")

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 
 from audit import chain
-from audit.models import AppendOnly, AuditEntry, AuditPending, AuditSeal
+from audit.models import AppendOnly, AuditEntry, AuditPending, AuditSeal, Outcome
 from audit.services import SYSTEM, Actor, Entry, audit_record
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def write(tenant, n: int, *, actor: Actor = SYSTEM, start: int = 0) -> list[int]
     """``n`` entries through the console's own write path; their ids."""
     for i in range(start, start + n):
         entry = Entry(
-            action="agent.pause", resource_type="agent", resource_id=f"worker-{i}", outcome="success",
+            action="agent.pause", resource_type="agent", resource_id=f"worker-{i}", outcome=Outcome.SUCCESS,
             reason=f"maintenance {i}", delta={"desired_state": {"from": "running", "to": "paused"}, "n": i * 0.5},
         )  # fmt: skip
         audit_record(tenant_id=tenant.pk, actor=actor, entry=entry, at=T0 + timedelta(seconds=i))
@@ -80,7 +80,9 @@ def test_the_sealer_chains_each_tenants_entries_in_id_order_from_one(tenant_a, t
 
 
 def test_a_link_is_the_documented_hmac_of_the_entry_and_the_previous_link(tenant_a, operator_a):
-    first, second = write(tenant_a, 2, actor=Actor(user=operator_a, ip="10.1.2.3", user_agent="pytest", request_id="r1"))
+    first, second = write(
+        tenant_a, 2, actor=Actor(user=operator_a, ip="10.1.2.3", user_agent="pytest", request_id="r1")
+    )
     chain.seal(now=T0)
     entry = AuditEntry.objects.get(pk=second)
     content = {
@@ -226,10 +228,13 @@ def test_the_seal_table_refuses_update_delete_and_truncate(tenant_a, sealed):
     for statement in ("UPDATE audit_auditseal SET seq = seq + 100", "DELETE FROM audit_auditseal"):
         with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement)
-    with pytest.raises(Exception, match="TRUNCATE is not allowed"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL l10.audit_truncate = ''")
-            cursor.execute("TRUNCATE audit_auditseal")
+    with (
+        pytest.raises(Exception, match="TRUNCATE is not allowed"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET LOCAL l10.audit_truncate = ''")
+        cursor.execute("TRUNCATE audit_auditseal")
     assert AuditSeal.objects.count() == 6
 
 
@@ -245,7 +250,7 @@ def test_two_sealers_at_once_chain_every_entry_once(tenant_a):
         try:
             barrier.wait(timeout=10)
             counts.append(sum(chain.seal_tenant(tenant_a.pk, limit=50) for _ in range(10)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()

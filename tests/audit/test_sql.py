@@ -35,8 +35,8 @@ def test_both_audit_inserts_write_the_same_row(tenant_a, operator_a):
         "batch_id": uuid.UUID("0b0e2d4c-8f65-4a43-9e4f-0d6ab1f0a0a0"),
     }
     bare = {**values, "actor_id": None, "ip": None, "delta": {}, "batch_id": None}
+    ids = []
     for statement in (sql.insert.plain, sql.insert.portable):
-        statement(values)
-        statement(bare)
-    rows = list(AuditEntry.objects.order_by("id").values(*sql.FIELDS))
-    assert rows == [values, bare, values, bare]
+        ids += [statement(values), statement(bare)]
+    rows = list(AuditEntry.objects.order_by("id").values("id", *sql.FIELDS))
+    assert rows == [{"id": pk, **row} for pk, row in zip(ids, [values, bare, values, bare], strict=True)]
