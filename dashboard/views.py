@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
+from audit import selectors as audit_selectors
 from control import dialogs
 from core import jinja, parts
 from core.display import fresh_ago, with_params
@@ -201,6 +202,10 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         "degraded": page.degraded,
         **live,
     }
+    if membership.can_manage and not request.htmx:  # the agent's audit tab: admins see the trail
+        about = audit_selectors.AuditFilter(resource_type="agent", resource_id=f"{agent.pk},{agent.external_id}")
+        context["audit_filter"] = about
+        context["audit_entries"] = list(audit_selectors.entries(tenant.pk, about).order_by("-occurred_at", "-pk")[:10])
     if request.htmx and request.htmx.target == "agent-charts":
         return HttpResponse(charts_html)
     if request.htmx and request.htmx.target == "agent-summary":

@@ -14,6 +14,7 @@ tenant_patterns = [
     path("", include("control.urls")),
     path("", include("members.urls")),
     path("", include("alerts.urls")),
+    path("", include("audit.urls")),
 ]
 
 urlpatterns = [

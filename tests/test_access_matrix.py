@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from audit.models import AuditEntry
 from costs.models import UsageRecord
 from events.models import Event
 from fleet.models import Agent, MetricMinute
@@ -85,6 +86,10 @@ TENANT = {
     "alerts:rule_new": ("GET", Role.ADMIN),
     "alerts:rule_edit": ("GET", Role.ADMIN),
     "alerts:rule_toggle": ("POST", Role.ADMIN),
+    # Tenant admins read the trail; the export is tested in tests/audit/.
+    "audit:trail": ("GET", Role.ADMIN),
+    "audit:entry": ("GET", Role.ADMIN),
+    "audit:export": ("GET", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -151,7 +156,11 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "token": ack_token(alert),
         "target_id": 0,
         "silence_id": 0,
-    }
+        "entry_id": AuditEntry.objects.create(
+            tenant=tenant_a, occurred_at=timezone.now(), actor_label="system", action="agent.pause",
+            resource_type="agent", resource_id="worker-1", outcome="success",
+        ).pk,
+    }  # fmt: skip
 
 
 def _tokens_state() -> list[tuple[int, Any]]:
