@@ -29,6 +29,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import AuditEntry, AuditPending, AuditSeal
@@ -76,18 +77,23 @@ def current_key() -> tuple[str, str]:
 # --- sealing ---------------------------------------------------------------------------
 
 
-def _claim(tenant_id: int) -> bool:
+def of_tenant(tenant_id: int | None) -> Q:
+    """A tenant's rows, or (None) the platform's own trail."""
+    return Q(tenant__isnull=True) if tenant_id is None else Q(tenant_id=tenant_id)
+
+
+def _claim(tenant_id: int | None) -> bool:
     """The tenant's sealing lock for this transaction; False if another sealer holds it.
     Only sealers take it: writers of entries never wait for it."""
     if connection.vendor != "postgresql":
         return True  # SQLite: one writer at a time, and the embedded runner seals alone
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, tenant_id])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, tenant_id or 0])  # 0: the platform
         row = cursor.fetchone()
     return bool(row and row[0])
 
 
-def seal_tenant(tenant_id: int, *, limit: int = BATCH, now: datetime | None = None) -> int:
+def seal_tenant(tenant_id: int | None, *, limit: int = BATCH, now: datetime | None = None) -> int:
     """Chain up to ``limit`` of the tenant's pending entries, lowest id first, in one
     transaction; the number sealed (0 if another sealer is at it)."""
     now = now or timezone.now()
@@ -95,13 +101,13 @@ def seal_tenant(tenant_id: int, *, limit: int = BATCH, now: datetime | None = No
         if not _claim(tenant_id):
             return 0
         ids = list(
-            AuditPending.objects.filter(tenant_id=tenant_id)
+            AuditPending.objects.filter(of_tenant(tenant_id))
             .order_by("entry_id")
             .values_list("entry_id", flat=True)[:limit]
         )
         if not ids:
             return 0
-        head = AuditSeal.objects.filter(tenant_id=tenant_id).order_by("-seq").values_list("seq", "mac").first()
+        head = AuditSeal.objects.filter(of_tenant(tenant_id)).order_by("-seq").values_list("seq", "mac").first()
         seq, previous = head or (0, "")
         key_id, key = current_key()
         links = []
@@ -157,7 +163,7 @@ class Checkpoint:
 class Verdict:
     """What verifying one tenant's chain found: ``problem`` is the first break, or None."""
 
-    tenant_id: int
+    tenant_id: int | None  # None: the platform's own trail
     links: int = 0
     head: Checkpoint | None = None
     problem: str = ""  # empty: no break
@@ -184,7 +190,7 @@ class Link:
 
 
 def verify_links(
-    tenant_id: int, links: Iterable[Link], keys: Mapping[str, str], checkpoint: Checkpoint | None = None
+    tenant_id: int | None, links: Iterable[Link], keys: Mapping[str, str], checkpoint: Checkpoint | None = None
 ) -> Verdict:
     """Walk a tenant's links in ``seq`` order and stop at the first break. Used on the
     database (``verify``) and on an export (``audit.export``), so both judge alike."""
@@ -240,13 +246,13 @@ def verify_links(
     return verdict
 
 
-def _stored_links(tenant_id: int) -> Iterator[Link]:
+def _stored_links(tenant_id: int | None) -> Iterator[Link]:
     """The tenant's links in ``seq`` order, read a page at a time (keyset on ``seq``), each
     with its entry's content (None where the entry is gone)."""
     after = 0
     while True:
         page = list(
-            AuditSeal.objects.filter(tenant_id=tenant_id, seq__gt=after)
+            AuditSeal.objects.filter(of_tenant(tenant_id), seq__gt=after)
             .order_by("seq")
             .values_list("seq", "mac", "key_id", "entry_id")[:BATCH]
         )
@@ -258,17 +264,17 @@ def _stored_links(tenant_id: int) -> Iterator[Link]:
         after = page[-1][0]
 
 
-def verify(tenant_id: int, *, checkpoint: Checkpoint | None = None) -> Verdict:
+def verify(tenant_id: int | None, *, checkpoint: Checkpoint | None = None) -> Verdict:
     """Check a tenant's chain in the database against ``settings.AUDIT_KEYS`` (and a kept
     checkpoint), and count the entries still waiting for the sealer. An entry neither
     sealed nor pending is a break too: it was slipped in with the trigger off."""
     verdict = verify_links(tenant_id, _stored_links(tenant_id), settings.AUDIT_KEYS, checkpoint)
-    pending = AuditEntry.objects.filter(tenant_id=tenant_id, pk__in=AuditPending.objects.values("entry_id"))
+    pending = AuditEntry.objects.filter(of_tenant(tenant_id), pk__in=AuditPending.objects.values("entry_id"))
     verdict.pending = pending.count()
     verdict.oldest_pending = pending.order_by("occurred_at").values_list("occurred_at", flat=True).first()
     if verdict.ok:
         unchained = (
-            AuditEntry.objects.filter(tenant_id=tenant_id, seal__isnull=True)
+            AuditEntry.objects.filter(of_tenant(tenant_id), seal__isnull=True)
             .exclude(pk__in=AuditPending.objects.values("entry_id"))
             .order_by("pk")
             .values_list("pk", flat=True)

@@ -35,7 +35,7 @@ class AuditRecord:
 
     id: int
     timestamp: datetime
-    tenant_id: int
+    tenant_id: int | None  # None: the platform's own trail
     actor: str
     actor_ip: str | None
     user_agent: str

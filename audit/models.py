@@ -56,7 +56,12 @@ class AppendOnlyModel(models.Model):
 
 
 class AuditEntry(AppendOnlyModel):
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_entries")
+    # None: the platform's own trail (a sign-in of an unknown name, a staff change in
+    # Django admin to something of no tenant), which platform staff read in Django admin.
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries",
+        help_text="Empty for the platform's own trail.",
+    )  # fmt: skip
     occurred_at = models.DateTimeField()
     # The actor: a user, or "system" (an expiry, a periodic task). The id stays when the
     # account is deleted (no constraint: the row is never updated, and its MAC covers it);
@@ -104,7 +109,7 @@ class AuditPending(models.Model):
     trail (audit/migrations/0005_chain.py), removed by the sealer as it seals the entry."""
 
     entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, related_name="+")
-    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    tenant = models.ForeignKey(Tenant, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "entry"], name="audit_pending_tenant")]
@@ -119,14 +124,20 @@ class AuditSeal(AppendOnlyModel):
     (docs/audit.md, "The chain"). Append-only, as the entries are."""
 
     entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, related_name="seal")
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    tenant = models.ForeignKey(Tenant, null=True, on_delete=models.PROTECT, related_name="+")  # None: the platform's
     seq = models.PositiveBigIntegerField("sequence")
     mac = models.CharField("MAC", max_length=64)
     key_id = models.CharField("key", max_length=16)
     sealed_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="audit_seal_tenant_seq")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "seq"], name="audit_seal_tenant_seq"),
+            # NULLs are distinct in a unique index: the platform's chain needs its own.
+            models.UniqueConstraint(
+                fields=["seq"], condition=models.Q(tenant__isnull=True), name="audit_seal_platform_seq"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} of tenant {self.tenant_id}"

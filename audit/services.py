@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit import sql
 from audit.models import Outcome
 from core.errors import ErrorCode, InterfaceError
+from core.http import client_ip
 from core.inputs import printable, text_problem
 from tenancy.usernames import normalize_username
 
@@ -27,10 +28,11 @@ class Actor:
     ip: str | None = None
     user_agent: str = ""
     request_id: str = ""
+    name: str = ""  # who acts without an account: "anonymous" for a failed sign-in; else the system
 
     @property
     def label(self) -> str:
-        return self.user.get_username() if self.user is not None else "system"
+        return self.user.get_username() if self.user is not None else (self.name or "system")
 
 
 SYSTEM = Actor(user=None)
@@ -56,7 +58,7 @@ def request_actor(request: HttpRequest, user: User | None = None) -> Actor:
     chosen = user if user is not None else request.user
     return Actor(
         user=chosen if isinstance(chosen, User) else None,
-        ip=request.META.get("REMOTE_ADDR"),
+        ip=client_ip(request),
         user_agent=request.headers.get("User-Agent", ""),
         request_id=request.headers.get("X-Request-ID", "")[:64] or secrets.token_hex(8),
     )
@@ -75,7 +77,7 @@ class Entry:
     batch_id: UUID | None = None
 
 
-def audit_record(*, tenant_id: int, actor: Actor, entry: Entry, at: datetime | None = None) -> int:
+def audit_record(*, tenant_id: int | None, actor: Actor, entry: Entry, at: datetime | None = None) -> int:
     """One row, in the caller's transaction (a change and its audit commit together); its id."""
     return sql.insert(
         {

@@ -228,6 +228,7 @@ class L10Settings:
             "session_idle_timeout": env.seconds("L10_SESSION_IDLE_TIMEOUT", 1800),
             "session_max_age": env.seconds("L10_SESSION_MAX_AGE", 43_200),
             "metrics_allowed": env.networks("L10_METRICS_ALLOWED", ["127.0.0.1", "::1"]),
+            "trusted_proxies": env.networks("L10_TRUSTED_PROXIES", []),
             "audit_keys": env.keyring("L10_AUDIT_KEYS"),
             "audit_seal_interval": env.integer("L10_AUDIT_SEAL_INTERVAL", 5, minimum=1, maximum=300),
         }
@@ -286,6 +287,7 @@ class L10Settings:
     session_idle_timeout: int = field(init=False)
     session_max_age: int = field(init=False)
     metrics_allowed: tuple[IPNetwork, ...] = field(init=False)
+    trusted_proxies: tuple[IPNetwork, ...] = field(init=False)
     allowed_origins: tuple[str, ...] = field(init=False)
     audit_keys: tuple[tuple[str, str], ...] = field(init=False, repr=False)
     audit_seal_interval: int = field(init=False)

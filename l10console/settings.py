@@ -60,7 +60,7 @@ INSTALLED_APPS = [
     # First, so that `runserver` serves ASGI (sockets included) for development; real
     # deployments serve with uvicorn.
     "daphne",
-    "django.contrib.admin",
+    "l10console.admin_apps.ConsoleAdminConfig",  # Django's admin, every change audited
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -96,6 +96,8 @@ MIDDLEWARE = [
     "core.notfound.DebugNotFoundMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Where the request came from, for audit entries written away from a view (audit/context.py).
+    "audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

@@ -160,7 +160,7 @@ class ApiTokenAdmin(TenantScopedAdmin):
 
     @admin.action(description="Revoke the selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        revoked = sum(services.token_revoke(token=t) for t in queryset)
+        revoked = sum(services.token_revoke(token=t, by=request.user) for t in queryset)  # type: ignore[arg-type]
         self.message_user(request, f"Revoked {revoked} token(s).")
 
 

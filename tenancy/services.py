@@ -20,7 +20,7 @@ from core.inputs import text_problem
 from core.tokens import PERSONAL_SCHEME, hash_token, looks_like_token, new_token
 from tenancy import sql
 from tenancy.models import ApiToken, PersonalToken, Scope, Tenant, Token, scope_text
-from tenancy.signals import REVOKED, access_revoked, api_token_principal, personal_token_principal
+from tenancy.signals import REVOKED, access_revoked, api_token_principal, personal_token_principal, token_changed
 
 # last_used_at is refreshed at most this often, so a busy token does not write per request.
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -83,14 +83,16 @@ def token_create(
         scopes=stored_scopes,
         expires_at=expires_at,
     )
+    token_changed.send(sender=ApiToken, token=token, change="created", by=created_by)
     return token, made.plain
 
 
-def token_revoke(*, token: ApiToken) -> bool:
+def token_revoke(*, token: ApiToken, by: User | None = None) -> bool:
     """Revoke a token; False if it already was. Either way, once committed, what the token
     still holds open (sockets) is ended: ``tenancy.signals.access_revoked``."""
     changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     token.refresh_from_db(fields=["revoked_at"])
+    token_changed.send(sender=ApiToken, token=token, change="revoked" if changed else "unchanged", by=by)
     _announce_revoked(ApiToken, api_token_principal(token.pk))
     return bool(changed)
 
@@ -127,12 +129,15 @@ def personal_token_create(
         scopes=stored_scopes,
         expires_at=expires_at,
     )
+    token_changed.send(sender=PersonalToken, token=token, change="created", by=user)
     return token, made.plain
 
 
-def personal_token_revoke(*, token: PersonalToken) -> bool:
+def personal_token_revoke(*, token: PersonalToken, by: User | None = None) -> bool:
     """Revoke a person's token; False if it already was. As ``token_revoke``, its sockets end."""
     changed = PersonalToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    token.refresh_from_db(fields=["revoked_at"])
+    token_changed.send(sender=PersonalToken, token=token, change="revoked" if changed else "unchanged", by=by)
     _announce_revoked(PersonalToken, personal_token_principal(token.pk))
     return bool(changed)
 

@@ -15,6 +15,11 @@ import hashlib
 from django.dispatch import Signal
 
 access_revoked = Signal()
+# A token made or revoked, sent in the change's transaction with ``token`` (an ``ApiToken``
+# or a ``PersonalToken``), ``change`` ("created", "revoked", or "unchanged" for a token
+# revoked already) and ``by`` (the account acting, or None for the system): the audit trail
+# records it beside the change.
+token_changed = Signal()
 
 REVOKED = "revoked"
 SIGNED_OUT = "signed_out"

@@ -150,7 +150,7 @@ def personal_token_create(request: HttpRequest) -> HttpResponse:
 def personal_token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     # Another person's token is a 404, as one that does not exist.
     token = get_object_or_404(PersonalToken, pk=token_id, user_id=request.user.pk)
-    if services.personal_token_revoke(token=token):
+    if services.personal_token_revoke(token=token, by=request.user):  # type: ignore[arg-type]  # signed in
         messages.success(request, f"Token “{token.name}” is revoked.")
     else:
         messages.info(request, f"Token “{token.name}” was already revoked.")
@@ -202,7 +202,7 @@ def token_create(request: ConsoleRequest, membership: Membership) -> HttpRespons
 @tenant_view(need=Role.ADMIN)
 def token_revoke(request: ConsoleRequest, membership: Membership, token_id: int) -> HttpResponse:
     token = selectors.get_token_for_user(request.user, membership.tenant, token_id)
-    if services.token_revoke(token=token):
+    if services.token_revoke(token=token, by=request.user):
         messages.success(request, f"Token “{token.name}” is revoked; agents using it can no longer report.")
     else:
         messages.info(request, f"Token “{token.name}” was already revoked.")

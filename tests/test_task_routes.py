@@ -14,6 +14,7 @@ CONTROL = {
     "fleet.tasks.mark_unresponsive",
     "alerts.tasks.evaluate",  # an alert is timely: it never waits behind a rollup
     "alerts.tasks.deliver",
+    "audit.tasks.seal",  # short, every few seconds: an entry is unsealed for about one interval
 }
 
 
@@ -40,5 +41,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "control.tasks.purge_idempotency",
         "alerts.tasks.evaluate",
         "alerts.tasks.deliver",
+        "audit.tasks.seal",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}

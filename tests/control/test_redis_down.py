@@ -94,7 +94,7 @@ def test_the_control_api_answers_e10306_changes_nothing_and_audits_the_attempt(
     assert "nothing was changed" in error["message"]
     assert unchanged(agent)
     the_refusal(agent, action)
-    assert AuditEntry.objects.count() == 1
+    assert AuditEntry.objects.filter(resource_type="agent").count() == 1
 
 
 def test_the_api_still_hides_another_tenants_agent_when_redis_is_down(private_redis, tenant_b, admin_a):
@@ -109,7 +109,7 @@ def test_the_api_still_hides_another_tenants_agent_when_redis_is_down(private_re
             headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 404
-    assert unchanged(agent) and not AuditEntry.objects.exists()
+    assert unchanged(agent) and not AuditEntry.objects.filter(resource_type="agent").exists()
 
 
 @pytest.mark.parametrize("action", list(ACTIONS))
@@ -128,7 +128,7 @@ def test_the_pages_control_form_says_e10306_changes_nothing_and_audits_the_attem
     assert "E10306" in page and "nothing was changed" in page
     assert unchanged(agent)
     the_refusal(agent, action)
-    assert AuditEntry.objects.count() == 1
+    assert AuditEntry.objects.filter(resource_type="agent").count() == 1
 
 
 def test_a_bulk_start_is_refused_before_anything_is_stored(private_redis, tenant_a, operator_a):

@@ -26,6 +26,9 @@ class Command(BaseCommand):
             help="A checkpoint printed by an earlier run (SEQ:MAC), kept outside the database: the chain must "
             "still hold it, which also catches deleted newest entries. Needs --tenant.",
         )
+        parser.add_argument(
+            "--platform", action="store_true", help="Only the platform's own trail (entries of no tenant)."
+        )
         parser.add_argument("--export", help="Verify this export (CSV or JSON Lines) instead of the database.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -34,27 +37,32 @@ class Command(BaseCommand):
             return
         checkpoint = None
         if options["checkpoint"]:
-            if not options["tenant"]:
-                raise CommandError("--checkpoint belongs to one tenant's chain: name it with --tenant.")
+            if not options["tenant"] and not options["platform"]:
+                raise CommandError("--checkpoint belongs to one chain: name it with --tenant (or --platform).")
             try:
                 checkpoint = chain.Checkpoint.parse(options["checkpoint"])
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
-        if options["tenant"]:
+        chains: list[tuple[str, int | None]]
+        if options["platform"]:
+            chains = [("platform", None)]
+        elif options["tenant"]:
             tenant = Tenant.objects.filter(slug=options["tenant"]).first()
             if tenant is None:
                 raise CommandError(f"No tenant has the slug {options['tenant']!r}.")
-            tenants = [tenant]
+            chains = [(tenant.slug, tenant.pk)]
         else:
-            with_entries = AuditEntry.objects.values("tenant_id")
-            tenants = list(Tenant.objects.filter(pk__in=with_entries).order_by("slug"))
+            with_entries = AuditEntry.objects.filter(tenant__isnull=False).values("tenant_id")
+            chains = list(Tenant.objects.filter(pk__in=with_entries).order_by("slug").values_list("slug", "pk"))
+            if AuditEntry.objects.filter(tenant__isnull=True).exists():
+                chains.append(("platform", None))
         broken = 0
-        for tenant in tenants:
-            verdict = chain.verify(tenant.pk, checkpoint=checkpoint)
-            self.stdout.write(self.describe(tenant, verdict))
+        for name, tenant_id in chains:
+            verdict = chain.verify(tenant_id, checkpoint=checkpoint)
+            self.stdout.write(self.describe(name, verdict))
             broken += not verdict.ok
         if broken:
-            raise CommandError(f"{broken} of {len(tenants)} audit chains are broken.")
+            raise CommandError(f"{broken} of {len(chains)} audit chains are broken.")
 
     def verify_file(self, path: str) -> None:
         try:
@@ -75,13 +83,13 @@ class Command(BaseCommand):
         for tenant_id, head in sorted(verdict.heads.items()):
             self.stdout.write(f"  tenant {tenant_id}: last link {head}")
 
-    def describe(self, tenant: Tenant, verdict: chain.Verdict) -> str:
+    def describe(self, name: str, verdict: chain.Verdict) -> str:
         keys = ", ".join(sorted(verdict.keys)) or "none"
         lines = []
         if verdict.ok:
-            lines.append(f"{tenant.slug}: OK, {verdict.links:,} entries chained (keys: {keys})")
+            lines.append(f"{name}: OK, {verdict.links:,} entries chained (keys: {keys})")
         else:
-            lines.append(f"{tenant.slug}: BROKEN at entry {verdict.entry_id}: {verdict.problem}")
+            lines.append(f"{name}: BROKEN at entry {verdict.entry_id}: {verdict.problem}")
             lines.append(f"  {verdict.links:,} entries before it verify")
         if verdict.pending:
             age = (timezone.now() - verdict.oldest_pending).total_seconds() if verdict.oldest_pending else 0.0
