@@ -29,7 +29,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from audit.models import AuditEntry, AuditPending, AuditSeal
@@ -269,13 +269,16 @@ def verify(tenant_id: int | None, *, checkpoint: Checkpoint | None = None) -> Ve
     checkpoint), and count the entries still waiting for the sealer. An entry neither
     sealed nor pending is a break too: it was slipped in with the trigger off."""
     verdict = verify_links(tenant_id, _stored_links(tenant_id), settings.AUDIT_KEYS, checkpoint)
-    pending = AuditEntry.objects.filter(of_tenant(tenant_id), pk__in=AuditPending.objects.values("entry_id"))
+    # EXISTS, not IN: an anti-join, whatever the size of the pending list (NOT IN over a
+    # list the planner cannot hash is read once per entry).
+    waiting = Exists(AuditPending.objects.filter(entry_id=OuterRef("pk")))
+    pending = AuditEntry.objects.filter(of_tenant(tenant_id)).filter(waiting)
     verdict.pending = pending.count()
     verdict.oldest_pending = pending.order_by("occurred_at").values_list("occurred_at", flat=True).first()
     if verdict.ok:
         unchained = (
             AuditEntry.objects.filter(of_tenant(tenant_id), seal__isnull=True)
-            .exclude(pk__in=AuditPending.objects.values("entry_id"))
+            .exclude(waiting)
             .order_by("pk")
             .values_list("pk", flat=True)
             .first()

@@ -121,7 +121,7 @@ def download(request: ConsoleRequest, membership: Membership) -> HttpResponseBas
                 delta={"format": kind, "filters": params},
             ),
         )  # fmt: skip
-    rows = export.records(tenant.pk, query)
+    rows = export.rows(tenant.pk, query)
     body = export.jsonl(rows) if kind == "jsonl" else export.csv_lines(rows)
     response = StreamingHttpResponse(body, content_type=export.FORMATS[kind])
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

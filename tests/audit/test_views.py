@@ -190,7 +190,7 @@ def test_the_export_reads_a_chunk_at_a_time_whatever_the_size_of_the_trail(tenan
     def peak() -> tuple[int, int]:
         tracemalloc.start()
         lines = 0
-        for _ in export.jsonl(export.records(tenant_a.pk, selectors.AuditFilter(), chunk=500)):
+        for _ in export.jsonl(export.rows(tenant_a.pk, selectors.AuditFilter(), chunk=500)):
             lines += 1
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()

@@ -63,7 +63,7 @@ def test_pause_from_the_page_reaches_the_agent_and_is_confirmed(
     worker.join(timeout=5)
     assert not started.is_set()
 
-    entry = AuditEntry.objects.get()
+    entry = AuditEntry.objects.get(resource_type="agent")
     assert (entry.action, entry.outcome, entry.actor_label, entry.reason) == (
         "agent.pause",
         "success",
