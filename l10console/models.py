@@ -3,5 +3,6 @@ Not a Django models module: ``l10console`` holds the wiring only and is not an a
 
 from audit.facade import AuditQuery
 from core.errors import ErrorCode, InterfaceError
+from events.facade import EventQuery
 
-__all__ = ["AuditQuery", "ErrorCode", "InterfaceError"]
+__all__ = ["AuditQuery", "ErrorCode", "EventQuery", "InterfaceError"]

@@ -19,6 +19,7 @@ from dashboard.facade import (
     MetricsEngine,
     StateManager,
 )
+from events.facade import EventRecord, EventResponse, EventService
 from fleet.selectors import tenant_of_agent
 from realtime import gateway
 
@@ -46,6 +47,9 @@ __all__ = [
     "DashboardService",
     "ErrorCode",
     "EventBus",
+    "EventRecord",
+    "EventResponse",
+    "EventService",
     "InterfaceError",
     "L10Settings",
     "MetricsEngine",

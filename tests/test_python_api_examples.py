@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 from alerts.models import Alert
 from alerts.services import default_rules
 from audit.models import AuditEntry
+from events.models import Event
 from tests.dashboard.conftest import live_agent
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
@@ -47,6 +49,7 @@ def test_the_page_has_an_example_of_each_service():
     assert any("InterfaceError" in b for b in FACADE_BLOCKS)
     assert any("AlertService(" in b for b in FACADE_BLOCKS)
     assert any("AuditService(" in b for b in FACADE_BLOCKS)
+    assert any("EventService(" in b for b in FACADE_BLOCKS)
 
 
 @pytest.mark.redis
@@ -62,6 +65,12 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
             severity="critical", message="Agent unresponsive on crawler-7", started_at=timezone.now(),
             fired_at=timezone.now(), evaluated_at=timezone.now(),
         )  # fmt: skip
+    if "EventService(" in code:
+        for n, kind in enumerate(["task.completed", "task.completed", "agent.note"]):
+            Event.objects.create(
+                tenant=tenant_a, agent=agent, type=kind, occurred_at=datetime(2026, 11, 30, 12, n, tzinfo=UTC),
+                data={"task": f"t-{n}"},
+            )  # fmt: skip
     printed = run_example(code, {"agent_id": str(agent.pk)})
     if "DashboardService(" in code:
         assert printed[:3] == ["Total agents: 2", "Running: 1", "Paused: 1"]
@@ -79,6 +88,13 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
         assert agent.quotas == {"api_calls": {"day": 10000}}
     elif "AlertService(" in code:
         assert printed == ["critical: Agent unresponsive on crawler-7", "Acknowledged by oscar", "Snoozed: True"]
+    elif "EventService(" in code:
+        assert printed == [
+            "Total events: 2",
+            "2026-11-30 12:01:00+00:00: task.completed - {'task': 't-1'}",
+            "2026-11-30 12:00:00+00:00: task.completed - {'task': 't-0'}",
+            "In acme: 3",
+        ]
     elif "AuditService(" in code:
         assert len(printed) == 1 and re.fullmatch(r"\S+ \S+: oscar performed agent\.pause on crawler-7", printed[0])
         written = AuditEntry.objects.get(resource_id="crawler-7", tenant=tenant_a)

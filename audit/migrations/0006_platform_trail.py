@@ -3,6 +3,20 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# SQLite alters a column by making the table again, which drops its triggers: the one that
+# lists each new entry for the sealer (0005) is made again after.
+SQLITE_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS audit_entry_pending AFTER INSERT ON audit_auditentry
+BEGIN
+    INSERT INTO audit_auditpending (entry_id, tenant_id) VALUES (NEW.id, NEW.tenant_id);
+END;
+"""
+
+
+def remake_trigger(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(SQLITE_TRIGGER, params=None)
+
 
 class Migration(migrations.Migration):
 
@@ -31,4 +45,5 @@ class Migration(migrations.Migration):
             model_name='auditseal',
             constraint=models.UniqueConstraint(condition=models.Q(('tenant__isnull', True)), fields=('seq',), name='audit_seal_platform_seq'),
         ),
+        migrations.RunPython(remake_trigger, migrations.RunPython.noop),
     ]
