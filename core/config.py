@@ -231,6 +231,7 @@ class L10Settings:
             "trusted_proxies": env.networks("L10_TRUSTED_PROXIES", []),
             "audit_keys": env.keyring("L10_AUDIT_KEYS"),
             "audit_seal_interval": env.integer("L10_AUDIT_SEAL_INTERVAL", 5, minimum=1, maximum=300),
+            "event_retention_days": env.integer("L10_EVENT_RETENTION_DAYS", 30, minimum=1, maximum=3650),
         }
         values["tls"] = env.boolean("L10_TLS", not values["debug"])
         hosts, tls, port = cast(list[str], values["allowed_hosts"]), bool(values["tls"]), cast(int, values["port"])
@@ -291,6 +292,7 @@ class L10Settings:
     allowed_origins: tuple[str, ...] = field(init=False)
     audit_keys: tuple[tuple[str, str], ...] = field(init=False, repr=False)
     audit_seal_interval: int = field(init=False)
+    event_retention_days: int = field(init=False)
 
     @property
     def uses_postgres(self) -> bool:

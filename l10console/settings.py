@@ -336,6 +336,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "alerts-evaluate": {"task": "alerts.tasks.evaluate", "schedule": timedelta(seconds=L10.alert_eval_interval)},
     "alerts-deliver": {"task": "alerts.tasks.deliver", "schedule": timedelta(seconds=5)},
     "audit-seal": {"task": "audit.tasks.seal", "schedule": timedelta(seconds=L10.audit_seal_interval)},
+    "events-purge": {"task": "events.tasks.purge", "schedule": timedelta(hours=1)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -354,6 +355,7 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.evaluate": {"queue": "control"},
     "alerts.tasks.deliver": {"queue": "control"},
     "audit.tasks.seal": {"queue": "control"},
+    "events.tasks.purge": {"queue": "background"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

@@ -42,5 +42,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "alerts.tasks.evaluate",
         "alerts.tasks.deliver",
         "audit.tasks.seal",
+        "events.tasks.purge",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}
