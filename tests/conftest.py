@@ -377,7 +377,9 @@ def celery_worker(
     ready = tmp_path / f"worker-ready-{name}"
     command = [sys.executable, "-m", "celery", "-A", "l10console", "worker", "-l", "info", "--pool", "solo"]
     command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"{name}-{os.getpid()}@%h"]
-    command += ["-Q", queues]
+    # --purge: tasks an earlier test's beat left in the test broker's queues (each beat
+    # entry is due at a worker's start) are dropped, not run ahead of this test's own.
+    command += ["-Q", queues, "--purge"]
     if beat:
         command += ["--beat", "--schedule", str(tmp_path / f"beat-schedule-{name}")]
     process = subprocess.Popen(
