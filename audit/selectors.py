@@ -101,6 +101,6 @@ def entries(tenant_id: int | None, query: AuditFilter) -> QuerySet[AuditEntry]:
 
 
 def sealed_ids(ids: list[int]) -> set[int]:
-    """Of these entries, those still waiting for the sealer are not in it."""
+    """Those of these entries that are sealed (not waiting for the sealer)."""
     waiting = set(AuditPending.objects.filter(entry_id__in=ids).values_list("entry_id", flat=True))
     return set(ids) - waiting

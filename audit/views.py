@@ -22,7 +22,6 @@ from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
 
 PAGE = 50
-RELATED = {"alert": "alerts", "agent": "agents", "membership": "members", "token": "API tokens"}
 
 
 def _params(request: ConsoleRequest) -> dict[str, str]:
