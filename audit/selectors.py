@@ -13,8 +13,7 @@ from django.db.models import QuerySet
 
 from audit.models import AuditEntry, AuditPending, Outcome
 from core.errors import ErrorCode
-from core.inputs import text_problem
-from core.listing import Codes, Window, read_window, refuse
+from core.listing import Codes, Window, check_filters, read_window, refuse
 
 CODES = Codes(
     invalid=ErrorCode.AUDIT_INVALID_QUERY,
@@ -52,16 +51,8 @@ def read_query(
     """The filter and window of ``params``, each value checked once: an unknown key (but
     ``extra``), a text with control characters or too long, an outcome that is not one,
     and every window problem (``core.listing.read_window``) are refused with their code."""
-    unknown = sorted(set(params) - KEYS - extra)
-    if unknown:
-        raise refuse(CODES.invalid, unknown[0], f"“{unknown[0][:40]}” is not a filter of the audit trail.")
-    texts: dict[str, str] = {}
-    for name, limit in TEXT_FILTERS.items():
-        value = str(params.get(name) or "").strip()
-        problem = text_problem(value) or (f"is longer than {limit} characters" if len(value) > limit else None)
-        if problem:
-            raise refuse(CODES.invalid, name, f"“{name}” {problem}.")
-        texts[name] = value
+    check_filters(params, keys=KEYS | extra, texts=TEXT_FILTERS, code=CODES.invalid, what="the audit trail")
+    texts = {name: str(params.get(name) or "").strip() for name in TEXT_FILTERS}
     ids = resource_ids(texts["resource_id"])
     if len(ids) > MAX_RESOURCES or any(len(i) > 64 for i in ids):
         raise refuse(CODES.invalid, "resource_id", f"“resource_id” names at most {MAX_RESOURCES} ids of 64 characters.")

@@ -56,6 +56,24 @@ def refuse(code: ErrorCode, field: str, problem: str) -> InterfaceError:
     return InterfaceError(code, problem, details={"field": field})
 
 
+def check_filters(
+    params: Mapping[str, Any], *, keys: frozenset[str], texts: Mapping[str, int], code: ErrorCode, what: str
+) -> None:
+    """Refuse a key not in ``keys``, and a value of ``texts`` (one text, or a list of them)
+    with control characters or longer than its limit, naming the field."""
+    unknown = sorted(set(params) - keys)
+    if unknown:
+        raise refuse(code, unknown[0], f"“{unknown[0][:40]}” is not a filter of {what}.")
+    for name, longest in texts.items():
+        value = params.get(name)
+        for text in value if isinstance(value, list | tuple) else [value or ""]:
+            problem = text_problem(str(text)) or (
+                f"is longer than {longest} characters" if len(str(text)) > longest else None
+            )
+            if problem:
+                raise refuse(code, name, f"“{name}” {problem}.")
+
+
 def _number(params: Mapping[str, str], name: str, default: int, code: ErrorCode) -> int:
     raw = str(params.get(name, "") or "").strip()
     if not raw:

@@ -15,8 +15,7 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from core.errors import ErrorCode
-from core.inputs import text_problem
-from core.listing import Codes, Window, read_window, refuse
+from core.listing import Codes, Window, check_filters, read_window, refuse
 from events.models import Event, Severity
 
 CODES = Codes(
@@ -56,17 +55,7 @@ def read_query(
     """The filter and window of ``params``, each value checked once. ``known_types``: an
     event type the tenant has never stored is refused (E10407), as the API does; a page
     shows an empty list instead."""
-    unknown = sorted(set(params) - KEYS)
-    if unknown:
-        raise refuse(CODES.invalid, unknown[0], f"“{unknown[0][:40]}” is not a filter of the events.")
-    for name, longest in TEXT_FILTERS.items():
-        value = params.get(name)
-        for text in value if isinstance(value, list | tuple) else [value or ""]:
-            problem = text_problem(str(text)) or (
-                f"is longer than {longest} characters" if len(str(text)) > longest else None
-            )
-            if problem:
-                raise refuse(CODES.invalid, name, f"“{name}” {problem}.")
+    check_filters(params, keys=KEYS, texts=TEXT_FILTERS, code=CODES.invalid, what="the events")
     types = _words(params.get("event_type"))
     if len(types) > MAX_TYPES or any(len(t) > 100 for t in types):
         raise refuse(CODES.invalid, "event_type", f"“event_type” names at most {MAX_TYPES} types of 100 characters.")
