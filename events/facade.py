@@ -1,6 +1,7 @@
 """The event store in the Python API: ``EventService`` (``from l10console.services import
 EventService``) and ``EventQuery`` (``from l10console.models import EventQuery``), as
-docs/python-api.md shows them; the reads of ``events.selectors``."""
+docs/python-api.md shows them; a page is read by ``events.selectors.page``, as the JSON
+API (events/api.py) reads it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 
 from core.errors import ErrorCode, InterfaceError
-from core.listing import bounded_total, keyset_page, offset_past_end
 from events import selectors
 from events.models import Event
 from tenancy.selectors import tenant_by_ref
@@ -102,14 +102,8 @@ class EventService:
                 tenant_pk = int(tenant.pk)
             params = {k: v for k, v in asdict(query).items() if k != "tenant_id" and v not in (None, "", [])}
             params["limit"], params["offset"] = str(query.limit), str(query.offset)
-            scope = tenant_pk or 0
-            found, window = selectors.read_query(params, tenant_id=scope, known_types=tenant_pk is not None)
-            rows = selectors.events(tenant_pk, found)
-            page, after = keyset_page(rows, window, kind=selectors.KIND, tenant_id=scope, time_field="occurred_at")
-            past = offset_past_end(window, page, selectors.CODES.past_end)
-            if past is not None:
-                raise past
-            total = bounded_total(rows)
-            return EventResponse([EventRecord.of(e) for e in page], total.value, not total.exact, after)
+            found = selectors.page(tenant_pk, params, known_types=True)
+            events = [EventRecord.of(e) for e in found.events]
+            return EventResponse(events, found.total.value, not found.total.exact, found.next_cursor)
 
         return await sync_to_async(read)()

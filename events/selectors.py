@@ -1,6 +1,7 @@
 """Reading the event store: one tenant's events by type (several), agent, severity, time
-and text in the message or data, newest first, a page at a time (core/listing.py); the
-same query for the Python API now, and the page and the JSON API to come."""
+and text in the message or data, newest first, a page at a time (core/listing.py).
+``page`` is the one reading of a query: the Python API (events/facade.py) and the JSON
+API (events/api.py) both answer with it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from core.errors import ErrorCode
-from core.listing import Codes, Window, check_filters, read_window, refuse
+from core.listing import (
+    Codes,
+    Total,
+    Window,
+    bounded_total,
+    check_filters,
+    keyset_page,
+    offset_past_end,
+    read_window,
+    refuse,
+)
 from events.models import Event, Severity
 
 CODES = Codes(
@@ -100,3 +111,27 @@ def events(tenant_id: int | None, query: EventFilter) -> QuerySet[Event]:
             Q(message__icontains=query.text) | Q(data_text__icontains=query.text)
         )
     return found
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: its events newest first, how many the query finds in all (exact
+    up to a bound, an estimate past it), and the cursor of the next page (None on the last)."""
+
+    events: list[Event]
+    total: Total
+    next_cursor: str | None
+
+
+def page(tenant_id: int | None, params: Mapping[str, Any], *, known_types: bool = False) -> Page:
+    """The page ``params`` asks for (``KEYS``, each checked by ``read_query``) of one tenant's
+    events, or every tenant's for None; ``known_types`` as ``read_query`` takes it. A bad
+    value, or an offset past the end, raises its ``InterfaceError`` (E10401-E10407)."""
+    scope = tenant_id or 0  # every tenant's: cursors are bound to 0
+    query, window = read_query(params, tenant_id=scope, known_types=known_types and tenant_id is not None)
+    rows = events(tenant_id, query)
+    found, after = keyset_page(rows, window, kind=KIND, tenant_id=scope, time_field="occurred_at")
+    past = offset_past_end(window, found, CODES.past_end)
+    if past is not None:
+        raise past
+    return Page(found, bounded_total(rows), after)

@@ -18,13 +18,14 @@ from ninja.parser import Parser
 from control import api as control_api
 from core import inputs
 from core.errors import ErrorCode, InterfaceError
+from events import api as events_api
 from ingest import api as ingest_api
 
 log = logging.getLogger(__name__)
 
 # The routers, by their prefix under /api/v1/; and how each names a body that does not
 # fit its shape: the code of the first field at fault (control), else by the kind of fault.
-ROUTERS = {"/ingest": ingest_api.router, "/agents": control_api.router}
+ROUTERS = {"/ingest": ingest_api.router, "/agents": control_api.router, "/events": events_api.router}
 # pydantic error types that have a code of their own (ingest); the rest are E10802.
 ERROR_TYPE_CODES = {
     "time_in_future": ErrorCode.INGEST_TIME_IN_FUTURE,

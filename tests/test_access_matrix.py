@@ -238,10 +238,15 @@ CONTROL_ROUTES: dict[str, tuple[Role, dict[str, Any]]] = {
     "/api/v1/agents/{agent_id}/restart": (Role.ADMIN, {}),
     "/api/v1/agents/{agent_id}/quota": (Role.ADMIN, {"quota_type": "tokens", "new_limit": 100}),
 }
+# Read routes (a tenant token with the read scope, or a personal one naming a tenant of
+# its person's): path → the key of the answer's list of rows.
+READ_ROUTES: dict[str, str] = {
+    "/api/v1/events": "events",
+}
 
 
 def test_every_api_route_is_in_the_matrix():
-    assert {path for path, _ in api_operations()} == set(API_BODIES) | set(CONTROL_ROUTES)
+    assert {path for path, _ in api_operations()} == set(API_BODIES) | set(CONTROL_ROUTES) | set(READ_ROUTES)
 
 
 def _a_rows(tenant: Any) -> tuple[Any, ...]:
@@ -308,3 +313,32 @@ def test_each_control_route_needs_a_personal_token_and_the_role(client, request,
     assert allowed.status_code == 200, allowed.content
     assert allowed.json()["status"] == "success"
     assert _control_state(agent_a) != before
+
+
+@pytest.mark.parametrize("path", list(READ_ROUTES))
+def test_each_read_route_needs_a_read_token_and_keeps_to_its_tenant(
+    client, tenant_a, agent_a, token_a, token_b, viewer_a, operator_b, path
+):
+    from django.utils import timezone
+
+    from tenancy.services import personal_token_create
+
+    Event.objects.create(tenant=tenant_a, agent=agent_a, type="task.completed", occurred_at=timezone.now())
+    rows = READ_ROUTES[path]
+
+    def call(token: str | None, **query: str) -> Any:
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        return client.get(path, query, **headers)
+
+    def personal(user: Any) -> str:
+        return personal_token_create(user=user, name="matrix", scopes=["read"])[1]
+
+    assert call(None).status_code == 401
+    assert len(call(token_a).json()[rows]) == 1
+    assert len(call(personal(viewer_a), tenant_id=tenant_a.slug).json()[rows]) == 1
+    # Tenant B's token reads B's rows only, and naming A is as naming no tenant at all.
+    as_b = call(token_b)
+    assert as_b.status_code == 200 and as_b.json()[rows] == []
+    for token in (token_b, personal(operator_b)):
+        refused = call(token, tenant_id=tenant_a.slug)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "E10005"

@@ -65,3 +65,6 @@ def test_every_route_answers_as_its_schema_says(asgi_server, token_a, tenant_a, 
     # Every route answered something, and the run reached past authentication.
     assert len(seen) >= 10
     assert any(code not in (401, 403) for codes in seen.values() for code in codes)
+    # The events query read with token_a (its scopes: ingest and read): an example got a page.
+    if mode is GenerationMode.POSITIVE:
+        assert 200 in seen["/api/v1/events"], seen["/api/v1/events"]
