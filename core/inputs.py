@@ -198,7 +198,14 @@ def time_problem(value: datetime, *, max_age: timedelta, now: datetime | None = 
 NAMESPACE_CODES: dict[str, ErrorCode] = {
     "dashboard": ErrorCode.DASHBOARD_INVALID_QUERY,
     "control": ErrorCode.CONTROL_INVALID_REQUEST,
+    "events": ErrorCode.EVENT_INVALID_QUERY,
+    "audit": ErrorCode.AUDIT_INVALID_QUERY,
     "api": ErrorCode.INGEST_INVALID,
+}
+# The API's routers by path, where their code is not the ingest's.
+API_CODES: dict[str, ErrorCode] = {
+    "/api/v1/agents/": ErrorCode.CONTROL_INVALID_REQUEST,
+    "/api/v1/events": ErrorCode.EVENT_INVALID_QUERY,
 }
 # Fields whose mistakes have a code of their own there (the service gives the same).
 FIELD_CODES: dict[tuple[str, str], ErrorCode] = {
@@ -239,8 +246,10 @@ def form_problem(request: HttpRequest) -> tuple[str, str] | None:
 def _code_for(request: HttpRequest, field: str) -> ErrorCode:
     match = request.resolver_match
     namespaces: list[str] = list(match.namespaces) if match else []
-    if namespaces == ["api"] and request.path.startswith("/api/v1/agents/"):
-        return ErrorCode.CONTROL_INVALID_REQUEST
+    if namespaces == ["api"]:
+        for prefix, code in API_CODES.items():
+            if request.path.startswith(prefix):
+                return code
     for name in namespaces:
         if (name, field) in FIELD_CODES:
             return FIELD_CODES[name, field]

@@ -257,8 +257,8 @@ def test_each_bad_parameter_has_its_code(tenant_b, agent_b, token_a, store, quer
 )  # fmt: skip
 def test_control_characters_are_refused_before_the_route_reads_anything(token_a, store, query, field):
     # The input boundary (core/inputs.py, docs/api.md "Input rules") answers a query string
-    # under /api/ before the route runs, with its code for the API's namespace.
-    error = refused(get(token_a, query), 400, "E10802")
+    # under /api/ before the route runs, with the events' code.
+    error = refused(get(token_a, query), 400, "E10401")
     assert error["details"] == {"field": field}
 
 
