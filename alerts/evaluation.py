@@ -42,6 +42,8 @@ from alerts.notify import notify
 from alerts.selectors import badge_changed
 from alerts.sql import WINDOWED, Windows
 from costs.selectors import quota_use_percent
+from events.models import Severity as EventSeverity
+from events.services import NewEvent, events_record
 from fleet.models import Agent, DesiredState, ObservedState
 from realtime import hub
 
@@ -85,6 +87,7 @@ class Evaluated:
     rules: int = 0
     transitions: list[tuple[int, str, str]] = field(default_factory=list)  # (alert id, from, to)
     values: dict[int, float | None] = field(default_factory=dict)  # open alerts' new values, by id
+    events: list[NewEvent] = field(default_factory=list)  # alerts fired and resolved, stored at the end
 
 
 def condition(rule: AlertRule) -> lifecycle.Condition:
@@ -229,6 +232,7 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
                 decided = lifecycle.step(applies, state, observed, now)
                 _apply(rule, agent_id, fingerprint, current, decided, observed, now, done)
         sql.update_values(done.values, now)
+        events_record(tenant_id=tenant_id, events=done.events)
         _notify(rules, done, now)
     return done
 
@@ -284,6 +288,15 @@ def _transition(alert: Alert, before: str, after: str, value: float | None, at: 
     done.transitions.append((alert.pk, before, after))
     topic = {AlertState.FIRING: "alert.triggered", AlertState.RESOLVED: "alert.resolved"}.get(AlertState(after))
     if topic is not None:
+        fired = after == AlertState.FIRING
+        done.events.append(
+            NewEvent(
+                type=f"alert.{after}", occurred_at=at, agent_id=alert.agent_id,
+                severity=alert.severity if fired else EventSeverity.INFO,
+                message=alert.message if fired else f"Resolved: {alert.message}",
+                data={"alert_id": alert.pk, "rule_id": alert.rule_id, "value": value},
+            )
+        )  # fmt: skip
         hub.publish(
             alert.tenant_id,
             topic,

@@ -34,6 +34,7 @@ from alerts.selectors import badge_changed
 from audit.models import Outcome
 from audit.services import Actor, Entry, audit_record
 from core.errors import ErrorCode, InterfaceError
+from events.services import emit
 from fleet.models import Agent
 from realtime import hub
 from tenancy.models import Membership, Role, Tenant
@@ -228,13 +229,17 @@ def _open_alert(tenant_id: int | None, alert_id: int | str, *, lock: bool = True
 
 def _audited(alert: Alert, actor: Actor, action: str, delta: dict[str, Any], note: str) -> None:
     badge_changed(alert.tenant_id)
-    audit_record(
+    audit_id = audit_record(
         tenant_id=alert.tenant_id, actor=actor,
         entry=Entry(action, "alert", str(alert.pk), Outcome.SUCCESS, reason=note[:500], delta=delta),
     )  # fmt: skip
+    said = f"{action.removeprefix('alert.')} by {actor.label}" + (f": {note}" if note else "")
     AlertTransition.objects.create(
-        alert=alert, at=timezone.now(), from_state=alert.state, to_state=alert.state, value=alert.value,
-        note=f"{action.removeprefix('alert.')} by {actor.label}" + (f": {note}" if note else ""),
+        alert=alert, at=timezone.now(), from_state=alert.state, to_state=alert.state, value=alert.value, note=said
+    )
+    emit(
+        alert.tenant_id, action, agent_id=alert.agent_id, message=f"{said} ({alert.message})"[:1000],
+        data={"alert_id": alert.pk, "by": actor.label, "change": delta, "audit_id": audit_id},
     )  # fmt: skip
     hub.publish(
         alert.tenant_id,

@@ -11,7 +11,8 @@ One operation, step by step (docs/architecture.md, "A pause, from click to agent
 5. One transaction: lock the agent's row and check its version has not moved since it
    was read (fencing: a lock that expired cannot overwrite a newer change), apply the
    state machine (``control.rules``), write the change with a version bump, write the
-   audit row, store the key with its answer.
+   audit row and the ``control.<action>`` event (``events.services.emit``), store the
+   key with its answer.
 6. After commit (in ``fleet.services``): publish ``control.action`` (which tells the
    agent's socket at once) and invalidate the tenant's cached pages.
 
@@ -36,6 +37,8 @@ from control import locks, sql
 from control.models import IdempotencyRecord
 from control.rules import NEEDS, Action, ControlRequest, ControlResult, ControlStatus, transition, validate
 from core.errors import ErrorCode, InterfaceError
+from events.models import Severity
+from events.services import emit
 from fleet import services as fleet_services
 from fleet.models import Agent, DesiredState
 from tenancy.models import Membership, Role, Tenant
@@ -220,7 +223,11 @@ def _apply(
         raise InterfaceError(ErrorCode.CONTROL_STALE)
     result, delta = _change(agent, actor, request)
     outcome = Outcome.SUCCESS if result.status == ControlStatus.SUCCESS else Outcome.NOOP
-    audit_record(tenant_id=tenant.pk, actor=actor, entry=_entry(request, agent_ref, outcome, delta=delta), at=now)
+    audit_id = audit_record(
+        tenant_id=tenant.pk, actor=actor, entry=_entry(request, agent_ref, outcome, delta=delta), at=now
+    )
+    if outcome == Outcome.SUCCESS:
+        _emit(agent, actor, request, delta, audit_id, now)
     # The key and its answer, in the transaction of the change: a concurrent request with
     # the same key waits here on the unique index, then finds it taken and this whole
     # transaction (its change too) is rolled back in favour of the stored answer.
@@ -235,6 +242,24 @@ def _apply(
     ):
         raise _Claimed
     return result
+
+
+# The event store's word for a control action: its type, and how loud it is.
+EVENT_SEVERITY: dict[str, str] = {Action.STOP: Severity.CRITICAL, Action.PAUSE: Severity.WARNING}
+
+
+def _emit(
+    agent: Agent, actor: Actor, request: ControlRequest, delta: dict[str, Any], audit_id: int, now: datetime
+) -> None:
+    by = actor.label
+    emit(
+        agent.tenant_id, f"control.{request.action}", agent_id=agent.pk, external_id=agent.external_id,
+        severity=EVENT_SEVERITY.get(request.action, Severity.INFO),
+        message=f"{request.action} of {agent.external_id} by {by}" + (f": {request.reason}" if request.reason else ""),
+        data={"by": by, "reason": request.reason, "change": delta, "version": agent.version, "audit_id": audit_id,
+              "batch_id": str(request.batch_id) if request.batch_id else None},
+        at=now,
+    )  # fmt: skip
 
 
 def _change(agent: Agent, actor: Actor, request: ControlRequest) -> tuple[ControlResult, dict[str, Any]]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
+from django.db import IntegrityError, transaction
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -36,6 +37,14 @@ def insert_new(model: type[M], tenant_id: int, rows: Sequence[M]) -> tuple[list[
         if uid is not None:
             seen.add(uid)
         fresh.append(row)
-    # ignore_conflicts: a concurrent retry of the same batch must not fail the request.
-    model._default_manager.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
+    # The rows get their ids (the live tail links to them). A concurrent retry of the same
+    # batch that stored some of them first must not fail the request: then the rows go in
+    # again skipping those, without ids.
+    try:
+        with transaction.atomic():
+            model._default_manager.bulk_create(fresh, batch_size=500)
+    except IntegrityError:
+        for row in fresh:
+            row.pk = None  # an earlier slice of the batch was rolled back with the rest
+        model._default_manager.bulk_create(fresh, batch_size=500, ignore_conflicts=True)
     return fresh, duplicates

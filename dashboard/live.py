@@ -64,6 +64,9 @@ MAX_WATCHED = 200
 # An agent's events and control actions, on its page, are read again after these.
 QUIET_TOPICS = frozenset({"agent.heartbeat"})
 CARD_TOPICS = frozenset({"agent.events"})  # news for the cards only: rows and summaries stay
+# Each stored event, for the events page's tail: the pages here hear of an agent's events
+# once per batch, from ``agent.events``.
+TAIL_TOPICS = frozenset({"events.stored"})
 AGENT_CARDS = ["agent-events", "agent-controls"]
 
 
@@ -164,6 +167,8 @@ class LiveTenant:
         if event.seq <= self.seq:
             return  # another of this tenant's pages already handed it over
         self.seq = event.seq
+        if event.topic in TAIL_TOPICS:
+            return
         if event.topic.startswith("alert."):
             self.alerts_changed = True
         agent_id = event.data.get("agent_id")

@@ -29,9 +29,15 @@ log = logging.getLogger(__name__)
 SILENT_INTERVALS = 3
 
 
-def _noticed(kind: str, agent_id: UUID, now: datetime, severity: str, message: str, data: dict[str, Any]) -> NewEvent:
+def _noticed(
+    kind: str, agent_id: UUID, now: datetime, severity: str, message: str, data: dict[str, Any],
+    external_id: str | None = None,
+) -> NewEvent:  # fmt: skip
     """The event recording what the console noticed about an agent."""
-    return NewEvent(type=kind, occurred_at=now, agent_id=agent_id, severity=severity, message=message, data=data)
+    return NewEvent(
+        type=kind, occurred_at=now, agent_id=agent_id, severity=severity, message=message, data=data,
+        external_id=external_id,
+    )  # fmt: skip
 
 
 def _deadline(now: datetime) -> datetime:
@@ -73,8 +79,9 @@ def agents_mark_unresponsive(*, now: datetime | None = None) -> list[UUID]:
                         Severity.WARNING,
                         f"No heartbeat since {last.isoformat() if last else 'registration'}; was {previous}.",
                         {"previous_state": previous, "last_heartbeat_at": last.isoformat() if last else None},
+                        external_id,
                     )
-                    for pk, previous, last, _, _ in silent
+                    for pk, previous, last, external_id, _ in silent
                 ],
             )
             tenant_cache.invalidate(tenant_id)

@@ -18,15 +18,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import tenant_cache
+from events.models import Severity
+from events.services import emit
 from fleet import sql
-from fleet.models import Agent, DesiredState, PauseMode
+from fleet.models import Agent, DesiredState, ObservedState, PauseMode
 from realtime import hub
 from tenancy.models import Tenant
 
 # --- what the hub hears -------------------------------------------------------------------
 
 
+# Observed states worth a warning in the event store.
+TROUBLED: dict[str, str] = {ObservedState.ERROR: Severity.ERROR, ObservedState.UNRESPONSIVE: Severity.WARNING}
+
+
 def _publish_state_changed(agent: Agent, previous_state: str, now: datetime) -> None:
+    """The hub's ``agent.state.changed`` and the event store's ``agent.state_changed``."""
+    state = str(agent.observed_state)
+    emit(
+        agent.tenant_id, "agent.state_changed", agent_id=agent.pk, external_id=agent.external_id,
+        severity=TROUBLED.get(state, Severity.INFO),
+        message=f"{agent.external_id} is {state} (was {previous_state}).",
+        data={"state": state, "previous_state": previous_state, "desired_state": str(agent.desired_state)}, at=now,
+    )  # fmt: skip
     hub.publish(
         agent.tenant_id,
         "agent.state.changed",

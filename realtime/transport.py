@@ -41,6 +41,7 @@ TOPICS = frozenset(
         "agent.registered",
         "task.completed",
         "agent.events",
+        "events.stored",
         "alert.triggered",
         "alert.resolved",
         "alert.acknowledged",

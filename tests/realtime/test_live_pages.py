@@ -176,8 +176,10 @@ def test_a_page_rendered_before_missed_events_is_told_to_resync(server, viewer_a
     with live_socket(server, viewer_a, f"view=overview&since={rendered_at}") as ws:
         assert frame(ws) == {"type": "hello", "seq": rendered_at}
     fleet_services.agent_state_report(agent=crawlers[0], state=ObservedState.PAUSED)
+    # The change, its event in the store and the word that the agent has new events.
+    assert hub.current_seq(tenant_a.pk) == rendered_at + 3
     with live_socket(server, viewer_a, f"view=overview&since={rendered_at}") as ws:
-        assert frame(ws) == {"type": "resync", "seq": rendered_at + 1}
+        assert frame(ws) == {"type": "resync", "seq": rendered_at + 3}
 
 
 def test_an_outsider_is_refused(server, operator_b, crawlers):
