@@ -15,6 +15,7 @@ tenant_patterns = [
     path("", include("members.urls")),
     path("", include("alerts.urls")),
     path("", include("audit.urls")),
+    path("", include("events.urls")),
 ]
 
 urlpatterns = [

@@ -90,6 +90,9 @@ TENANT = {
     "audit:trail": ("GET", Role.ADMIN),
     "audit:entry": ("GET", Role.ADMIN),
     "audit:export": ("GET", Role.ADMIN),
+    # Every member reads the events; the page's filters and links are tested in tests/events/.
+    "events:list": ("GET", Role.VIEWER),
+    "events:detail": ("GET", Role.VIEWER),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -156,6 +159,9 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "token": ack_token(alert),
         "target_id": 0,
         "silence_id": 0,
+        "event_id": Event.objects.create(
+            tenant=tenant_a, agent=agent_a, type="task.completed", occurred_at=timezone.now()
+        ).pk,
         "entry_id": AuditEntry.objects.create(
             tenant=tenant_a, occurred_at=timezone.now(), actor_label="system", action="agent.pause",
             resource_type="agent", resource_id="worker-1", outcome="success",
