@@ -160,6 +160,8 @@ def _events_context(request: ConsoleRequest, detail: selectors.AgentDetail, even
     return {
         "agent": detail.agent, "detail": detail, "event_filter": events, "event_filters": filters,
         "events_url": with_params(request.GET, events=events),
+        # The events page, filtered to this agent: all its history, live.
+        "all_events_url": reverse("events:list", args=[request.resolver_match.kwargs["slug"] if request.resolver_match else ""]) + f"?agent_id={detail.agent.pk}",
     }  # fmt: skip
 
 

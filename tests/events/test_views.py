@@ -167,3 +167,11 @@ def test_the_page_reads_a_fixed_number_of_queries_whatever_its_events(viewer_a, 
     )
     with django_assert_max_num_queries(12):
         assert len(shown(client.get(URL))) == 44
+
+
+def test_an_agents_page_links_to_all_its_events(viewer_a, agent_a, store):
+    page = client_for(viewer_a).get(f"/t/acme/agents/{agent_a.pk}/").content.decode()
+    link = re.search(r'href="([^"]+)" data-testid="all-agent-events"', page)
+    assert link is not None
+    listed = client_for(viewer_a).get(unescape(link.group(1)))
+    assert shown(listed) == [store["new"].pk, store["failed"].pk, store["old"].pk]
