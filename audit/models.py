@@ -58,8 +58,10 @@ class AppendOnlyModel(models.Model):
 class AuditEntry(AppendOnlyModel):
     # None: the platform's own trail (a sign-in of an unknown name, a staff change in
     # Django admin to something of no tenant), which platform staff read in Django admin.
+    # No index of its own on tenant or actor: the indexes below lead with the tenant, and no
+    # read goes by the account's id; every index is paid for on each control operation.
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries",
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_entries", db_index=False,
         help_text="Empty for the platform's own trail.",
     )  # fmt: skip
     occurred_at = models.DateTimeField()
@@ -68,7 +70,7 @@ class AuditEntry(AppendOnlyModel):
     # the label names who it was.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
-        related_name="+", verbose_name="account", help_text="The account that acted; empty for the system.",
+        db_index=False, related_name="+", verbose_name="account", help_text="The account that acted; empty for the system.",
     )  # fmt: skip
     actor_label = models.CharField("actor", max_length=150, help_text="Who acted, as named at the time.")
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
@@ -108,8 +110,14 @@ class AuditPending(models.Model):
     """An entry not yet chained. Written by a database trigger on every insert into the
     trail (audit/migrations/0005_chain.py), removed by the sealer as it seals the entry."""
 
-    entry = models.OneToOneField(AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, related_name="+")
-    tenant = models.ForeignKey(Tenant, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # No constraints, one index: the trigger writes a row for an entry it has just seen
+    # inserted, and entries are never deleted; a deferred check would cost every commit.
+    entry = models.OneToOneField(
+        AuditEntry, primary_key=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        Tenant, null=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["tenant", "entry"], name="audit_pending_tenant")]

@@ -93,9 +93,27 @@ def fetch_binary(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tu
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, binary=True)
         rows = cursor.fetchall()
+    _logged(sql, started)
+    return rows
+
+
+def fetch_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """``fetch_one`` as a prepared statement: parsed and planned once per connection, then
+    sent as its name and the values, for a statement on the path of every control
+    operation (docs/performance.md, "The audit trail"). On a server-binding cursor of the
+    request's own connection, in its transaction, logged as Django logs a query."""
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        row = cursor.fetchone()
+    _logged(sql, started)
+    return None if row is None else tuple(row)
+
+
+def _logged(sql: str, started: float) -> None:
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    return rows
 
 
 def execute(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
