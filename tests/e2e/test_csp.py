@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from events.models import Event
 from fleet.models import Agent
 from tests.conftest import LiveServer
 from tests.e2e.test_journey import sign_in
@@ -100,6 +102,14 @@ def test_the_main_pages_and_the_admin_cause_no_csp_violation(
         dialog.get_by_role("button", name="Cancel").click()
         expect(dialog).to_be_hidden()
     assert violations.take() == [], "agent detail and its dialogs"
+
+    # The events page, one event opened in place, and its live tail on the event socket.
+    Event.objects.create(tenant=quota_agent.tenant, agent=quota_agent, type="task.failed", occurred_at=timezone.now())
+    page.goto(f"{base}/t/acme/events/")
+    expect(page.get_by_test_id("event-list")).to_have_attribute("data-tail-ready", "true")
+    page.locator("#event-list > li summary").first.click()
+    expect(page.get_by_test_id("event-agent").first).to_be_visible()
+    assert violations.take() == [], "events page"
 
     page.goto(f"{base}/t/acme/settings/tokens/")
     page.get_by_label("Name").fill("csp check")

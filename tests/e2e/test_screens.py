@@ -15,6 +15,7 @@ from playwright.sync_api import Page, ViewportSize, expect
 from alerts.models import Alert
 from alerts.services import default_rules
 from control.models import Batch
+from events.models import Event
 from tests.conftest import LiveServer
 from tests.dashboard.conftest import live_agent
 from tests.e2e.test_journey import sign_in
@@ -61,6 +62,10 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         message="Agent unresponsive: heartbeat age 123 s (> 90)", started_at=timezone.now(),
         fired_at=timezone.now(), evaluated_at=timezone.now(),
     )  # fmt: skip
+    event = Event.objects.create(
+        tenant=tenant_a, agent=agents[0], type="control.pause", severity="warning", occurred_at=timezone.now(),
+        message="pause of crawler-1 by alice: maintenance window", data={"by": "alice", "reason": "maintenance"},
+    )  # fmt: skip
     return {
         "overview": "/t/acme/",
         "agent list": "/t/acme/agents/",
@@ -75,6 +80,9 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         "new alert rule": "/t/acme/alerts/rules/new/",
         "silences": "/t/acme/alerts/silences/",
         "notification targets": "/t/acme/alerts/targets/",
+        "events": "/t/acme/events/",
+        "event": f"/t/acme/events/{event.pk}/",
+        "audit trail": "/t/acme/audit/",
     }
 
 
