@@ -8,7 +8,6 @@ same tasks run on a small thread pool, and the periodic ones from
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -24,11 +23,21 @@ from django.db import close_old_connections, transaction
 log = logging.getLogger(__name__)
 
 
-@functools.cache
+_discovered = threading.Event()
+_discovering = threading.Lock()
+
+
 def _discover_tasks() -> None:
     # Outside a worker nothing imports the apps' tasks modules; this is what a worker
-    # does at start-up (it fires autodiscover_tasks).
-    celery_app.loader.import_default_modules()
+    # does at start-up (it fires autodiscover_tasks). Under a lock: a second thread that
+    # came while the first was importing would find the loader already started and run
+    # its task before the task was registered.
+    if _discovered.is_set():
+        return
+    with _discovering:
+        if not _discovered.is_set():
+            celery_app.loader.import_default_modules()
+            _discovered.set()
 
 
 def _run_task(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
