@@ -117,6 +117,14 @@ def event_detail(request: ConsoleRequest, membership: Membership, event_id: int)
     return render(request, "events/event.html", context)
 
 
+def _short(data: dict[str, Any]) -> str:
+    """The data in one line, for an event without a message (``static/js/tail.js`` says it so too)."""
+    return " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+        for key, value in sorted(data.items())
+    )
+
+
 def detail_context(event: Event, membership: Membership) -> dict[str, Any]:
     """The event, its data as indented JSON, and where it leads: its agent, its alert, its
     audit entry, and (for admins) its agent's audit entries around it."""
@@ -135,6 +143,7 @@ def detail_context(event: Event, membership: Membership) -> dict[str, Any]:
         )
     return {
         "event": event,
+        "summary": event.message or _short(data),
         "data_json": json.dumps(event.data, indent=2, sort_keys=True, default=str),
         "alert_id": alert_id if isinstance(alert_id, int) and not isinstance(alert_id, bool) else None,
         "audit_id": audit_id if membership.can_manage and isinstance(audit_id, int) else None,

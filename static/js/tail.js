@@ -79,6 +79,16 @@
     return isNaN(when) ? String(iso) : when.toISOString().replace("T", " ").slice(0, 19);
   }
 
+  // What the line says: the message, else the data in short, keys in order (as the page's own lines do).
+  function said(event) {
+    if (event.message) return String(event.message);
+    if (!event.data) return "";
+    return Object.keys(event.data).sort().map(function (key) {
+      const value = event.data[key];
+      return key + "=" + (typeof value === "string" ? value : JSON.stringify(value));
+    }).join(" ");
+  }
+
   function row(event) {
     const item = document.createElement("li");
     item.className = "event fresh";
@@ -96,7 +106,7 @@
       text("span", "sev sev-" + severity, severity.charAt(0).toUpperCase() + severity.slice(1)), " ",
       text("code", "type", event.event_type), " ",
       text("span", "agent", event.external_id || (event.agent_id ? String(event.agent_id).slice(0, 8) : "—")), " ",
-      text("span", "msg", String(event.message || "").slice(0, 200))
+      text("span", "event-msg", said(event).slice(0, 200))
     );
     details.append(summary, text("div", "event-detail", ""));
     item.append(details);

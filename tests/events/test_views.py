@@ -175,3 +175,12 @@ def test_an_agents_page_links_to_all_its_events(viewer_a, agent_a, store):
     assert link is not None
     listed = client_for(viewer_a).get(unescape(link.group(1)))
     assert shown(listed) == [store["new"].pk, store["failed"].pk, store["old"].pk]
+
+
+def test_an_event_without_a_message_is_summed_up_by_its_data(viewer_a, tenant_a, agent_a):
+    Event.objects.create(
+        tenant=tenant_a, agent=agent_a, type="task.completed", occurred_at=timezone.now(),
+        data={"task": "crawl-eu", "tokens": 120, "ok": True},
+    )  # fmt: skip
+    page = client_for(viewer_a).get(URL).content.decode()
+    assert '<span class="event-msg">ok=true task=crawl-eu tokens=120</span>' in page
