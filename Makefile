@@ -36,7 +36,7 @@ pytest: venv
 
 # The apps `make run` serves, again on the embedded default (SQLite, local memory):
 # tests that need PostgreSQL or Redis themselves ran in the first pass.
-EMBEDDED_TESTS ?= tests/fleet tests/ingest tests/control tests/dashboard tests/audit tests/events
+EMBEDDED_TESTS ?= tests/fleet tests/ingest tests/control tests/dashboard tests/audit tests/events tests/costs
 pytest-embedded: venv
 	L10_TEST_EMBEDDED=1 $(PY) -m pytest -m "not postgres and not redis and not browser" $(EMBEDDED_TESTS); \
 	rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

@@ -71,6 +71,14 @@ class ErrorCode(StrEnum):
     AUDIT_INVALID_ENTRY = "E10507"
     # E106xx cost
     COST_INVALID_QUERY = "E10601"
+    COST_NEGATIVE = "E10602"
+    COST_TOO_PRECISE = "E10603"
+    COST_PRICE_OVERLAP = "E10604"
+    COST_UNKNOWN_CURRENCY = "E10605"
+    COST_BAD_RANGE = "E10606"
+    COST_RANGE_TOO_LONG = "E10607"
+    COST_UNKNOWN_SELECTOR = "E10608"
+    COST_PRICE_NOT_FOUND = "E10609"
     # E107xx alerts
     ALERT_NOT_FOUND = "E10701"
     ALERT_UNKNOWN_METRIC = "E10702"
@@ -260,6 +268,30 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422, False, "The audit entry cannot be written as given.", "Check the field the message names."
     ),
     ErrorCode.COST_INVALID_QUERY: ErrorSpec(400, False, "The cost query is not valid.", "Check the date range."),
+    ErrorCode.COST_NEGATIVE: ErrorSpec(
+        422, False, "A price or budget cannot be negative.", "Give zero or more, in US dollars."
+    ),
+    ErrorCode.COST_TOO_PRECISE: ErrorSpec(
+        422,
+        False,
+        "The amount has more digits than the console keeps.",
+        "Give at most 6 decimal places for a price (8 whole digits), 2 for a budget.",
+    ),
+    ErrorCode.COST_PRICE_OVERLAP: ErrorSpec(
+        409,
+        False,
+        "A price of this model already starts at that time.",
+        "Choose another effective-from time, or correct that price instead.",
+    ),
+    ErrorCode.COST_UNKNOWN_CURRENCY: ErrorSpec(422, False, "The console keeps prices in USD only.", "Give USD."),
+    ErrorCode.COST_BAD_RANGE: ErrorSpec(400, False, "The range ends before it starts.", "Swap the start and the end."),
+    ErrorCode.COST_RANGE_TOO_LONG: ErrorSpec(
+        400, False, "The range is longer than the console sums at once.", "Ask for at most 400 days."
+    ),
+    ErrorCode.COST_UNKNOWN_SELECTOR: ErrorSpec(
+        422, False, "The budget's selector names no agent label this tenant has.", "Check the label key and value."
+    ),
+    ErrorCode.COST_PRICE_NOT_FOUND: ErrorSpec(404, False, "No such price.", "Check the price's id."),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
     ErrorCode.ALERT_UNKNOWN_METRIC: ErrorSpec(
         422, False, "No such metric for an alert rule.", "Choose one of the metrics the rule form lists."

@@ -1,8 +1,59 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
 from django.db import models
 
+from core import money
 from tenancy.models import Tenant
+
+PRICE = {"max_digits": 14, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+
+
+class ModelPrice(models.Model):
+    """What a model costs from a time on, in USD: per million input, output and cached input
+    tokens, and per call. A price is never rewritten by a newer one: a change is a new row
+    from its ``effective_from``, so past costs keep the price they were made with
+    (docs/costs.md, "Prices")."""
+
+    # None: the platform's list (``manage.py import_prices``), which a tenant uses for a
+    # model it has no price of its own for.
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="model_prices",
+        help_text="Empty for the platform's price list.",
+    )  # fmt: skip
+    provider = models.CharField(max_length=50, blank=True)
+    model = models.CharField(max_length=100, help_text="The model's id, as agents report it.")
+    # Other names of the same model: exact ids, or a prefix ending in "*" ("claude-sonnet-4-*")
+    # for dated ids.
+    aliases = models.JSONField(default=list, blank=True)
+    input_per_mtok = models.DecimalField("input, per million tokens", **PRICE)  # type: ignore[arg-type]
+    output_per_mtok = models.DecimalField("output, per million tokens", **PRICE)  # type: ignore[arg-type]
+    # None: cached input costs what input does.
+    cached_input_per_mtok = models.DecimalField(
+        "cached input, per million tokens",
+        null=True,
+        blank=True,
+        **PRICE,  # type: ignore[arg-type]
+    )
+    per_call = models.DecimalField("per call", default=Decimal(0), **PRICE)  # type: ignore[arg-type]
+    currency = models.CharField(max_length=3, default="USD", choices=[(c, c) for c in money.CURRENCIES])
+    effective_from = models.DateTimeField()
+    source = models.CharField(max_length=100, blank=True, help_text="Where the price came from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "model", "effective_from"], name="price_one_per_start", nulls_distinct=False
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "model", "-effective_from"], name="price_model_time")]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d}"
 
 
 class UsageRecord(models.Model):
@@ -17,6 +68,12 @@ class UsageRecord(models.Model):
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
+    # Of the input tokens, those read from the provider's prompt cache (a cheaper price).
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    # Priced at ingest with the price in effect at ``occurred_at``; None while no price
+    # is known for the model (unknown, never zero: docs/costs.md, "Unpriced usage").
+    cost_usd = models.DecimalField(max_digits=money.MAX_DIGITS, decimal_places=money.PLACES, null=True, blank=True)
+    price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(auto_now_add=True)
     # Reported while the agent was told to stop, or past a hard quota.
@@ -30,6 +87,13 @@ class UsageRecord(models.Model):
             # Cost pages: a tenant's usage over a time range, and by agent.
             models.Index(fields=["tenant", "occurred_at"], name="usage_tenant_time"),
             models.Index(fields=["agent", "occurred_at"], name="usage_agent_time"),
+            # Usage of models without a price: the warning that says so, and the re-pricing
+            # when a price is added.
+            models.Index(
+                fields=["tenant", "model", "occurred_at"],
+                condition=models.Q(cost_usd__isnull=True),
+                name="usage_unpriced",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -125,6 +125,9 @@ class UsageIn(StrictSchema):
     input_tokens: Counter = 0
     output_tokens: Counter = 0
     api_calls: Counter = 0
+    cached_input_tokens: Counter = Field(
+        default=0, description="Of the input tokens, those read from the provider's prompt cache (priced lower)."
+    )
     at: RecordTime
 
 

@@ -43,7 +43,16 @@ def usage_ingest(*, tenant: Tenant, records: Sequence[UsageIn]) -> tuple[int, in
     """Store usage; flag what a stopped agent reported. Returns (stored, duplicates)."""
     agents = agent_refs(tenant, (r.external_id for r in records))
     usage = [
-        NewUsage(agents[r.external_id].pk, r.model, r.at, r.input_tokens, r.output_tokens, r.api_calls, uid=r.id)
+        NewUsage(
+            agents[r.external_id].pk,
+            r.model,
+            r.at,
+            r.input_tokens,
+            r.output_tokens,
+            r.api_calls,
+            uid=r.id,
+            cached_input_tokens=r.cached_input_tokens,
+        )
         for r in records
     ]
     stopped = {agent.pk for agent in agents.values() if agent.desired_state == DesiredState.STOPPED}

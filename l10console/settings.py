@@ -356,6 +356,7 @@ CELERY_TASK_ROUTES = {
     "alerts.tasks.deliver": {"queue": "control"},
     "audit.tasks.seal": {"queue": "control"},
     "events.tasks.purge": {"queue": "background"},
+    "costs.tasks.price_unpriced": {"queue": "background"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

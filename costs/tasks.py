@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from costs import services
+
+
+@shared_task(name="costs.tasks.price_unpriced", ignore_result=True, time_limit=3600, soft_time_limit=3500)
+def price_unpriced(tenant_id: int | None) -> int:
+    """After a price is added: the tenant's (every tenant's, for None) usage stored without
+    a price that it now has one for; the number priced."""
+    return services.price_unpriced(tenant_id=tenant_id)
