@@ -1,4 +1,4 @@
-"""Reads of cost tracking: how much of each quota an agent has used.
+"""Reads of cost tracking: how much of each quota an agent has used, and what usage cost.
 
 Quota limits are stored on the agent as ``{"tokens": {"day": 100000}, "api_calls":
 {"hour": 500}}`` (fleet); usage comes from the usage records. Periods are calendar
@@ -8,13 +8,16 @@ periods in UTC: the current hour, day and month.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from core.errors import ErrorCode, InterfaceError
 from costs.models import UsageRecord
 from fleet.models import Agent, QuotaPeriod, QuotaType
 
@@ -100,3 +103,72 @@ def quota_use_percent(tenant_id: int, now: datetime) -> dict[UUID, float]:
         if shares:
             out[pk] = max(shares)
     return out
+
+
+# --- what usage cost ---------------------------------------------------------------------
+
+MAX_RANGE = timedelta(days=400)
+
+
+def cost_range(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """A range to sum: month to date by default; refused when it ends before it starts
+    (E10606) or spans more than ``MAX_RANGE`` (E10607)."""
+    end = end or now
+    start = start or end.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InterfaceError(ErrorCode.COST_INVALID_QUERY, "Give times with a timezone (UTC).")
+    if end < start:
+        raise InterfaceError(ErrorCode.COST_BAD_RANGE, details={"field": "end"})
+    if end - start > MAX_RANGE:
+        raise InterfaceError(ErrorCode.COST_RANGE_TOO_LONG, details={"field": "start"})
+    return start, end
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """What usage cost over a range, by model: known costs summed; usage of models without
+    a price counted apart (its cost is unknown, never zero)."""
+
+    start: datetime
+    end: datetime
+    total_cost_usd: Decimal
+    cost_by_model: dict[str, Decimal]
+    tokens_by_model: dict[str, int]
+    unpriced_records: int
+    unpriced_models: list[str]
+
+
+def breakdown(usage: QuerySet[UsageRecord], start: datetime, end: datetime) -> CostBreakdown:
+    """One aggregate query over ``usage`` (a tenant's or an agent's) in [start, end)."""
+    rows = (
+        usage.filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values("model")
+        .annotate(
+            cost=Sum("cost_usd"),
+            tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0),
+            unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
+        )
+        .order_by("model")
+    )
+    by_model: dict[str, Decimal] = {}
+    tokens: dict[str, int] = {}
+    unpriced = 0
+    unknown: list[str] = []
+    for row in rows:
+        tokens[row["model"]] = int(row["tokens"])
+        if row["cost"] is not None:
+            by_model[row["model"]] = Decimal(row["cost"])
+        if row["unpriced"]:
+            unpriced += int(row["unpriced"])
+            unknown.append(row["model"])
+    total = sum(by_model.values(), Decimal(0))
+    ordered = dict(sorted(by_model.items(), key=lambda item: (-item[1], item[0])))
+    return CostBreakdown(start, end, total, ordered, tokens, unpriced, unknown)
+
+
+def tenant_costs(tenant_id: int, start: datetime, end: datetime) -> CostBreakdown:
+    return breakdown(UsageRecord.objects.filter(tenant_id=tenant_id), start, end)
+
+
+def agent_costs(agent_id: UUID, start: datetime, end: datetime) -> CostBreakdown:
+    return breakdown(UsageRecord.objects.filter(agent_id=agent_id), start, end)

@@ -10,6 +10,8 @@ from control.facade import ControlService
 from control.rules import ControlResult, ControlStatus
 from core.config import L10Settings
 from core.errors import ErrorCode, InterfaceError
+from costs.facade import CostService
+from costs.selectors import CostBreakdown
 from dashboard.facade import (
     AgentDetail,
     AsyncCache,
@@ -43,6 +45,8 @@ __all__ = [
     "ControlResult",
     "ControlService",
     "ControlStatus",
+    "CostBreakdown",
+    "CostService",
     "DashboardOverview",
     "DashboardService",
     "ErrorCode",

@@ -6,6 +6,7 @@ import asyncio
 import re
 import textwrap
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from django.utils import timezone
 from alerts.models import Alert
 from alerts.services import default_rules
 from audit.models import AuditEntry
+from audit.services import Actor
+from costs.services import NewUsage, PriceSpec, price_add, usage_record
 from events.models import Event
 from tests.dashboard.conftest import live_agent
 
@@ -50,6 +53,7 @@ def test_the_page_has_an_example_of_each_service():
     assert any("AlertService(" in b for b in FACADE_BLOCKS)
     assert any("AuditService(" in b for b in FACADE_BLOCKS)
     assert any("EventService(" in b for b in FACADE_BLOCKS)
+    assert any("CostService(" in b for b in FACADE_BLOCKS)
 
 
 @pytest.mark.redis
@@ -71,6 +75,16 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
                 tenant=tenant_a, agent=agent, type=kind, occurred_at=datetime(2026, 11, 30, 12, n, tzinfo=UTC),
                 data={"task": f"t-{n}"},
             )  # fmt: skip
+    if "CostService(" in code:
+        price_add(
+            spec=PriceSpec("gpt-4o", Decimal("2.5"), Decimal("10"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+            actor=Actor(user=admin_a),
+        )  # fmt: skip
+        now = timezone.now()
+        usage_record(
+            tenant_id=tenant_a.pk,
+            records=[NewUsage(agent.pk, "gpt-4o", now, 400_000, 100_000, 3), NewUsage(agent.pk, "mystery", now, 10, 1)],
+        )  # fmt: skip
     printed = run_example(code, {"agent_id": str(agent.pk)})
     if "DashboardService(" in code:
         assert printed[:3] == ["Total agents: 2", "Running: 1", "Paused: 1"]
@@ -95,6 +109,10 @@ def test_each_facade_example_runs(code, tenant_a, operator_a, admin_a):
             "2026-11-30 12:00:00+00:00: task.completed - {'task': 't-0'}",
             "In acme: 3",
         ]
+    elif "CostService(" in code:
+        # 400,000 × $2.50 + 100,000 × $10.00 per M; the unpriced model is not in the total.
+        assert printed == ["Total cost: $2.00", "Costs by model: {'gpt-4o': Decimal('2.000000000')}",
+                           "Agent cost (30 days): $2.00"]  # fmt: skip
     elif "AuditService(" in code:
         assert len(printed) == 1 and re.fullmatch(r"\S+ \S+: oscar performed agent\.pause on crawler-7", printed[0])
         written = AuditEntry.objects.get(resource_id="crawler-7", tenant=tenant_a)
