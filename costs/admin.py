@@ -5,7 +5,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from costs.models import UsageRecord
+from costs import pricing
+from costs.models import ModelPrice, UsageRecord
 from tenancy.admin import TenantScopedAdmin
 
 
@@ -23,3 +24,23 @@ class UsageRecordAdmin(TenantScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(TenantScopedAdmin):
+    """Prices, for platform staff: the platform's list (superusers) and their tenants'.
+    Each change is audited (l10console/admin_site.py) and reaches every process's prices
+    (``costs.pricing.changed``)."""
+
+    list_display = ["model", "provider", "tenant", "input_per_mtok", "output_per_mtok", "effective_from", "source"]
+    list_filter = ["tenant", "provider"]
+    search_fields = ["model", "provider"]
+    date_hierarchy = "effective_from"
+    readonly_fields = ["created_at"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        pricing.changed()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # usage records keep the price they were made with

@@ -54,7 +54,7 @@ class CostService:
             if agent is None:
                 raise InterfaceError(ErrorCode.AGENT_NOT_FOUND)
             first, last = selectors.cost_range(start, end, timezone.now())
-            found = selectors.agent_costs(agent.pk, first, last)
+            found = selectors.agent_costs(agent, first, last)
             return {
                 "agent_id": str(agent.pk),
                 "start": first,

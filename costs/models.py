@@ -102,3 +102,46 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class CostHour(models.Model):
+    """One agent's usage of one model in one hour, summed (docs/costs.md, "Rollups"): what
+    summaries over days read instead of every record. Rebuilt whole from the records, so
+    rebuilding an hour again gives the same row."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey("fleet.Agent", on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=100)
+    hour = models.DateTimeField()
+    records = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    api_calls = models.PositiveBigIntegerField(default=0)
+    # The known costs; the records without a price are counted in ``unpriced_records``.
+    cost_usd = models.DecimalField(max_digits=money.MAX_DIGITS, decimal_places=money.PLACES, default=Decimal(0))
+    unpriced_records = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "hour", "agent", "model"], name="cost_hour_unique"),
+        ]
+        indexes = [models.Index(fields=["agent", "hour"], name="cost_hour_agent")]
+
+    def __str__(self) -> str:
+        return f"{self.model} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class CostDirtyHour(models.Model):
+    """An hour of a tenant whose rollup is out of date (usage came late, or was priced
+    after): rebuilt by the next rollup run, and read from the records until then."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "hour"], name="cost_dirty_unique")]
+
+    def __str__(self) -> str:
+        return f"tenant {self.tenant_id} at {self.hour:%Y-%m-%d %H:00}"

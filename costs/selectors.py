@@ -14,11 +14,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import ErrorCode, InterfaceError
-from costs.models import UsageRecord
+from costs import rollups
+from costs.models import CostDirtyHour, CostHour, UsageRecord
 from fleet.models import Agent, QuotaPeriod, QuotaType
 
 
@@ -138,37 +139,76 @@ class CostBreakdown:
     unpriced_models: list[str]
 
 
-def breakdown(usage: QuerySet[UsageRecord], start: datetime, end: datetime) -> CostBreakdown:
-    """One aggregate query over ``usage`` (a tenant's or an agent's) in [start, end)."""
-    rows = (
-        usage.filter(occurred_at__gte=start, occurred_at__lt=end)
+def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID | None = None) -> CostBreakdown:
+    """What the tenant's (or one agent's) usage in [start, end) cost, by model: whole hours
+    the rollups hold (behind their mark, not dirty) from ``CostHour``, the rest (the
+    range's partial hours, the newest hours, dirty hours) from the records; the two are
+    summed per model (docs/costs.md, "Rollups")."""
+    scope: dict[str, Any] = (
+        {"tenant_id": tenant_id} if agent_id is None else {"tenant_id": tenant_id, "agent_id": agent_id}
+    )
+    first_full = start if start == rollups.floor_hour(start) else rollups.floor_hour(start) + timedelta(hours=1)
+    behind = rollups.rolled_until(rollups.mark_until())
+    rolled_end = first_full if behind is None else max(first_full, min(rollups.floor_hour(end), behind))
+    cost: dict[str, Decimal] = {}
+    tokens: dict[str, int] = {}
+    unpriced: dict[str, int] = {}
+    raw = Q(occurred_at__gte=start, occurred_at__lt=end)
+    if rolled_end > first_full:
+        dirty = list(
+            CostDirtyHour.objects.filter(tenant_id=tenant_id, hour__gte=first_full, hour__lt=rolled_end).values_list(
+                "hour", flat=True
+            )
+        )
+        rolled = (
+            CostHour.objects.filter(**scope, hour__gte=first_full, hour__lt=rolled_end)
+            .exclude(hour__in=dirty)
+            .values("model")
+            .annotate(
+                cost=Sum("cost_usd"), tokens=Sum(F("input_tokens") + F("output_tokens")), records=Sum("records"),
+                unpriced=Sum("unpriced_records"),
+            )
+            .order_by()
+        )  # fmt: skip
+        for row in rolled:
+            _add(cost, tokens, unpriced, row["model"], row["cost"], row["tokens"], row["records"], row["unpriced"])
+        raw = Q(occurred_at__gte=start, occurred_at__lt=first_full) | Q(
+            occurred_at__gte=rolled_end, occurred_at__lt=end
+        )
+        for hour in dirty:
+            raw |= Q(occurred_at__gte=hour, occurred_at__lt=hour + timedelta(hours=1))
+    recent = (
+        UsageRecord.objects.filter(**scope)
+        .filter(raw)
         .values("model")
         .annotate(
-            cost=Sum("cost_usd"),
-            tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0),
+            cost=Sum("cost_usd"), tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0), records=Count("pk"),
             unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
         )
-        .order_by("model")
-    )
-    by_model: dict[str, Decimal] = {}
-    tokens: dict[str, int] = {}
-    unpriced = 0
-    unknown: list[str] = []
-    for row in rows:
-        tokens[row["model"]] = int(row["tokens"])
-        if row["cost"] is not None:
-            by_model[row["model"]] = Decimal(row["cost"])
-        if row["unpriced"]:
-            unpriced += int(row["unpriced"])
-            unknown.append(row["model"])
-    total = sum(by_model.values(), Decimal(0))
-    ordered = dict(sorted(by_model.items(), key=lambda item: (-item[1], item[0])))
-    return CostBreakdown(start, end, total, ordered, tokens, unpriced, unknown)
+        .order_by()
+    )  # fmt: skip
+    for row in recent:
+        _add(cost, tokens, unpriced, row["model"], row["cost"], row["tokens"], row["records"], row["unpriced"])
+    ordered = dict(sorted(cost.items(), key=lambda item: (-item[1], item[0])))
+    return CostBreakdown(
+        start, end, sum(cost.values(), Decimal(0)), ordered, dict(sorted(tokens.items())),
+        sum(unpriced.values()), sorted(m for m, n in unpriced.items() if n),
+    )  # fmt: skip
+
+
+def _add(
+    cost: dict[str, Decimal], tokens: dict[str, int], unpriced: dict[str, int], model: str, amount: Decimal | None,
+    used: int | None, records: int, unknown: int,
+) -> None:  # fmt: skip
+    tokens[model] = tokens.get(model, 0) + int(used or 0)
+    unpriced[model] = unpriced.get(model, 0) + int(unknown or 0)
+    if records - (unknown or 0) > 0:  # some of it has a price: its cost is known
+        cost[model] = cost.get(model, Decimal(0)) + Decimal(amount or 0)
 
 
 def tenant_costs(tenant_id: int, start: datetime, end: datetime) -> CostBreakdown:
-    return breakdown(UsageRecord.objects.filter(tenant_id=tenant_id), start, end)
+    return breakdown(tenant_id, start, end)
 
 
-def agent_costs(agent_id: UUID, start: datetime, end: datetime) -> CostBreakdown:
-    return breakdown(UsageRecord.objects.filter(agent_id=agent_id), start, end)
+def agent_costs(agent: Agent, start: datetime, end: datetime) -> CostBreakdown:
+    return breakdown(agent.tenant_id, start, end, agent_id=agent.pk)

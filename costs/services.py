@@ -18,7 +18,7 @@ from audit.services import Actor, Entry, audit_record
 from core import runner
 from core.errors import ErrorCode, InterfaceError
 from core.records import insert_new, values
-from costs import pricing
+from costs import pricing, rollups
 from costs.models import ModelPrice, UsageRecord
 
 STOPPED_FLAG = "reported after an emergency stop"
@@ -62,6 +62,7 @@ def usage_record(*, tenant_id: int, records: Sequence[NewUsage], stopped: Collec
             )
         )
     stored, duplicates = insert_new(UsageRecord, tenant_id, rows)
+    rollups.mark_dirty(tenant_id, (row.occurred_at for row in stored))  # late usage: its hour is rolled up again
     return len(stored), duplicates
 
 
@@ -197,4 +198,5 @@ def price_unpriced(*, tenant_id: int | None, batch: int = 5_000) -> int:
                     priced += UsageRecord.objects.filter(pk=row.pk, cost_usd__isnull=True).update(
                         price_id=row.price_id, cost_usd=row.cost_usd
                     )
+                rollups.mark_dirty(tenant, (row.occurred_at for row in found))
     return priced

@@ -337,6 +337,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "alerts-deliver": {"task": "alerts.tasks.deliver", "schedule": timedelta(seconds=5)},
     "audit-seal": {"task": "audit.tasks.seal", "schedule": timedelta(seconds=L10.audit_seal_interval)},
     "events-purge": {"task": "events.tasks.purge", "schedule": timedelta(hours=1)},
+    "costs-rollup": {"task": "costs.tasks.rollup", "schedule": timedelta(minutes=5)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -357,6 +358,7 @@ CELERY_TASK_ROUTES = {
     "audit.tasks.seal": {"queue": "control"},
     "events.tasks.purge": {"queue": "background"},
     "costs.tasks.price_unpriced": {"queue": "background"},
+    "costs.tasks.rollup": {"queue": "background"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

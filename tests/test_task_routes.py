@@ -43,5 +43,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "alerts.tasks.deliver",
         "audit.tasks.seal",
         "events.tasks.purge",
+        "costs.tasks.rollup",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}

@@ -1,0 +1,97 @@
+"""Hourly cost rollups (costs/rollups.py): rebuilding is idempotent, late usage lands in
+its own hour, and a summary reads the same totals from rollups and records as from the
+records alone, for one tenant only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from audit.services import Actor
+from costs import rollups, selectors
+from costs.models import CostDirtyHour, CostHour
+from costs.services import NewUsage, PriceSpec, price_add, usage_record
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 11, 30, 12, 40, tzinfo=UTC)
+
+
+@pytest.fixture
+def usage(tenant_a, tenant_b, agent_a, agent_b, admin_a):
+    price_add(
+        spec=PriceSpec("gpt-4o", Decimal("2.5"), Decimal("10"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    for n in range(72):  # three days, one record an hour, and an unpriced one every sixth hour
+        at = NOW - timedelta(hours=n, minutes=7)
+        records = [NewUsage(agent_a.pk, "gpt-4o", at, 10_000 + n, 1_000)]
+        if n % 6 == 0:
+            records.append(NewUsage(agent_a.pk, "mystery", at, 5, 5))
+        usage_record(tenant_id=tenant_a.pk, records=records)
+        usage_record(tenant_id=tenant_b.pk, records=[NewUsage(agent_b.pk, "gpt-4o", at, 999_999, 0)])
+
+
+def roll_until_now() -> None:
+    while (rollups.mark_until() or NOW - timedelta(days=99)) < NOW:
+        rollups.rollup_recent(now=NOW)
+
+
+def summary(tenant, start=NOW - timedelta(days=2, minutes=30), end=NOW) -> selectors.CostBreakdown:
+    return selectors.tenant_costs(tenant.pk, start, end)
+
+
+def test_a_summary_is_the_same_from_rollups_as_from_the_records(tenant_a, usage):
+    from_records = summary(tenant_a)
+    roll_until_now()
+    assert CostHour.objects.filter(tenant=tenant_a).exists()
+    from_rollups = summary(tenant_a)
+    assert from_rollups == from_records
+    assert from_rollups.unpriced_records == 9 and from_rollups.unpriced_models == ["mystery"]
+    assert list(from_rollups.cost_by_model) == ["gpt-4o"]  # the unpriced model has no cost, not zero
+    # Two days and a half hour back: the records n = 0..48 hours old at :33 past (one in six
+    # with an unpriced twin), each 2.5 × (10,000 + n) + 10 × 1,000, per M.
+    hand = sum((Decimal("2.5") * (10_000 + n) + Decimal(10_000)) / 1_000_000 for n in range(49))
+    assert from_rollups.total_cost_usd == hand
+
+
+def test_rolling_up_again_gives_the_same_rows(tenant_a, usage):
+    roll_until_now()
+    fields = ("tenant_id", "agent_id", "model", "hour", "records", "input_tokens", "output_tokens", "cost_usd",
+              "unpriced_records")  # fmt: skip
+    first = sorted(CostHour.objects.values_list(*fields))
+    for hour in {h for (_, _, _, h, *_rest) in first}:
+        rollups.rebuild(tenant_a.pk, hour)
+    rollups.rollup_recent(now=NOW)
+    assert sorted(CostHour.objects.values_list(*fields)) == first
+
+
+def test_late_usage_lands_in_its_hour(tenant_a, agent_a, usage):
+    roll_until_now()
+    before = summary(tenant_a)
+    late = NOW - timedelta(hours=30, minutes=50)
+    usage_record(tenant_id=tenant_a.pk, records=[NewUsage(agent_a.pk, "gpt-4o", late, 400_000, 0)])
+    hour = late.replace(minute=0, second=0, microsecond=0)
+    assert CostDirtyHour.objects.filter(tenant=tenant_a, hour=hour).exists()
+    # Read before the rollup catches up: the dirty hour comes from its records.
+    assert summary(tenant_a).total_cost_usd == before.total_cost_usd + Decimal("1")  # 400,000 × $2.50 per M
+    assert rollups.rollup_dirty() == 1 and not CostDirtyHour.objects.exists()
+    assert summary(tenant_a).total_cost_usd == before.total_cost_usd + Decimal("1")
+    assert CostHour.objects.get(tenant=tenant_a, hour=hour, model="gpt-4o").records == 2
+
+
+def test_ranges_that_start_and_end_inside_an_hour(tenant_a, usage):
+    start, end = NOW - timedelta(hours=5, minutes=20), NOW - timedelta(hours=2, minutes=3)
+    from_records = summary(tenant_a, start, end)
+    roll_until_now()
+    assert summary(tenant_a, start, end) == from_records
+    # Records at :33 past each hour: those of 05:33 … 02:33 ago less the edges: 4 hours.
+    assert from_records.tokens_by_model["gpt-4o"] == sum(10_000 + n + 1_000 for n in range(2, 6))
+
+
+def test_another_tenants_usage_is_never_in_a_summary(tenant_a, tenant_b, usage):
+    roll_until_now()
+    theirs = summary(tenant_b)
+    ours = summary(tenant_a)
+    assert theirs.tokens_by_model == {"gpt-4o": 999_999 * 49} and ours.tokens_by_model["gpt-4o"] < 999_999
