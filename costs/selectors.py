@@ -139,20 +139,41 @@ class CostBreakdown:
     unpriced_models: list[str]
 
 
-def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID | None = None) -> CostBreakdown:
-    """What the tenant's (or one agent's) usage in [start, end) cost, by model: whole hours
-    the rollups hold (behind their mark, not dirty) from ``CostHour``, the rest (the
-    range's partial hours, the newest hours, dirty hours) from the records; the two are
-    summed per model (docs/costs.md, "Rollups")."""
+@dataclass
+class Line:
+    """One key's usage over a range (a model, an agent, a label): its known cost (None when
+    none of its usage has a price), tokens, records and unpriced records."""
+
+    key: str
+    cost: Decimal | None = None
+    tokens: int = 0
+    records: int = 0
+    unpriced: int = 0
+
+    def add(self, amount: Decimal | None, tokens: int | None, records: int | None, unpriced: int | None) -> None:
+        self.tokens += int(tokens or 0)
+        self.records += int(records or 0)
+        self.unpriced += int(unpriced or 0)
+        if int(records or 0) - int(unpriced or 0) > 0:  # some of it has a price: its cost is known
+            self.cost = (self.cost or Decimal(0)) + Decimal(amount or 0)
+
+
+def sums(
+    tenant_id: int, start: datetime, end: datetime, *, by: str = "model", agent_id: UUID | None = None
+) -> dict[str, Line]:
+    """The tenant's (or one agent's) usage in [start, end) by ``by`` ("model" or
+    "agent_id"): whole hours the rollups hold (behind their mark, not dirty) from
+    ``CostHour``, the rest (the range's partial hours, the newest hours, dirty hours) from
+    the records; the two summed per key (docs/costs.md, "Rollups")."""
+    if by not in ("model", "agent_id"):
+        raise ValueError(f"costs are summed by model or agent_id, not {by!r}")
     scope: dict[str, Any] = (
         {"tenant_id": tenant_id} if agent_id is None else {"tenant_id": tenant_id, "agent_id": agent_id}
     )
     first_full = start if start == rollups.floor_hour(start) else rollups.floor_hour(start) + timedelta(hours=1)
     behind = rollups.rolled_until(rollups.mark_until())
     rolled_end = first_full if behind is None else max(first_full, min(rollups.floor_hour(end), behind))
-    cost: dict[str, Decimal] = {}
-    tokens: dict[str, int] = {}
-    unpriced: dict[str, int] = {}
+    lines: dict[str, Line] = {}
     raw = Q(occurred_at__gte=start, occurred_at__lt=end)
     if rolled_end > first_full:
         dirty = list(
@@ -163,7 +184,7 @@ def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID 
         rolled = (
             CostHour.objects.filter(**scope, hour__gte=first_full, hour__lt=rolled_end)
             .exclude(hour__in=dirty)
-            .values("model")
+            .values(by)
             .annotate(
                 cost=Sum("cost_usd"), tokens=Sum(F("input_tokens") + F("output_tokens")), records=Sum("records"),
                 unpriced=Sum("unpriced_records"),
@@ -171,7 +192,9 @@ def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID 
             .order_by()
         )  # fmt: skip
         for row in rolled:
-            _add(cost, tokens, unpriced, row["model"], row["cost"], row["tokens"], row["records"], row["unpriced"])
+            lines.setdefault(str(row[by]), Line(str(row[by]))).add(
+                row["cost"], row["tokens"], row["records"], row["unpriced"]
+            )
         raw = Q(occurred_at__gte=start, occurred_at__lt=first_full) | Q(
             occurred_at__gte=rolled_end, occurred_at__lt=end
         )
@@ -180,7 +203,7 @@ def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID 
     recent = (
         UsageRecord.objects.filter(**scope)
         .filter(raw)
-        .values("model")
+        .values(by)
         .annotate(
             cost=Sum("cost_usd"), tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0), records=Count("pk"),
             unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
@@ -188,22 +211,26 @@ def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID 
         .order_by()
     )  # fmt: skip
     for row in recent:
-        _add(cost, tokens, unpriced, row["model"], row["cost"], row["tokens"], row["records"], row["unpriced"])
-    ordered = dict(sorted(cost.items(), key=lambda item: (-item[1], item[0])))
+        lines.setdefault(str(row[by]), Line(str(row[by]))).add(
+            row["cost"], row["tokens"], row["records"], row["unpriced"]
+        )
+    return lines
+
+
+def ranked(lines: dict[str, Line]) -> list[Line]:
+    """Most cost first, then the unpriced, then by name."""
+    return sorted(lines.values(), key=lambda line: (line.cost is None, -(line.cost or 0), -line.tokens, line.key))
+
+
+def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID | None = None) -> CostBreakdown:
+    """What the tenant's (or one agent's) usage in [start, end) cost, by model (``sums``)."""
+    lines = ranked(sums(tenant_id, start, end, agent_id=agent_id))
     return CostBreakdown(
-        start, end, sum(cost.values(), Decimal(0)), ordered, dict(sorted(tokens.items())),
-        sum(unpriced.values()), sorted(m for m, n in unpriced.items() if n),
+        start, end, sum((line.cost for line in lines if line.cost is not None), Decimal(0)),
+        {line.key: line.cost for line in lines if line.cost is not None},
+        {line.key: line.tokens for line in sorted(lines, key=lambda line: line.key)},
+        sum(line.unpriced for line in lines), sorted(line.key for line in lines if line.unpriced),
     )  # fmt: skip
-
-
-def _add(
-    cost: dict[str, Decimal], tokens: dict[str, int], unpriced: dict[str, int], model: str, amount: Decimal | None,
-    used: int | None, records: int, unknown: int,
-) -> None:  # fmt: skip
-    tokens[model] = tokens.get(model, 0) + int(used or 0)
-    unpriced[model] = unpriced.get(model, 0) + int(unknown or 0)
-    if records - (unknown or 0) > 0:  # some of it has a price: its cost is known
-        cost[model] = cost.get(model, Decimal(0)) + Decimal(amount or 0)
 
 
 def tenant_costs(tenant_id: int, start: datetime, end: datetime) -> CostBreakdown:

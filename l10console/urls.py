@@ -16,6 +16,7 @@ tenant_patterns = [
     path("", include("alerts.urls")),
     path("", include("audit.urls")),
     path("", include("events.urls")),
+    path("", include("costs.urls")),
 ]
 
 urlpatterns = [

@@ -93,6 +93,9 @@ TENANT = {
     # Every member reads the events; the page's filters and links are tested in tests/events/.
     "events:list": ("GET", Role.VIEWER),
     "events:detail": ("GET", Role.VIEWER),
+    # Every member reads the costs; their figures and exports are tested in tests/costs/.
+    "costs:page": ("GET", Role.VIEWER),
+    "costs:export": ("GET", Role.VIEWER),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.

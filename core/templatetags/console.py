@@ -6,13 +6,14 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
-from core import display, jinja
+from core import money, display, jinja
 
 register = template.Library()
 
 
 register.filter("ago", display.ago)
 register.filter("num", display.num)
+register.filter("usd", money.usd)
 # {% link "name" arg %} and {% asset "path" %}: {% url %} and {% static %}, remembered.
 register.simple_tag(display.url, name="link")
 register.simple_tag(display.asset, name="asset")

@@ -83,6 +83,7 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         "events": "/t/acme/events/",
         "event": f"/t/acme/events/{event.pk}/",
         "audit trail": "/t/acme/audit/",
+        "costs": "/t/acme/costs/",
     }
 
 

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from costs import views
+
+app_name = "costs"
+urlpatterns = [
+    path("costs/", views.cost_page, name="page"),
+    path("costs/export/", views.cost_export, name="export"),
+]

@@ -1,0 +1,179 @@
+"""The tenant's cost page (docs/costs.md, "The cost page"), for every member: a range,
+its total beside the period before, what is unknown (usage without a price), the month's
+projection, and the top models, agents and labels; each breakdown as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from core import money
+from core.errors import ErrorCode, InterfaceError
+from core.http import ConsoleRequest
+from core.inputs import InputProblem, parse_time
+from costs import selectors
+from costs.selectors import Line
+from fleet.models import Agent
+from tenancy.decorators import tenant_view
+from tenancy.models import Membership
+
+RANGES = {"today": "Today", "7d": "7 days", "30d": "30 days", "mtd": "Month to date", "custom": "Custom"}
+TOP = 20
+BY = {"model": "Model", "agent": "Agent", "label": "Label"}
+
+
+@dataclass(frozen=True)
+class Period:
+    key: str
+    start: datetime
+    end: datetime
+    partial: bool  # it goes on past now: what it says so far
+
+
+def period(params: dict[str, str], now: datetime) -> Period:
+    """The range the query string asks for (month to date by default), checked."""
+    key = params.get("range") or "mtd"
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if key == "today":
+        return Period(key, day, now, True)
+    if key in ("7d", "30d"):
+        return Period(key, now - timedelta(days=int(key[:-1])), now, False)
+    if key == "mtd":
+        return Period(key, day.replace(day=1), now, True)
+    if key != "custom":
+        raise InterfaceError(
+            ErrorCode.COST_INVALID_QUERY, f"“range” is one of {', '.join(RANGES)}.", details={"field": "range"}
+        )
+    found: dict[str, datetime] = {}
+    for field in ("start", "end"):
+        try:
+            when = parse_time(params.get(field, ""))
+        except InputProblem as exc:
+            raise InterfaceError(ErrorCode.COST_INVALID_QUERY, f"“{field}”: {exc}.", details={"field": field}) from None
+        if when is None:
+            raise InterfaceError(
+                ErrorCode.COST_INVALID_QUERY, f"Give the custom range's {field}.", details={"field": field}
+            )
+        found[field] = when
+    start, end = selectors.cost_range(found["start"], min(found["end"], now), now)
+    return Period(key, start, end, found["end"] >= now)
+
+
+def _params(request: ConsoleRequest) -> dict[str, str]:
+    return {key: str(value).strip() for key, value in request.GET.items() if str(value).strip()}
+
+
+def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tuple[str, Line]]:
+    """(label, line) of each model, agent or agent label, most cost first."""
+    if by == "model":
+        return [(line.key, line) for line in selectors.ranked(selectors.sums(tenant_id, start, end))]
+    agents = selectors.sums(tenant_id, start, end, by="agent_id")
+    known = {str(a.pk): a for a in Agent.objects.filter(tenant_id=tenant_id, pk__in=list(agents))}
+    if by == "agent":
+        return [
+            (known[line.key].external_id if line.key in known else line.key, line) for line in selectors.ranked(agents)
+        ]
+    labels: dict[str, Line] = {}
+    for key, line in agents.items():
+        agent = known.get(key)
+        for name, value in sorted((agent.labels if agent else {}).items()):
+            label = labels.setdefault(f"{name}={value}", Line(f"{name}={value}"))
+            label.tokens += line.tokens
+            label.records += line.records
+            label.unpriced += line.unpriced
+            if line.cost is not None:
+                label.cost = (label.cost or Decimal(0)) + line.cost
+    return [(line.key, line) for line in selectors.ranked(labels)]
+
+
+def projection(tenant_id: int, now: datetime) -> tuple[Decimal, Decimal]:
+    """(month to date, projected for the whole month at the month-to-date rate)."""
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first + timedelta(days=32)).replace(day=1)
+    so_far = selectors.breakdown(tenant_id, first, now).total_cost_usd
+    elapsed = Decimal((now - first).total_seconds())
+    if elapsed <= 0:
+        return so_far, so_far
+    whole = Decimal((following - first).total_seconds())
+    return so_far, money.stored(so_far * whole / elapsed)
+
+
+@require_GET
+@tenant_view()
+def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    tenant = membership.tenant
+    now = timezone.now()
+    params = _params(request)
+    error: InterfaceError | None = None
+    context: dict[str, Any] = {"ranges": RANGES, "params": params, "range": params.get("range") or "mtd"}
+    try:
+        shown = period(params, now)
+    except InterfaceError as exc:
+        error, shown = exc, period({}, now)
+    found = selectors.breakdown(tenant.pk, shown.start, shown.end)
+    span = shown.end - shown.start
+    before = selectors.breakdown(tenant.pk, shown.start - span, shown.start).total_cost_usd
+    change = None if not before else (found.total_cost_usd - before) * 100 / before
+    to_date, projected = projection(tenant.pk, now)
+    first_unpriced = None
+    if found.unpriced_records:
+        first_unpriced = (
+            selectors.UsageRecord.objects.filter(
+                tenant=tenant, cost_usd__isnull=True, occurred_at__gte=shown.start, occurred_at__lt=shown.end
+            )
+            .order_by("occurred_at")
+            .values_list("occurred_at", flat=True)
+            .first()
+        )
+    context.update(
+        period=shown, found=found, before=before, change=change, to_date=to_date, projected=projected,
+        models=lines_by(tenant.pk, shown.start, shown.end, "model")[:TOP],
+        agents=lines_by(tenant.pk, shown.start, shown.end, "agent")[:TOP],
+        labels=lines_by(tenant.pk, shown.start, shown.end, "label")[:TOP],
+        first_unpriced=first_unpriced, error=error, error_field=(error.details or {}).get("field") if error else None,
+        query=request.GET.urlencode(),
+    )  # fmt: skip
+    return render(request, "costs/costs.html", context, status=400 if error else 200)
+
+
+@require_GET
+@tenant_view()
+def cost_export(request: ConsoleRequest, membership: Membership) -> HttpResponse | StreamingHttpResponse:
+    """A breakdown of the range (``by``: model, agent or label) as CSV."""
+    tenant = membership.tenant
+    params = _params(request)
+    by = params.pop("by", "model")
+    try:
+        if by not in BY:
+            raise InterfaceError(
+                ErrorCode.COST_INVALID_QUERY, "“by” is model, agent or label.", details={"field": "by"}
+            )
+        shown = period(params, timezone.now())
+    except InterfaceError as exc:
+        return render(request, "400.html", {"error": exc}, status=400)
+    lines = lines_by(tenant.pk, shown.start, shown.end, by)
+
+    def rows() -> Iterator[str]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([by, "cost_usd", "tokens", "records", "unpriced_records", "start", "end", "partial"])
+        for label, line in lines:
+            cost = "" if line.cost is None else format(money.stored(line.cost), "f")
+            writer.writerow([label, cost, line.tokens, line.records, line.unpriced,
+                             shown.start.isoformat(), shown.end.isoformat(), str(shown.partial).lower()])  # fmt: skip
+        yield out.getvalue()
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="costs-{tenant.slug}-by-{by}-{shown.key}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response

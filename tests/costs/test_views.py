@@ -1,0 +1,113 @@
+"""The cost page and its CSV exports (costs/views.py): every member of the tenant sees its
+costs and no other tenant's, the unknown said loudly, the period before and the month's
+projection, bad ranges answered with their codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from audit.services import Actor
+from costs.services import NewUsage, PriceSpec, price_add, usage_record
+from tests.conftest import client_for
+from tests.factories import AgentFactory
+
+pytestmark = pytest.mark.django_db
+URL = "/t/acme/costs/"
+
+
+def around_now() -> dict[str, str]:
+    """A custom range of the last hour and the next: it holds the usage below whatever the
+    time of day (no midnight to cross), and it is partial."""
+    now = timezone.now()
+    return {
+        "range": "custom",
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+    }
+
+
+@pytest.fixture
+def spent(tenant_a, tenant_b, agent_a, agent_b, admin_a):
+    price_add(
+        spec=PriceSpec("gpt-4o", Decimal("2.5"), Decimal("10"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    other = AgentFactory.create(tenant=tenant_a, external_id="worker-2", labels={"team": "ads"})
+    agent_a.labels = {"team": "search"}
+    agent_a.save()
+    now = timezone.now()
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[
+            NewUsage(agent_a.pk, "gpt-4o", now - timedelta(minutes=5), 400_000, 100_000),  # $2.00
+            NewUsage(other.pk, "gpt-4o", now - timedelta(minutes=3), 200_000, 0),  # $0.50
+            NewUsage(other.pk, "mystery-1", now - timedelta(minutes=2), 1_000, 1_000),  # unknown
+        ],
+    )
+    usage_record(tenant_id=tenant_b.pk, records=[NewUsage(agent_b.pk, "gpt-4o", now, 4_000_000, 0)])  # $10 of Globex's
+
+
+def test_a_viewer_sees_the_tenants_costs_and_no_others(viewer_a, spent):
+    page = client_for(viewer_a).get(URL, around_now())
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "$2.50" in body  # the total: $2.00 + $0.50
+    assert "$10.00" not in body and "$12.50" not in body
+    assert 'data-testid="unpriced"' in body and "<code>mystery-1</code>" in body and "Ask an admin" in body
+    assert "unknown" in body  # the unpriced model's cost, never $0.00
+    assert ">Costs</a>" in body
+
+
+def test_each_breakdown_exports_as_csv_with_unknown_left_empty(viewer_a, spent):
+    def rows(by: str) -> list[dict[str, str]]:
+        response = client_for(viewer_a).get("/t/acme/costs/export/", {**around_now(), "by": by})
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+        return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))  # type: ignore[attr-defined]
+
+    models = {r["model"]: r["cost_usd"] for r in rows("model")}
+    assert models == {"gpt-4o": "2.500000000", "mystery-1": ""}
+    assert [(r["agent"], r["cost_usd"]) for r in rows("agent")] == [
+        ("worker-1", "2.000000000"),
+        ("worker-2", "0.500000000"),
+    ]
+    labels = {r["label"]: (r["cost_usd"], r["unpriced_records"]) for r in rows("label")}
+    assert labels == {"team=search": ("2.000000000", "0"), "team=ads": ("0.500000000", "1")}
+    assert all(r["partial"] == "true" for r in rows("model"))
+
+
+def test_the_period_before_and_the_projection(viewer_a, tenant_a, agent_a, spent):
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[NewUsage(agent_a.pk, "gpt-4o", timezone.now() - timedelta(days=8), 800_000, 0)],  # $2.00 a week ago
+    )
+    body = client_for(viewer_a).get(URL, {"range": "7d"}).content.decode()
+    assert "+25.0% on the period before ($2.00)" in body
+    assert 'data-testid="cost-projection"' in body and "a projection" in body
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"range": "1y"}, "E10601"),
+        ({"range": "custom", "start": "yesterday"}, "E10601"),
+        ({"range": "custom", "start": "2026-11-20", "end": "2026-11-10"}, "E10606"),
+        ({"range": "custom", "start": "2024-01-01", "end": "2026-11-10"}, "E10607"),
+    ],
+)
+def test_a_bad_range_is_a_400_that_says_so(viewer_a, spent, params, code):
+    page = client_for(viewer_a).get(URL, params)
+    assert page.status_code == 400 and code in page.content.decode()
+    export = client_for(viewer_a).get("/t/acme/costs/export/", {**params, "by": "model"})
+    assert export.status_code == 400 and code in export.content.decode()
+
+
+def test_today_and_month_to_date_are_marked_as_so_far(viewer_a, spent):
+    for key in ("today", "mtd"):
+        body = client_for(viewer_a).get(URL, {"range": key}).content.decode()
+        assert "(so far)" in body.split('data-testid="cost-total"')[1].split("</div>")[0]
