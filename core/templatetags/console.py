@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
-from core import money, display, jinja
+from core import display, jinja, money
 
 register = template.Library()
 
