@@ -64,12 +64,35 @@
   }
 
   // Reload live parts over HTTP: those named (ids), or every one when events were missed.
+  // A part already reloading reloads once more when that is done: its request may have
+  // read the page before this news, and htmx would drop (or, as the part is replaced by
+  // its answer, lose) a second request made meanwhile.
+  const again = new Set();
+
   function refresh(ids) {
     document.querySelectorAll("[data-live-part]").forEach(function (part) {
       if (ids && ids.indexOf(part.id) < 0) return;
-      if (window.htmx) window.htmx.trigger(part, "l10:refresh");
+      if (part.classList.contains("htmx-request")) {
+        again.add(part.id);
+      } else if (window.htmx) {
+        window.htmx.trigger(part, "l10:refresh");
+      }
     });
   }
+
+  function refreshAgain() {
+    window.setTimeout(function () {
+      const ids = Array.from(again).filter(function (id) {
+        const part = document.getElementById(id);
+        return part && !part.classList.contains("htmx-request");
+      });
+      ids.forEach(function (id) { again.delete(id); });
+      if (ids.length) refresh(ids);
+    }, 0);
+  }
+
+  document.addEventListener("htmx:afterSettle", refreshAgain);
+  document.addEventListener("htmx:afterRequest", refreshAgain);
 
   function connect() {
     const url = new URL(address, window.location.href);
