@@ -65,7 +65,9 @@ class StopIn(StrictSchema):
 
 
 class QuotaIn(StrictSchema):
-    quota_type: Literal["api_calls", "tokens"]
+    quota_type: Literal["api_calls", "tokens", "cost_usd"] = Field(
+        description="cost_usd limits are in US cents (5000 is $50.00)."
+    )
     new_limit: Annotated[int, Strict(), Field(ge=0, le=MAX_QUOTA)]
     period: Literal["hour", "day", "month"] = "day"
     reason: Reason = ""

@@ -17,13 +17,17 @@ from django.template.defaultfilters import date, floatformat, pluralize
 from django.utils.safestring import SafeString, mark_safe
 from jinja2 import Environment, StrictUndefined
 
+from core import money
 from core.display import ago, num, url, with_params
 
 
 def environment(**options: Any) -> Environment:
     options["undefined"] = StrictUndefined
     env = Environment(**options)  # noqa: S701 - Django's backend passes autoescape=True
-    env.filters.update(ago=ago, num=num, date=date, floatformat=floatformat, pluralize=pluralize)
+    env.filters.update(
+        ago=ago, num=num, date=date, floatformat=floatformat, pluralize=pluralize,
+        cents_usd=lambda cents: money.usd(money.from_cents(cents)),
+    )  # fmt: skip
     env.globals.update(url=url, query=with_params)
     return env
 

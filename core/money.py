@@ -6,11 +6,14 @@
   sum is a sum of stored costs, so a total is the total of what each record says.
 - Shown to people, an amount is rounded to the cent, half up (``cents``); an amount under
   a cent that is not zero is shown as "< $0.01".
+- A ``cost_usd`` quota counts in whole cents: its limit is given in cents, and what was
+  spent is rounded up to the cent (``quota_cents``), so an agent stops at its limit, not a
+  fraction of a cent past it.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 PLACES = 9
 QUANTUM = Decimal(1).scaleb(-PLACES)  # 0.000000001
@@ -29,6 +32,15 @@ def stored(amount: Decimal) -> Decimal:
 def cents(amount: Decimal) -> Decimal:
     """An amount as it is shown: to the cent, half up."""
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def quota_cents(amount: Decimal) -> int:
+    """Money spent, as a ``cost_usd`` quota counts it: whole cents, rounded up."""
+    return int((amount * 100).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_cents(cents_: int) -> Decimal:
+    return Decimal(cents_) / 100
 
 
 def usd(amount: Decimal | None) -> str:

@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
+from core import money
 from core.errors import ErrorCode, InterfaceError
 from costs import rollups
 from costs.models import CostDirtyHour, CostHour, UsageRecord
@@ -36,7 +37,14 @@ def period_start(period: str, now: datetime) -> datetime:
 AMOUNT: dict[str, Any] = {
     QuotaType.TOKENS: F("input_tokens") + F("output_tokens"),
     QuotaType.API_CALLS: F("api_calls"),
+    QuotaType.COST_USD: F("cost_usd"),  # dollars, known costs only; counted in cents (``_counted``)
 }
+MONEY = DecimalField(max_digits=money.MAX_DIGITS, decimal_places=money.PLACES)
+
+
+def _counted(kind: str, total: Any) -> int:
+    """A period's sum as its quota counts it: cents (rounded up) for cost, else as it is."""
+    return money.quota_cents(Decimal(total)) if kind == QuotaType.COST_USD else int(total)
 
 
 def _limited(quotas: dict[str, dict[str, int]] | None) -> list[tuple[str, str]]:
@@ -56,7 +64,11 @@ def _period_sums(wanted: Iterable[tuple[str, str]], now: datetime) -> tuple[date
     pairs = list(wanted)
     earliest = min(period_start(period, now) for _, period in pairs)
     sums = {
-        f"{kind}__{period}": Coalesce(Sum(AMOUNT[kind], filter=Q(occurred_at__gte=period_start(period, now))), 0)
+        f"{kind}__{period}": Coalesce(
+            Sum(AMOUNT[kind], filter=Q(occurred_at__gte=period_start(period, now))),
+            Value(Decimal(0)) if kind == QuotaType.COST_USD else Value(0),
+            output_field=MONEY if kind == QuotaType.COST_USD else None,
+        )
         for kind, period in pairs
     }
     return earliest, sums
@@ -72,7 +84,7 @@ def quota_usage(agent: Agent, now: datetime) -> dict[str, dict[str, int]]:
     totals = UsageRecord.objects.filter(agent=agent, occurred_at__gte=earliest).aggregate(**sums)
     usage: dict[str, dict[str, int]] = {}
     for kind, period in wanted:
-        usage.setdefault(kind, {})[period] = int(totals[f"{kind}__{period}"])
+        usage.setdefault(kind, {})[period] = _counted(kind, totals[f"{kind}__{period}"])
     return usage
 
 
@@ -90,7 +102,7 @@ def quota_use_percent(tenant_id: int, now: datetime) -> dict[UUID, float]:
     totals: dict[UUID, dict[str, int]] = {}
     for row in rows:
         values: dict[str, Any] = dict(row)
-        totals[values["agent_id"]] = {k: int(values[k]) for k in sums}
+        totals[values["agent_id"]] = {k: _counted(k.split("__")[0], values[k]) for k in sums}
     out: dict[UUID, float] = {}
     for pk, quotas in agents:
         used: dict[str, int] = totals.get(pk, {})

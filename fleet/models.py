@@ -41,6 +41,7 @@ class PauseMode(models.TextChoices):
 class QuotaType(models.TextChoices):
     API_CALLS = "api_calls", "API calls"
     TOKENS = "tokens", "Tokens"
+    COST_USD = "cost_usd", "Cost (US cents)"  # a limit in cents; what was spent rounded up (core/money.py)
 
 
 class QuotaPeriod(models.TextChoices):

@@ -226,3 +226,27 @@ def test_metrics_kept_through_an_outage_arrive_once_each_with_an_id(
     rows = MetricMinute.objects.filter(agent__external_id="metered")
     assert sum(r.tokens for r in rows) == 50 and sum(r.requests for r in rows) == 5
     assert MetricSampleId.objects.filter(tenant=tenant_a).count() == kept
+
+
+def test_task_raises_past_a_cost_quota_the_console_counts_in_cents(asgi_server, make_agent, admin_a):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from audit.services import Actor
+    from costs.services import PriceSpec, price_add
+
+    price_add(
+        spec=PriceSpec("gpt-4o", Decimal("2.5"), Decimal("10"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    agent = make_agent(asgi_server.url, heartbeat_interval=0.3)
+    registered(agent)
+    services.agent_quotas_set(agent_id=row().pk, quotas={"cost_usd": {"day": 100}})  # $1.00
+    wait_for(lambda: agent.quotas == {"cost_usd": {"day": 100}}, what="the quota")
+    with agent.task("costly"):
+        agent.record_usage("gpt-4o", input_tokens=300_001, output_tokens=25_000)  # $1.0000025: 101 cents, rounded up
+    agent.flush()
+    wait_for(lambda: agent.used("cost_usd", "day") == 101, what="the console's count of what was spent")
+    with pytest.raises(QuotaExceeded) as info, agent.task("over"):
+        pytest.fail("a task started past the cost quota")
+    assert (info.value.kind, info.value.period, info.value.used, info.value.limit) == ("cost_usd", "day", 101, 100)
