@@ -145,3 +145,32 @@ class CostDirtyHour(models.Model):
 
     def __str__(self) -> str:
         return f"tenant {self.tenant_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class Budget(models.Model):
+    """What a tenant means to spend in a calendar month (UTC): on the whole tenant, one
+    agent, or the agents a label selector picks (docs/costs.md, "Budgets")."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budgets")
+    name = models.CharField(max_length=100)
+    agent = models.ForeignKey("fleet.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    selector = models.CharField("label selector", max_length=2000, blank=True)
+    monthly_usd = models.DecimalField(
+        "per month (USD)", max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal(0))]
+    )
+    auto_pause = models.BooleanField(default=False, help_text="Pause the agents it covers when it is used up.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="budget_tenant_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def covers(self) -> str:
+        if self.agent_id is not None:
+            return "one agent"
+        return f"agents with {self.selector}" if self.selector else "the whole tenant"

@@ -6,4 +6,5 @@ app_name = "costs"
 urlpatterns = [
     path("costs/", views.cost_page, name="page"),
     path("costs/export/", views.cost_export, name="export"),
+    path("costs/budgets/", views.budget_save, name="budget_save"),
 ]

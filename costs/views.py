@@ -12,20 +12,24 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.contrib import messages
 from django.http import HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
+from audit.services import request_actor
 from core import money
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
 from core.inputs import InputProblem, parse_time
-from costs import selectors
+from costs import budgets, selectors
+from costs.models import Budget
 from costs.selectors import Line
 from fleet.models import Agent
 from tenancy.decorators import tenant_view
-from tenancy.models import Membership
+from tenancy.models import Membership, Role
 
 RANGES = {"today": "Today", "7d": "7 days", "30d": "30 days", "mtd": "Month to date", "custom": "Custom"}
 TOP = 20
@@ -140,7 +144,9 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         models=lines_by(tenant.pk, shown.start, shown.end, "model")[:TOP],
         agents=lines_by(tenant.pk, shown.start, shown.end, "agent")[:TOP],
         labels=lines_by(tenant.pk, shown.start, shown.end, "label")[:TOP],
-        first_unpriced=first_unpriced, error=error, error_field=(error.details or {}).get("field") if error else None,
+        first_unpriced=first_unpriced, error=error,
+        budgets=[budgets.status(b, now) for b in Budget.objects.filter(tenant=tenant).select_related("agent")],
+        now=now, error_field=(error.details or {}).get("field") if error else None,
         query=request.GET.urlencode(),
     )  # fmt: skip
     return render(request, "costs/costs.html", context, status=400 if error else 200)
@@ -177,3 +183,21 @@ def cost_export(request: ConsoleRequest, membership: Membership) -> HttpResponse
     response["Content-Disposition"] = f'attachment; filename="costs-{tenant.slug}-by-{by}-{shown.key}.csv"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+@require_POST
+@tenant_view(need=Role.ADMIN)
+def budget_save(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    """Add a budget, or change the one of that name (admins); audited."""
+    post = request.POST
+    try:
+        saved = budgets.budget_set(
+            tenant_id=membership.tenant.pk, actor=request_actor(request), name=post.get("name", ""),
+            monthly_usd=post.get("monthly_usd", "").replace(",", "").removeprefix("$"),
+            agent_id=post.get("agent", "").strip() or None, selector=post.get("selector", ""),
+        )  # fmt: skip
+    except InterfaceError as exc:
+        messages.error(request, f"The budget was not saved: {exc.message} ({exc.code})")
+        return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
+    messages.success(request, f"Budget “{saved.name}” saved: {money.usd(saved.monthly_usd)} a month.")
+    return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")

@@ -96,6 +96,7 @@ TENANT = {
     # Every member reads the costs; their figures and exports are tested in tests/costs/.
     "costs:page": ("GET", Role.VIEWER),
     "costs:export": ("GET", Role.VIEWER),
+    "costs:budget_save": ("POST", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.

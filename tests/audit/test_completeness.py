@@ -200,6 +200,12 @@ CASES = {
     "member remove": Case(
         lambda w: client_for(w.admin).post(w.url(f"settings/members/{w.viewer.pk}/remove/")), "member.remove", "success"
     ),
+    # Costs: a budget set on the cost page.
+    "budget set": Case(
+        lambda w: client_for(w.admin).post(w.url("costs/budgets/"), {"name": "Acme", "monthly_usd": "500"}),
+        "budget.set",
+        "success",
+    ),
     # Signing in and out.
     "sign-in": Case(lambda w: w.sign_in_form(w.operator.username, PASSWORD), "auth.login", "success", actor="operator"),
     "sign-out": Case(sign_out, "auth.logout", "success", actor="operator"),

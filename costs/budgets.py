@@ -1,0 +1,169 @@
+"""Monthly budgets (docs/costs.md, "Budgets"): set by a tenant's admins, audited; how much
+of each is used this month, at what rate it is being spent, and when it runs out at that
+rate (the countdown the pages show).
+
+Spend is the known cost of the usage the budget covers this calendar month (UTC), read as
+every summary is (``costs.selectors.sums``). The burn rate is the known cost of the last
+``BURN_WINDOW``, per hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from audit.models import Outcome
+from audit.services import Actor, Entry, audit_record
+from core.errors import ErrorCode, InterfaceError
+from costs import selectors
+from costs.models import Budget, UsageRecord
+from costs.services import amount
+from fleet.labels import BadSelector, parse_selector, with_selector
+from fleet.models import Agent
+
+BURN_WINDOW = timedelta(hours=1)
+THRESHOLDS = (50, 80, 100)
+
+
+def _agents(budget: Budget) -> list[UUID] | None:
+    """The agents a budget covers (None: the whole tenant)."""
+    if budget.agent_id is not None:
+        return [budget.agent_id]
+    if not budget.selector:
+        return None
+    found = with_selector(Agent.objects.filter(tenant_id=budget.tenant_id), parse_selector(budget.selector))
+    return list(found.values_list("pk", flat=True))
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    spent: Decimal  # this month, known costs
+    burn_per_hour: Decimal
+    month_end: datetime
+    now: datetime
+
+    @property
+    def percent(self) -> float:
+        limit = self.budget.monthly_usd
+        return 100.0 if not limit else float(self.spent * 100 / limit)
+
+    @property
+    def threshold(self) -> int:
+        """The highest of 50, 80 and 100 % reached (0 below 50 %)."""
+        return max((t for t in THRESHOLDS if self.percent >= t), default=0)
+
+    @property
+    def runs_out_in(self) -> timedelta | None:
+        """At the current rate, how long until it is used up: zero when it is, None when
+        nothing is being spent or it lasts past the month."""
+        left = self.budget.monthly_usd - self.spent
+        if left <= 0:
+            return timedelta(0)
+        if self.burn_per_hour <= 0:
+            return None
+        return timedelta(hours=float(left / self.burn_per_hour))
+
+    @property
+    def countdown_text(self) -> str:
+        return self.countdown(self.now)
+
+    def countdown(self, now: datetime) -> str:
+        """What the page says of it: "runs out in ~2 h 14 min at the current rate"."""
+        left = self.runs_out_in
+        if left == timedelta(0):
+            return "used up"
+        if left is None:
+            return "nothing is being spent now"
+        if now + left > self.month_end:
+            return "lasts the month at the current rate"
+        minutes = int(left.total_seconds() // 60)
+        days, rest = divmod(minutes, 24 * 60)
+        hours, minutes = divmod(rest, 60)
+        said = f"{days} d {hours} h" if days else (f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min")
+        return f"runs out in ~{said} at the current rate"
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def status(budget: Budget, now: datetime | None = None) -> BudgetStatus:
+    now = now or timezone.now()
+    first = month_start(now)
+    following = (first + timedelta(days=32)).replace(day=1)
+    agents = _agents(budget)
+    if agents is None:
+        spent = selectors.breakdown(budget.tenant_id, first, now).total_cost_usd
+    else:
+        lines = selectors.sums(budget.tenant_id, first, now, by="agent_id")
+        covered = {str(a) for a in agents}
+        spent = sum((line.cost for key, line in lines.items() if key in covered and line.cost is not None), Decimal(0))
+    recent = UsageRecord.objects.filter(
+        tenant_id=budget.tenant_id, occurred_at__gte=now - BURN_WINDOW, occurred_at__lt=now
+    )
+    if agents is not None:
+        recent = recent.filter(agent_id__in=agents)
+    burned = recent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
+    per_hour = Decimal(burned) * Decimal(3600) / Decimal(BURN_WINDOW.total_seconds())
+    return BudgetStatus(budget, Decimal(spent), per_hour, following, now)
+
+
+@transaction.atomic
+def budget_set(
+    *, tenant_id: int, actor: Actor, name: str, monthly_usd: object, agent_id: UUID | str | None = None,
+    selector: str = "", auto_pause: bool = False,
+) -> Budget:  # fmt: skip
+    """Add a budget or change the one of that name; refused with E10602/E10603 (the
+    amount), E10608 (a selector no agent label of the tenant answers, or one that does not
+    parse), E10601 (an unknown agent or a bad name). Audited as ``budget.set``."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InterfaceError(
+            ErrorCode.COST_INVALID_QUERY, "A budget needs a name of 1 to 100 characters.", details={"field": "name"}
+        )
+    limit = amount(monthly_usd, "monthly_usd", places=2, whole=10)
+    agent = None
+    if agent_id:
+        agent = Agent.objects.filter(tenant_id=tenant_id, pk=agent_id).first()
+        if agent is None:
+            raise InterfaceError(
+                ErrorCode.COST_INVALID_QUERY, "No such agent in this tenant.", details={"field": "agent"}
+            )
+    selector = selector.strip()
+    if selector:
+        try:
+            requirements = parse_selector(selector)
+        except BadSelector as exc:
+            raise InterfaceError(ErrorCode.COST_UNKNOWN_SELECTOR, str(exc), details={"field": "selector"}) from None
+        keys = {r.key for r in requirements}
+        known = set()
+        for labels in Agent.objects.filter(tenant_id=tenant_id).values_list("labels", flat=True).iterator():
+            known |= set(labels or {})
+        unknown = sorted(keys - known)
+        if unknown:
+            raise InterfaceError(
+                ErrorCode.COST_UNKNOWN_SELECTOR, f"No agent of this tenant has the label “{unknown[0]}”.",
+                details={"field": "selector"},
+            )  # fmt: skip
+    before = Budget.objects.filter(tenant_id=tenant_id, name=name).first()
+    budget, _ = Budget.objects.update_or_create(
+        tenant_id=tenant_id, name=name,
+        defaults={"monthly_usd": limit, "agent": agent, "selector": selector, "auto_pause": auto_pause},
+    )  # fmt: skip
+    delta: dict[str, dict[str, object]] = {
+        "monthly_usd": {"from": str(before.monthly_usd) if before else None, "to": str(limit)}
+    }
+    if before is None or before.auto_pause != auto_pause:
+        delta["auto_pause"] = {"from": before.auto_pause if before else None, "to": auto_pause}
+    audit_record(
+        tenant_id=tenant_id, actor=actor,
+        entry=Entry("budget.set", "budget", str(budget.pk), Outcome.SUCCESS, delta={"name": name, **delta}),
+    )  # fmt: skip
+    return budget
