@@ -41,6 +41,11 @@ from alerts.models import (
 from alerts.notify import notify
 from alerts.selectors import badge_changed
 from alerts.sql import WINDOWED, Windows
+from core import money
+from costs import budgets
+from costs.budgets import BudgetStatus
+from costs.budgets import status as budget_status
+from costs.models import Budget
 from costs.selectors import quota_use_percent
 from events.models import Severity as EventSeverity
 from events.services import NewEvent, events_record
@@ -71,6 +76,8 @@ class ConsoleMetrics:
             return sql.heartbeat_ages(tenant_id, now)
         if metric == Metric.QUOTA_USE:
             return quota_use_percent(tenant_id, now)
+        if metric == Metric.BUDGET_USE:
+            return {}  # a budget's figure, not an agent's: ``_budgets`` evaluates it
         if metric == Metric.STOP_UNCONFIRMED:
             # Flagged by fleet.liveness, and still not stopped: 1 until it stops or is restarted.
             flagged = Agent.objects.filter(
@@ -88,6 +95,8 @@ class Evaluated:
     transitions: list[tuple[int, str, str]] = field(default_factory=list)  # (alert id, from, to)
     values: dict[int, float | None] = field(default_factory=dict)  # open alerts' new values, by id
     events: list[NewEvent] = field(default_factory=list)  # alerts fired and resolved, stored at the end
+    # Budgets that pause their agents, used up (True) or no longer (False): acted on after commit.
+    budget_pauses: list[tuple[BudgetStatus, bool]] = field(default_factory=list)
 
 
 def condition(rule: AlertRule) -> lifecycle.Condition:
@@ -211,7 +220,8 @@ def evaluate_tenant(tenant_id: int, *, now: datetime | None = None, source: Metr
         for alert in open_alerts.values():
             by_rule.setdefault(alert.rule_id, []).append(alert)
         held = sql.scopes(tenant_id, sorted({r.selector for r in rules if not r.agent_id}))
-        for rule in rules:
+        _budgets([r for r in rules if r.metric == Metric.BUDGET_USE], open_alerts, tenant_id, now, done)
+        for rule in (r for r in rules if r.metric != Metric.BUDGET_USE):
             watched = scope(rule, held)
             figures = seen[rule.pk]
             # Only agents that may change: past the threshold, with an open alert, or (for a
@@ -251,9 +261,44 @@ def _notify(rules: list[AlertRule], done: Evaluated, now: datetime) -> None:
         notify(by_rule[rule_id], kind, alerts, now)
 
 
+def _budgets(
+    rules: list[AlertRule], open_alerts: dict[tuple[int, str], Alert], tenant_id: int, now: datetime, done: Evaluated
+) -> None:
+    """The budget rules: each budget of the tenant is one alert per rule (fingerprint
+    ``budget:<id>``), its figure the budget's use this month in %. An alert of a budget
+    since removed ends. A budget used up that pauses its agents is noted in ``done``."""
+    if not rules:
+        return
+    statuses = {
+        f"budget:{s.budget.pk}": s for s in (budget_status(b, now) for b in Budget.objects.filter(tenant_id=tenant_id))
+    }
+    for rule in rules:
+        asked = condition(rule)
+        fingerprints = set(statuses) | {f for (r, f) in open_alerts if r == rule.pk}
+        for fingerprint in sorted(fingerprints):
+            found = statuses.get(fingerprint)
+            current = open_alerts.get((rule.pk, fingerprint))
+            observed = lifecycle.Observed(None, 0) if found is None else lifecycle.Observed(round(found.percent, 2), 1)
+            state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
+            decided = lifecycle.step(asked, state, observed, now)
+            if found is None:
+                _apply(rule, current.agent_id if current else None, fingerprint, current, decided, observed, now, done)
+                continue
+            said = (
+                f"{rule.name}: {found.budget.name}, {money.usd(found.spent)} of {money.usd(found.budget.monthly_usd)}"
+            )
+            _apply(rule, found.budget.agent_id, fingerprint, current, decided, observed, now, done, message=said)
+            if (
+                found.budget.auto_pause
+                and rule.threshold >= 100
+                and decided.to in (AlertState.FIRING, AlertState.RESOLVED)
+            ):
+                done.budget_pauses.append((found, decided.to == AlertState.FIRING))
+
+
 def _apply(
-    rule: AlertRule, agent_id: UUID, fingerprint: str, current: Alert | None, decided: lifecycle.Step,
-    observed: lifecycle.Observed, now: datetime, done: Evaluated,
+    rule: AlertRule, agent_id: UUID | None, fingerprint: str, current: Alert | None, decided: lifecycle.Step,
+    observed: lifecycle.Observed, now: datetime, done: Evaluated, *, message: str | None = None,
 ) -> None:  # fmt: skip
     if decided.to is None:
         if current is not None and current.value != observed.value:
@@ -263,7 +308,7 @@ def _apply(
         current = Alert.objects.create(
             tenant_id=rule.tenant_id, rule=rule, agent_id=agent_id, fingerprint=fingerprint, state=AlertState.PENDING,
             severity=rule.severity, no_data=decided.no_data, value=observed.value,
-            message=_message(rule, observed.value, decided.no_data), started_at=now, evaluated_at=now,
+            message=message or _message(rule, observed.value, decided.no_data), started_at=now, evaluated_at=now,
         )  # fmt: skip
         _transition(current, "", AlertState.PENDING, observed.value, now, done)
         if decided.to == AlertState.PENDING:
@@ -273,7 +318,7 @@ def _apply(
     current.state, current.value, current.evaluated_at = decided.to, observed.value, now
     fields = ["state", "value", "evaluated_at"]
     if decided.to == AlertState.FIRING:
-        current.fired_at, current.message = now, _message(rule, observed.value, current.no_data)
+        current.fired_at, current.message = now, message or _message(rule, observed.value, current.no_data)
         fields += ["fired_at", "message"]
     else:
         current.ended_at = now
@@ -320,6 +365,11 @@ def evaluate(*, now: datetime | None = None, source: MetricsSource | None = None
         except Exception:
             log.exception("alert evaluation of tenant %s failed; the next run tries again", tenant_id)
             continue
+        for found, used_up in done.budget_pauses:  # committed: control takes its own locks
+            try:
+                (budgets.pause_covered if used_up else budgets.resume_covered)(found)
+            except Exception:
+                log.exception("budget %s: pausing or resuming its agents failed", found.budget.pk)
         total.rules += done.rules
         total.transitions += done.transitions
     return total

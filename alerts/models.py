@@ -22,6 +22,7 @@ class Metric(models.TextChoices):
     HEARTBEAT_AGE = "heartbeat_age_s", "Heartbeat age (s)"
     QUOTA_USE = "quota_use_pct", "Quota use %"
     STOP_UNCONFIRMED = "stop_unconfirmed", "Emergency stop not confirmed"
+    BUDGET_USE = "budget_use_pct", "Budget use %"  # per budget, not per agent (costs.budgets)
 
 
 class Aggregation(models.TextChoices):

@@ -185,12 +185,16 @@ DEFAULT_RULES = [
         NoData.OK,
         Severity.CRITICAL,
     ),
+    ("Budget 50 % used", Metric.BUDGET_USE, "max", "gte", 50.0, None, 300, 0, 1, NoData.OK, Severity.INFO),
+    ("Budget 80 % used", Metric.BUDGET_USE, "max", "gte", 80.0, None, 300, 0, 1, NoData.OK, Severity.WARNING),
+    ("Budget used up", Metric.BUDGET_USE, "max", "gte", 100.0, None, 300, 0, 1, NoData.OK, Severity.CRITICAL),
 ]
 
 
 def default_rules(tenant: Tenant) -> list[AlertRule]:
-    """A new tenant's rules: an agent gone silent, errors above 5 % for 5 minutes, a quota
-    80 % used, an emergency stop the agent has not confirmed. Idempotent: a rule of the same
+    """A new tenant's rules: a budget 50 %, 80 % and wholly used, an agent gone silent,
+    errors above 5 % for 5 minutes, a quota 80 % used, an emergency stop the agent has not
+    confirmed. Idempotent: a rule of the same
     name is left as it is."""
     now = timezone.now()
     made = []

@@ -9,23 +9,29 @@ every summary is (``costs.selectors.sums``). The burn rate is the known cost of 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from audit.models import Outcome
 from audit.services import Actor, Entry, audit_record
+from control.rules import Action, ControlRequest
+from control.services import control_execute
+from core import money
 from core.errors import ErrorCode, InterfaceError
 from costs import selectors
 from costs.models import Budget, UsageRecord
 from costs.services import amount
 from fleet.labels import BadSelector, parse_selector, with_selector
-from fleet.models import Agent
+from fleet.models import Agent, DesiredState
+
+log = logging.getLogger(__name__)
 
 BURN_WINDOW = timedelta(hours=1)
 THRESHOLDS = (50, 80, 100)
@@ -167,3 +173,50 @@ def budget_set(
         entry=Entry("budget.set", "budget", str(budget.pk), Outcome.SUCCESS, delta={"name": name, **delta}),
     )  # fmt: skip
     return budget
+
+
+# --- auto-pause ------------------------------------------------------------------------------
+
+# Who pauses an agent for a budget: the system, named (docs/costs.md, "Budgets").
+BUDGET_ACTOR = Actor(user=None, name="budget")
+PAUSE_REASON = "paused by budget"
+
+
+def _covered_agents(found: BudgetStatus) -> QuerySet[Agent]:
+    covered = _agents(found.budget)
+    agents = Agent.objects.filter(tenant_id=found.budget.tenant_id)
+    return agents if covered is None else agents.filter(pk__in=covered)
+
+
+def _control(found: BudgetStatus, agent: Agent, action: Action, reason: str) -> bool:
+    for attempt in range(3):  # the lock may be held by a person's change a moment
+        try:
+            control_execute(
+                actor=BUDGET_ACTOR,
+                tenant=found.budget.tenant,
+                request=ControlRequest(action, str(agent.pk), reason=reason),
+            )
+            return True
+        except InterfaceError as exc:
+            if exc.code not in (ErrorCode.CONTROL_LOCKED, ErrorCode.CONTROL_STALE) or attempt == 2:
+                log.warning("budget %s could not %s %s: %s", found.budget.pk, action, agent.external_id, exc.code)
+                return False
+    return False
+
+
+def pause_covered(found: BudgetStatus) -> list[UUID]:
+    """Pause, through control as the system, the running agents a used-up budget covers
+    (each change locked and audited like a person's); returns the agents paused."""
+    said = (
+        f"{PAUSE_REASON} “{found.budget.name}”: {money.usd(found.spent)} of {money.usd(found.budget.monthly_usd)} used"
+    )
+    running = _covered_agents(found).filter(desired_state=DesiredState.RUNNING).select_related("tenant")
+    return [a.pk for a in running if _control(found, a, Action.PAUSE, said[:500])]
+
+
+def resume_covered(found: BudgetStatus) -> list[UUID]:
+    """Resume the agents the budget paused and nobody has touched since (their pause is
+    still the budget's), once it is no longer used up (raised, or a new month)."""
+    paused = _covered_agents(found).filter(desired_state=DesiredState.PAUSED, pause_reason__startswith=PAUSE_REASON)
+    said = f"budget “{found.budget.name}” no longer used up: {money.usd(found.spent)} of {money.usd(found.budget.monthly_usd)}"
+    return [a.pk for a in paused.select_related("tenant") if _control(found, a, Action.RESUME, said[:500])]

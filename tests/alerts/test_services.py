@@ -47,8 +47,11 @@ def test_a_new_tenant_gets_the_default_rules(django_capture_on_commit_callbacks)
         "Error rate above 5 %",
         "Quota use above 80 %",
         "Emergency stop not confirmed",
+        "Budget 50 % used",
+        "Budget 80 % used",
+        "Budget used up",
     }
-    assert services.default_rules(tenant) and AlertRule.objects.filter(tenant=tenant).count() == 4  # idempotent
+    assert services.default_rules(tenant) and AlertRule.objects.filter(tenant=tenant).count() == 7  # idempotent
 
 
 def test_an_operator_acknowledges_and_the_badge_drops(firing, operator_a, tenant_a):
