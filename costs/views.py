@@ -195,6 +195,7 @@ def budget_save(request: ConsoleRequest, membership: Membership) -> HttpResponse
             tenant_id=membership.tenant.pk, actor=request_actor(request), name=post.get("name", ""),
             monthly_usd=post.get("monthly_usd", "").replace(",", "").removeprefix("$"),
             agent_id=post.get("agent", "").strip() or None, selector=post.get("selector", ""),
+            auto_pause=post.get("auto_pause") == "on",
         )  # fmt: skip
     except InterfaceError as exc:
         messages.error(request, f"The budget was not saved: {exc.message} ({exc.code})")
