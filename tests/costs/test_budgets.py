@@ -108,11 +108,12 @@ def test_admins_set_budgets_on_the_cost_page_and_every_member_sees_them(tenant_a
     from tests.conftest import client_for
 
     saved = client_for(admin_a).post(
-        "/t/acme/costs/budgets/", {"name": "Ads", "monthly_usd": "$1,000.00", "selector": "team=ads"}
+        "/t/acme/costs/budgets/",
+        {"name": "Ads", "monthly_usd": "$1,000.00", "selector": "team=ads", "auto_pause": "on"},
     )
     assert saved.status_code == 302 and saved["Location"].endswith("/t/acme/costs/#budgets")
     budget = Budget.objects.get()
-    assert (budget.monthly_usd, budget.selector) == (Decimal("1000.00"), "team=ads")
+    assert (budget.monthly_usd, budget.selector, budget.auto_pause) == (Decimal("1000.00"), "team=ads", True)
     entry = AuditEntry.objects.get(action="budget.set")
     assert entry.ip == "127.0.0.1" and entry.actor_label == "alice"
     page = client_for(viewer_a).get("/t/acme/costs/").content.decode()
