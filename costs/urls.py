@@ -7,4 +7,5 @@ urlpatterns = [
     path("costs/", views.cost_page, name="page"),
     path("costs/export/", views.cost_export, name="export"),
     path("costs/budgets/", views.budget_save, name="budget_save"),
+    path("costs/prices/", views.prices, name="prices"),
 ]

@@ -17,15 +17,15 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.services import request_actor
 from core import money
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
 from core.inputs import InputProblem, parse_time
-from costs import budgets, selectors
-from costs.models import Budget
+from costs import budgets, pricing, selectors, services
+from costs.models import Budget, ModelPrice
 from costs.selectors import Line
 from fleet.models import Agent
 from tenancy.decorators import tenant_view
@@ -202,3 +202,71 @@ def budget_save(request: ConsoleRequest, membership: Membership) -> HttpResponse
         return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
     messages.success(request, f"Budget “{saved.name}” saved: {money.usd(saved.monthly_usd)} a month.")
     return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
+
+
+@require_http_methods(["GET", "POST"])
+@tenant_view(need=Role.ADMIN)
+def prices(request: ConsoleRequest, membership: Membership) -> HttpResponse:
+    """The tenant's own prices (admins): each one it set, the list's price of each model it
+    used lately, and a form to add a price from a time on (audited; its usage without a
+    price is priced after)."""
+    tenant = membership.tenant
+    error: InterfaceError | None = None
+    typed: dict[str, str] = {}
+    if request.method == "POST":
+        typed = {k: str(v).strip() for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+        try:
+            spec = _price_spec(typed)
+            row = services.price_add(spec=spec, tenant_id=tenant.pk, actor=request_actor(request))
+        except InterfaceError as exc:
+            error = exc
+        else:
+            messages.success(request, f"Price of {row.model} saved, from {row.effective_from:%Y-%m-%d %H:%M} UTC.")
+            return redirect("costs:prices", tenant.slug)
+    now = timezone.now()
+    used = list(
+        selectors.UsageRecord.objects.filter(tenant=tenant, occurred_at__gte=now - timedelta(days=30))
+        .values_list("model", flat=True)
+        .distinct()[:200]
+    )
+    book = pricing.book(tenant.pk)
+    context = {
+        "own": ModelPrice.objects.filter(tenant=tenant).order_by("model", "-effective_from"),
+        "used": [(model, book.find(model, now)) for model in sorted(used)],
+        "typed": typed,
+        "error": error,
+        "error_field": (error.details or {}).get("field") if error else None,
+        "now": now,
+    }
+    return render(request, "costs/prices.html", context, status=error.http_status if error else 200)
+
+
+def _price_spec(typed: dict[str, str]) -> services.PriceSpec:
+    model = typed.get("model", "")
+    if not model or len(model) > 100:
+        raise InterfaceError(
+            ErrorCode.COST_INVALID_QUERY, "Name the model (1 to 100 characters).", details={"field": "model"}
+        )
+    aliases = tuple(a.strip().lower() for a in typed.get("aliases", "").split(",") if a.strip())
+    if any(len(a) > 100 for a in aliases) or len(aliases) > 20:
+        raise InterfaceError(
+            ErrorCode.COST_INVALID_QUERY, "At most 20 other names of 100 characters.", details={"field": "aliases"}
+        )
+    start = timezone.now()
+    if typed.get("effective_from"):
+        try:
+            start = parse_time(typed["effective_from"]) or start
+        except InputProblem as exc:
+            raise InterfaceError(
+                ErrorCode.COST_INVALID_QUERY, f"“effective_from”: {exc}.", details={"field": "effective_from"}
+            ) from None
+
+    def figure(field: str) -> Decimal:
+        return services.amount(typed.get(field) or "0", field)
+
+    cached = typed.get("cached_input_per_mtok")
+    return services.PriceSpec(
+        model=model, input_per_mtok=figure("input_per_mtok"), output_per_mtok=figure("output_per_mtok"),
+        effective_from=start, per_call=figure("per_call"), aliases=aliases, source="the console",
+        cached_input_per_mtok=services.amount(cached, "cached_input_per_mtok") if cached else None,
+    )  # fmt: skip

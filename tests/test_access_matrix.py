@@ -97,6 +97,7 @@ TENANT = {
     "costs:page": ("GET", Role.VIEWER),
     "costs:export": ("GET", Role.VIEWER),
     "costs:budget_save": ("POST", Role.ADMIN),
+    "costs:prices": ("GET", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.

@@ -14,6 +14,7 @@ register = template.Library()
 register.filter("ago", display.ago)
 register.filter("num", display.num)
 register.filter("usd", money.usd)
+register.filter("normalize_usd", money.rate)
 # {% link "name" arg %} and {% asset "path" %}: {% url %} and {% static %}, remembered.
 register.simple_tag(display.url, name="link")
 register.simple_tag(display.asset, name="asset")
