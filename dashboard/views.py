@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
@@ -21,6 +22,9 @@ from core import jinja, parts
 from core.display import fresh_ago, with_params
 from core.errors import ErrorCode
 from core.http import ConsoleRequest
+from costs import budgets
+from costs import selectors as cost_selectors
+from costs.models import Budget
 from dashboard import fragments, selectors
 from dashboard.pagecache import Page
 from fleet import series
@@ -204,6 +208,10 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         "degraded": page.degraded,
         **live,
     }
+    if not request.htmx:  # the agent's costs this month, and its own budgets
+        now = timezone.now()
+        context["agent_costs"] = cost_selectors.agent_costs(agent, budgets.month_start(now), now)
+        context["agent_budgets"] = [budgets.status(b, now) for b in Budget.objects.filter(agent=agent)]
     if membership.can_manage and not request.htmx:  # the agent's audit tab: admins see the trail
         about = audit_selectors.AuditFilter(resource_type="agent", resource_id=f"{agent.pk},{agent.external_id}")
         context["audit_filter"] = about

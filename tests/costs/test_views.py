@@ -111,3 +111,14 @@ def test_today_and_month_to_date_are_marked_as_so_far(viewer_a, spent):
     for key in ("today", "mtd"):
         body = client_for(viewer_a).get(URL, {"range": key}).content.decode()
         assert "(so far)" in body.split('data-testid="cost-total"')[1].split("</div>")[0]
+
+
+def test_an_agents_page_shows_its_costs_this_month_and_its_budget(viewer_a, agent_a, admin_a, spent):
+    from audit.services import Actor
+    from costs.budgets import budget_set
+
+    budget_set(tenant_id=agent_a.tenant_id, actor=Actor(user=admin_a), name="W1", monthly_usd="4", agent_id=agent_a.pk)
+    page = client_for(viewer_a).get(f"/t/acme/agents/{agent_a.pk}/").content.decode()
+    card = page.split('data-testid="agent-costs"')[1].split("</section>")[0]
+    assert "$2.00" in card and "<code>gpt-4o</code>" in card and "$2.50" not in card  # its own, not the tenant's
+    assert "Budget “W1”: $2.00 of $4.00 (50 %)" in card
