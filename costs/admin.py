@@ -5,7 +5,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from costs import pricing
+from core import runner
+from costs import pricing, services
 from costs.models import ModelPrice, UsageRecord
 from tenancy.admin import TenantScopedAdmin
 
@@ -41,6 +42,10 @@ class ModelPriceAdmin(TenantScopedAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         pricing.changed()
+        if change and set(form.changed_data) & set(services.PRICE_FIELDS):  # a correction: its records again
+            runner.enqueue("costs.tasks.reprice", obj.pk)
+        elif not change:  # a new price: the usage that had none
+            runner.enqueue("costs.tasks.price_unpriced", obj.tenant_id)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # usage records keep the price they were made with

@@ -200,3 +200,105 @@ def price_unpriced(*, tenant_id: int | None, batch: int = 5_000) -> int:
                     )
                 rollups.mark_dirty(tenant, (row.occurred_at for row in found))
     return priced
+
+
+# --- corrections -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Repricing:
+    """What correcting a price does to the usage it priced: how many records, and the
+    difference in their total cost (new less old)."""
+
+    records: int
+    before: Decimal
+    after: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.after - self.before
+
+
+def _corrected(price: ModelPrice, figures: dict[str, Decimal | None]) -> pricing.Price:
+    return pricing.Price(
+        price.pk, price.model, price.effective_from, figures["input_per_mtok"] or Decimal(0),
+        figures["output_per_mtok"] or Decimal(0), figures["cached_input_per_mtok"], figures["per_call"] or Decimal(0),
+    )  # fmt: skip
+
+
+def reprice_preview(price: ModelPrice, figures: dict[str, Decimal | None], *, chunk: int = 5_000) -> Repricing:
+    """The dry run of a correction: each record the price made, costed again under the
+    new figures, exactly as the correction would store it; nothing is written."""
+    fixed = _corrected(price, figures)
+    records, before, after, last = 0, Decimal(0), Decimal(0), 0
+    rows = UsageRecord.objects.filter(price=price).order_by("pk")
+    while batch := list(
+        rows.filter(pk__gt=last).values_list(
+            "pk", "input_tokens", "output_tokens", "cached_input_tokens", "api_calls", "cost_usd"
+        )[:chunk]
+    ):
+        for pk, inp, out, cached, calls, cost in batch:
+            records += 1
+            before += cost or Decimal(0)
+            after += pricing.cost(
+                fixed, input_tokens=inp, output_tokens=out, cached_input_tokens=cached, api_calls=calls
+            )
+            last = pk
+    return Repricing(records, before, after)
+
+
+@transaction.atomic
+def price_correct(*, price: ModelPrice, figures: dict[str, Decimal | None], actor: Actor) -> Repricing:
+    """Correct a price's figures (its start stays) and re-price, after commit and in
+    batches (``costs.tasks.reprice``), the usage it priced; audited with the dry run's
+    figures. Returns the dry run."""
+    checked: dict[str, Decimal | None] = {
+        f: None if figures.get(f) is None and f == "cached_input_per_mtok" else amount(figures.get(f) or "0", f)
+        for f in PRICE_FIELDS
+    }
+    preview = reprice_preview(price, checked)
+    before = {f: str(getattr(price, f)) for f in PRICE_FIELDS}
+    ModelPrice.objects.filter(pk=price.pk).update(**checked)
+    audit_record(
+        tenant_id=price.tenant_id, actor=actor,
+        entry=Entry(
+            "price.correct", "price", str(price.pk), Outcome.SUCCESS,
+            delta={
+                **{f: {"from": before[f], "to": None if checked[f] is None else str(checked[f])} for f in PRICE_FIELDS},
+                "records": preview.records, "difference_usd": str(preview.difference),
+            },
+        ),
+    )  # fmt: skip
+    pricing.changed()
+    runner.enqueue("costs.tasks.reprice", price.pk)
+    return preview
+
+
+def reprice(*, price_id: int, batch: int = 5_000) -> int:
+    """Store the cost of each record ``price_id`` priced under its figures now, a batch at
+    a time in id order (each batch its own transaction, its hours marked for the rollups);
+    returns the records changed."""
+    price = ModelPrice.objects.filter(pk=price_id).first()
+    if price is None:
+        return 0
+    fixed = pricing.Price.of(price)
+    changed, last = 0, 0
+    while True:
+        rows = list(UsageRecord.objects.filter(price_id=price_id, pk__gt=last).order_by("pk")[:batch])
+        if not rows:
+            return changed
+        last = rows[-1].pk
+        moved = []
+        for row in rows:
+            cost = pricing.cost(
+                fixed, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                cached_input_tokens=row.cached_input_tokens, api_calls=row.api_calls,
+            )  # fmt: skip
+            if cost != row.cost_usd:
+                row.cost_usd = cost
+                moved.append(row)
+        with transaction.atomic():
+            UsageRecord.objects.bulk_update(moved, ["cost_usd"], batch_size=1000)
+            for tenant in {r.tenant_id for r in moved}:  # the platform's price: every tenant's records
+                rollups.mark_dirty(tenant, (r.occurred_at for r in moved if r.tenant_id == tenant))
+        changed += len(moved)

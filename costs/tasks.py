@@ -16,3 +16,9 @@ def price_unpriced(tenant_id: int | None) -> int:
 def rollup() -> tuple[int, int]:
     """The hourly cost rollups (every five minutes): recent hours, then dirty ones."""
     return rollups.rollup()
+
+
+@shared_task(name="costs.tasks.reprice", ignore_result=True, time_limit=3600, soft_time_limit=3500)
+def reprice(price_id: int) -> int:
+    """After a price's correction: the records it priced, costed again; the number changed."""
+    return services.reprice(price_id=price_id)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("costs/export/", views.cost_export, name="export"),
     path("costs/budgets/", views.budget_save, name="budget_save"),
     path("costs/prices/", views.prices, name="prices"),
+    path("costs/prices/<int:price_id>/correct/", views.price_correct, name="price_correct"),
 ]

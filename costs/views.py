@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -270,3 +270,42 @@ def _price_spec(typed: dict[str, str]) -> services.PriceSpec:
         effective_from=start, per_call=figure("per_call"), aliases=aliases, source="the console",
         cached_input_per_mtok=services.amount(cached, "cached_input_per_mtok") if cached else None,
     )  # fmt: skip
+
+
+@require_http_methods(["GET", "POST"])
+@tenant_view(need=Role.ADMIN)
+def price_correct(request: ConsoleRequest, membership: Membership, price_id: int) -> HttpResponse:
+    """Correct one of the tenant's prices: first the dry run ("412 records, +$31.20"),
+    then, confirmed, the correction and the re-pricing (a task), audited."""
+    price = ModelPrice.objects.filter(pk=price_id, tenant=membership.tenant).first()
+    if price is None:
+        raise Http404("No such price of this tenant.")
+    typed = {f: str(request.POST.get(f, getattr(price, f) or "")).strip() for f in services.PRICE_FIELDS}
+    error: InterfaceError | None = None
+    preview = None
+    if request.method == "POST":
+        try:
+            figures = {
+                f: None if f == "cached_input_per_mtok" and not typed[f] else services.amount(typed[f] or "0", f)
+                for f in services.PRICE_FIELDS
+            }
+            if request.POST.get("confirm") == "yes":
+                done = services.price_correct(price=price, figures=figures, actor=request_actor(request))
+                messages.success(
+                    request, f"Price of {price.model} corrected: {done.records:,} records are being priced again "
+                    f"({_signed(done.difference)}).",
+                )  # fmt: skip
+                return redirect("costs:prices", membership.tenant.slug)
+            preview = services.reprice_preview(price, figures)
+        except InterfaceError as exc:
+            error = exc
+    context = {
+        "price": price, "typed": typed, "preview": preview, "error": error,
+        "difference": _signed(preview.difference) if preview else "",
+        "error_field": (error.details or {}).get("field") if error else None,
+    }  # fmt: skip
+    return render(request, "costs/price_correct.html", context, status=error.http_status if error else 200)
+
+
+def _signed(amount: Decimal) -> str:
+    return ("+" if amount >= 0 else "") + money.usd(amount)

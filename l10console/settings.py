@@ -359,6 +359,7 @@ CELERY_TASK_ROUTES = {
     "events.tasks.purge": {"queue": "background"},
     "costs.tasks.price_unpriced": {"queue": "background"},
     "costs.tasks.rollup": {"queue": "background"},
+    "costs.tasks.reprice": {"queue": "background"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

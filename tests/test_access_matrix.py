@@ -17,7 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.models import AuditEntry
-from costs.models import UsageRecord
+from costs.models import ModelPrice, UsageRecord
 from events.models import Event
 from fleet.models import Agent, MetricMinute
 from l10console.api import api
@@ -98,6 +98,7 @@ TENANT = {
     "costs:export": ("GET", Role.VIEWER),
     "costs:budget_save": ("POST", Role.ADMIN),
     "costs:prices": ("GET", Role.ADMIN),
+    "costs:price_correct": ("GET", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -164,6 +165,9 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "token": ack_token(alert),
         "target_id": 0,
         "silence_id": 0,
+        "price_id": ModelPrice.objects.create(
+            tenant=tenant_a, model="matrix", input_per_mtok=1, output_per_mtok=1, effective_from=timezone.now()
+        ).pk,
         "event_id": Event.objects.create(
             tenant=tenant_a, agent=agent_a, type="task.completed", occurred_at=timezone.now()
         ).pk,
