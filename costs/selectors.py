@@ -251,3 +251,15 @@ def tenant_costs(tenant_id: int, start: datetime, end: datetime) -> CostBreakdow
 
 def agent_costs(agent: Agent, start: datetime, end: datetime) -> CostBreakdown:
     return breakdown(agent.tenant_id, start, end, agent_id=agent.pk)
+
+
+def projection(tenant_id: int, now: datetime) -> tuple[Decimal, Decimal]:
+    """(month to date, projected for the whole month at the month-to-date rate)."""
+    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    following = (first + timedelta(days=32)).replace(day=1)
+    so_far = breakdown(tenant_id, first, now).total_cost_usd
+    elapsed = Decimal((now - first).total_seconds())
+    if elapsed <= 0:
+        return so_far, so_far
+    whole = Decimal((following - first).total_seconds())
+    return so_far, money.stored(so_far * whole / elapsed)

@@ -100,18 +100,6 @@ def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tu
     return [(line.key, line) for line in selectors.ranked(labels)]
 
 
-def projection(tenant_id: int, now: datetime) -> tuple[Decimal, Decimal]:
-    """(month to date, projected for the whole month at the month-to-date rate)."""
-    first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    following = (first + timedelta(days=32)).replace(day=1)
-    so_far = selectors.breakdown(tenant_id, first, now).total_cost_usd
-    elapsed = Decimal((now - first).total_seconds())
-    if elapsed <= 0:
-        return so_far, so_far
-    whole = Decimal((following - first).total_seconds())
-    return so_far, money.stored(so_far * whole / elapsed)
-
-
 @require_GET
 @tenant_view()
 def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
@@ -128,7 +116,7 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     span = shown.end - shown.start
     before = selectors.breakdown(tenant.pk, shown.start - span, shown.start).total_cost_usd
     change = None if not before else (found.total_cost_usd - before) * 100 / before
-    to_date, projected = projection(tenant.pk, now)
+    to_date, projected = selectors.projection(tenant.pk, now)
     first_unpriced = None
     if found.unpriced_records:
         first_unpriced = (

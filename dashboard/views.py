@@ -67,6 +67,8 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     rng = series.parse_range(request.GET.get("range"))
     target = request.htmx.target if request.htmx else None
+    if target == "overview-costs":  # read after the page, once a minute: never on its way
+        return render(request, "dashboard/_overview_costs.html", _cost_tiles(membership))
     live = _live(tenant.pk, "overview") if target is None else {}
     shared = {"current": membership, "range": rng, "ranges": series.RANGES.values(), "states": ObservedState.choices}
 
@@ -93,6 +95,19 @@ def overview(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     # Both parts were rendered from the app's own autoescaping templates.
     context = {"tiles": mark_safe(tiles), "charts": mark_safe(charts_html), "degraded": page.degraded, **live}  # noqa: S308
     return render(request, "dashboard/overview.html", context)
+
+
+def _cost_tiles(membership: Membership) -> dict[str, Any]:
+    """The overview's cost tiles: today, month to date, the month-end projection (costs)."""
+    now = timezone.now()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = cost_selectors.breakdown(membership.tenant.pk, budgets.month_start(now), now)
+    _, projected = cost_selectors.projection(membership.tenant.pk, now)
+    return {
+        "current": membership, "loaded": True, "month": month.total_cost_usd, "projected": projected,
+        "today": cost_selectors.breakdown(membership.tenant.pk, day, now).total_cost_usd,
+        "unpriced": month.unpriced_records,
+    }  # fmt: skip
 
 
 def _agent_query(request: ConsoleRequest) -> tuple[AgentQuery, str | None]:

@@ -122,3 +122,24 @@ def test_an_agents_page_shows_its_costs_this_month_and_its_budget(viewer_a, agen
     card = page.split('data-testid="agent-costs"')[1].split("</section>")[0]
     assert "$2.00" in card and "<code>gpt-4o</code>" in card and "$2.50" not in card  # its own, not the tenant's
     assert "Budget “W1”: $2.00 of $4.00 (50 %)" in card
+
+
+def test_the_month_end_projection_from_a_known_rate(tenant_a, agent_a, admin_a):
+    from costs.selectors import projection
+
+    price_add(
+        spec=PriceSpec("m", Decimal("1"), Decimal("0"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    half = datetime(2026, 11, 16, tzinfo=UTC)  # 15 of November's 30 days gone
+    usage_record(tenant_id=tenant_a.pk, records=[NewUsage(agent_a.pk, "m", half - timedelta(days=3), 3_000_000, 0)])
+    assert projection(tenant_a.pk, half) == (Decimal(3), Decimal(6))
+
+
+def test_the_overview_reads_its_cost_tiles_after_the_page(viewer_a, spent):
+    page = client_for(viewer_a).get("/t/acme/").content.decode()
+    assert 'id="overview-costs"' in page and "Reading costs…" in page
+    tiles = client_for(viewer_a).get("/t/acme/", headers={"HX-Request": "true", "HX-Target": "overview-costs"})
+    body = tiles.content.decode()
+    assert "<html" not in body and 'hx-trigger="every 60s"' in body
+    assert 'data-testid="cost-today"' in body and "$2.50" in body and 'data-testid="cost-unpriced"' in body
