@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, DecimalField, F, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Trunc
 
 from core import money
 from core.errors import ErrorCode, InterfaceError
@@ -171,14 +171,21 @@ class Line:
 
 
 def sums(
-    tenant_id: int, start: datetime, end: datetime, *, by: str = "model", agent_id: UUID | None = None
-) -> dict[str, Line]:
+    tenant_id: int, start: datetime, end: datetime, *, by: str = "model", agent_id: UUID | None = None,
+    step: str | None = None,
+) -> dict[str, Line]:  # fmt: skip
     """The tenant's (or one agent's) usage in [start, end) by ``by`` ("model" or
-    "agent_id"): whole hours the rollups hold (behind their mark, not dirty) from
-    ``CostHour``, the rest (the range's partial hours, the newest hours, dirty hours) from
-    the records; the two summed per key (docs/costs.md, "Rollups")."""
-    if by not in ("model", "agent_id"):
-        raise ValueError(f"costs are summed by model or agent_id, not {by!r}")
+    "agent_id"), and by ``step`` ("hour" or "day", keys "<ISO start of step>|<key>") when
+    given: whole hours the rollups hold (behind their mark, not dirty) from ``CostHour``,
+    the rest (the range's partial hours, the newest hours, dirty hours) from the records;
+    the two summed per key (docs/costs.md, "Rollups")."""
+    if by not in ("model", "agent_id") or step not in (None, "hour", "day"):
+        raise ValueError(f"costs are summed by model or agent_id, per hour or day, not {by!r} per {step!r}")
+    keys = [by] if step is None else [by, "step"]
+
+    def key_of(row: dict[str, Any]) -> str:
+        return str(row[by]) if step is None else f"{row['step'].isoformat()}|{row[by]}"
+
     scope: dict[str, Any] = (
         {"tenant_id": tenant_id} if agent_id is None else {"tenant_id": tenant_id, "agent_id": agent_id}
     )
@@ -194,9 +201,9 @@ def sums(
             )
         )
         rolled = (
-            CostHour.objects.filter(**scope, hour__gte=first_full, hour__lt=rolled_end)
+            _stepped(CostHour.objects.filter(**scope, hour__gte=first_full, hour__lt=rolled_end), "hour", step)
             .exclude(hour__in=dirty)
-            .values(by)
+            .values(*keys)
             .annotate(
                 cost=Sum("cost_usd"), tokens=Sum(F("input_tokens") + F("output_tokens")), records=Sum("records"),
                 unpriced=Sum("unpriced_records"),
@@ -204,7 +211,7 @@ def sums(
             .order_by()
         )  # fmt: skip
         for row in rolled:
-            lines.setdefault(str(row[by]), Line(str(row[by]))).add(
+            lines.setdefault(key_of(row), Line(key_of(row))).add(
                 row["cost"], row["tokens"], row["records"], row["unpriced"]
             )
         raw = Q(occurred_at__gte=start, occurred_at__lt=first_full) | Q(
@@ -213,9 +220,8 @@ def sums(
         for hour in dirty:
             raw |= Q(occurred_at__gte=hour, occurred_at__lt=hour + timedelta(hours=1))
     recent = (
-        UsageRecord.objects.filter(**scope)
-        .filter(raw)
-        .values(by)
+        _stepped(UsageRecord.objects.filter(**scope).filter(raw), "occurred_at", step)
+        .values(*keys)
         .annotate(
             cost=Sum("cost_usd"), tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0), records=Count("pk"),
             unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
@@ -223,10 +229,55 @@ def sums(
         .order_by()
     )  # fmt: skip
     for row in recent:
-        lines.setdefault(str(row[by]), Line(str(row[by]))).add(
+        lines.setdefault(key_of(row), Line(key_of(row))).add(
             row["cost"], row["tokens"], row["records"], row["unpriced"]
         )
     return lines
+
+
+def _stepped(rows: QuerySet[Any], field: str, step: str | None) -> QuerySet[Any]:
+    return rows if step is None else rows.annotate(step=Trunc(field, step, tzinfo=UTC))
+
+
+def by_model_over_time(tenant_id: int, start: datetime, end: datetime, *, top: int = 5) -> dict[str, Any]:
+    """The cost page's chart: each step's cost of the ``top`` most costly models and of the
+    rest, stacked (each series the sum of itself and those before it), in dollars. A chart is
+    a drawing: its values are floats of amounts rounded to the cent; every figure a person
+    reads as text comes from ``Decimal``."""
+    step = "hour" if end - start <= timedelta(days=2) else "day"
+    lines = sums(tenant_id, start, end, step=step)
+    totals: dict[str, Decimal] = {}
+    for key, line in lines.items():
+        model = key.split("|", 1)[1]
+        totals[model] = totals.get(model, Decimal(0)) + (line.cost or Decimal(0))
+    leaders = [m for m, _ in sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:top]]
+    names = leaders + (["other models"] if len(totals) > top else [])
+    width = timedelta(hours=1) if step == "hour" else timedelta(days=1)
+    first = step_start(start, step)
+    xs = []
+    at = first
+    while at < end:
+        xs.append(at)
+        at += width
+    cells: dict[tuple[str, str], Decimal] = {}
+    for key, line in lines.items():
+        when, model = key.split("|", 1)
+        name = model if model in leaders else "other models"
+        cells[(when, name)] = cells.get((when, name), Decimal(0)) + (line.cost or Decimal(0))
+    series = []
+    running = [Decimal(0)] * len(xs)
+    for name in names:
+        running = [running[i] + cells.get((x.isoformat(), name), Decimal(0)) for i, x in enumerate(xs)]
+        series.append({"label": name, "values": [float(money.cents(v)) for v in running]})
+    return {
+        "title": f"Cost by model, stacked, per {step}", "unit": "$", "x": [int(x.timestamp()) for x in xs],
+        "series": series, "empty": "No usage with a price in this range.",
+    }  # fmt: skip
+
+
+def step_start(value: datetime, step: str) -> datetime:
+    hour = value.replace(minute=0, second=0, microsecond=0)
+    return hour if step == "hour" else hour.replace(hour=0)
 
 
 def ranked(lines: dict[str, Line]) -> list[Line]:

@@ -134,6 +134,7 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         labels=lines_by(tenant.pk, shown.start, shown.end, "label")[:TOP],
         first_unpriced=first_unpriced, error=error,
         budgets=[budgets.status(b, now) for b in Budget.objects.filter(tenant=tenant).select_related("agent")],
+        chart=selectors.by_model_over_time(tenant.pk, shown.start, shown.end),
         now=now, error_field=(error.details or {}).get("field") if error else None,
         query=request.GET.urlencode(),
     )  # fmt: skip

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     _ensure_postgres_database()
     _manage("migrate", "--no-input", "-v", "0")
     _manage("seed_demo", "--token-file", str(TOKEN_FILE))
+    _manage("import_prices", "-v", "0")  # the platform's price list: the fleet's usage has a cost (docs/costs.md)
 
     stopping = False
 

@@ -143,3 +143,30 @@ def test_the_overview_reads_its_cost_tiles_after_the_page(viewer_a, spent):
     body = tiles.content.decode()
     assert "<html" not in body and 'hx-trigger="every 60s"' in body
     assert 'data-testid="cost-today"' in body and "$2.50" in body and 'data-testid="cost-unpriced"' in body
+
+
+def test_the_chart_stacks_the_costs_of_each_model_per_step(tenant_a, agent_a, admin_a):
+    from costs.selectors import by_model_over_time
+
+    price_add(
+        spec=PriceSpec("a", Decimal("1"), Decimal("0"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    price_add(
+        spec=PriceSpec("b", Decimal("2"), Decimal("0"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+    start = datetime(2026, 11, 10, tzinfo=UTC)
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[
+            NewUsage(agent_a.pk, "a", start + timedelta(hours=1, minutes=5), 1_000_000, 0),  # $1 in hour 1
+            NewUsage(agent_a.pk, "b", start + timedelta(hours=1, minutes=9), 1_000_000, 0),  # $2 in hour 1
+            NewUsage(agent_a.pk, "b", start + timedelta(hours=2, minutes=1), 500_000, 0),  # $1 in hour 2
+        ],
+    )
+    chart = by_model_over_time(tenant_a.pk, start, start + timedelta(hours=3))
+    assert chart["x"] == [int((start + timedelta(hours=h)).timestamp()) for h in range(3)]
+    assert [s["label"] for s in chart["series"]] == ["b", "a"]  # most costly first, at the bottom
+    assert chart["series"][0]["values"] == [0.0, 2.0, 1.0]
+    assert chart["series"][1]["values"] == [0.0, 3.0, 1.0]  # stacked: b and a

@@ -20,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = import_prices(actor=Actor(user=None, name="import_prices"), dry_run=options["dry_run"])
-        for line in report.lines():
+        lines = report.lines()
+        for line in lines if options["verbosity"] > 0 else lines[:1]:  # -v 0: the summary only
             self.stdout.write(line)
         if options["dry_run"]:
             self.stdout.write("Dry run: nothing was written.")
