@@ -99,6 +99,7 @@ def rollup_recent(*, now: datetime | None = None) -> int:
         UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
         .annotate(h=TruncHour("occurred_at", tzinfo=UTC))
         .values_list("tenant_id", "h")
+        .order_by()  # the model's ordering would join the DISTINCT: an hour once per record
         .distinct()
     )
     written = sum(rebuild(tenant_id, hour) for tenant_id, hour in hours)

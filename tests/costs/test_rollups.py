@@ -95,3 +95,20 @@ def test_another_tenants_usage_is_never_in_a_summary(tenant_a, tenant_b, usage):
     theirs = summary(tenant_b)
     ours = summary(tenant_a)
     assert theirs.tokens_by_model == {"gpt-4o": 999_999 * 49} and ours.tokens_by_model["gpt-4o"] < 999_999
+
+
+def test_a_routine_run_rebuilds_each_hour_once_however_many_records_it_has(tenant_a, agent_a, usage):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    roll_until_now()
+    hour = NOW.replace(minute=0)
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[NewUsage(agent_a.pk, "gpt-4o", hour + timedelta(minutes=m), 10, 1) for m in range(1, 40)],
+    )
+    with CaptureQueriesContext(connection) as seen:
+        rollups.rollup_recent(now=NOW)
+    rebuilt = [q["sql"] for q in seen.captured_queries if q["sql"].startswith('DELETE FROM "costs_costhour"')]
+    # The look-back hour and this one, for each tenant with usage there: each once.
+    assert len(rebuilt) == len(set(rebuilt)) == 4
