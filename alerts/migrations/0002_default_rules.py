@@ -1,26 +1,12 @@
 """Tenants made before alerting get the default rules a new tenant gets (alerts/services.py)."""
 
 from django.db import migrations
-from django.utils import timezone
+
+from alerts.migrations import _rules
 
 
 def add_default_rules(apps, schema_editor):
-    from alerts.services import DEFAULT_RULES
-
-    Tenant = apps.get_model("tenancy", "Tenant")
-    AlertRule = apps.get_model("alerts", "AlertRule")
-    now = timezone.now()
-    for tenant in Tenant.objects.all():
-        for name, metric, agg, comp, threshold, resolve, window, for_s, samples, no_data, severity in DEFAULT_RULES:
-            AlertRule.objects.get_or_create(
-                tenant=tenant, name=name,
-                defaults={
-                    "metric": metric, "aggregation": agg, "comparator": comp, "threshold": threshold,
-                    "resolve_threshold": resolve, "window_seconds": window, "for_seconds": for_s,
-                    "min_samples": samples, "no_data": no_data, "severity": severity, "created_at": now,
-                    "updated_at": now,
-                },
-            )  # fmt: skip
+    _rules.add(apps)
 
 
 class Migration(migrations.Migration):
