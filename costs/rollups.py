@@ -1,38 +1,42 @@
-"""Hourly cost rollups (docs/costs.md, "Rollups"): one ``CostHour`` per (tenant, agent,
-model, hour), rebuilt whole from the usage records, so running a rollup again gives the
-same rows (idempotent).
+"""Cost rollups (docs/costs.md, "Rollups"), each rebuilt whole from what it sums, so
+running a rollup again gives the same rows (idempotent):
+
+- ``CostHour``: per (tenant, agent, model, hour), from the usage records;
+- ``CostModelHour``: per (tenant, model, hour), from the hour's ``CostHour`` rows: the
+  tenant's summaries by model;
+- ``CostAgentDay``: per (tenant, agent, day), from the day's ``CostHour`` rows: ranking
+  the tenant's agents over days.
 
 - The routine run (``rollup_recent``, every few minutes) rebuilds every hour with usage
-  from its mark, less ``LOOKBACK``, to now, and moves the mark; at most ``MAX_HOURS`` a run,
-  so a mark far behind is caught up over several runs.
+  from its mark, less ``LOOKBACK``, to now, then the days of those hours, and moves the
+  mark; at most ``MAX_HOURS`` a run, so a mark far behind is caught up over several runs.
 - Usage that lands in an hour before the mark less the look-back (an agent catching up)
   marks that hour dirty (``mark_dirty``, at ingest and when usage is priced later); the
-  run rebuilds the dirty hours too, oldest first, and drops each mark it served.
-- Summaries (``costs.selectors.breakdown``) read the rollups for whole hours behind the
-  mark that are not dirty, and the records for the rest: a total is always the records'.
+  run rebuilds the dirty hours and their days too, oldest first, and drops each mark it
+  served.
+- Summaries (``costs.selectors.sums``) read the rollups for whole hours (and days) behind
+  the mark that hold no dirty hour, and the records for the rest: a total is always the
+  records'.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import Count, DecimalField, Q, Sum, Value
-from django.db.models.functions import Coalesce, TruncHour
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from core import money
-from costs.models import CostDirtyHour, CostHour, UsageRecord
+from costs import sql
+from costs.models import CostDirtyHour, UsageRecord
 from fleet.models import RollupMark
+from tenancy.models import Tenant
 
 MARK = "costs"
 LOOKBACK = timedelta(hours=1)
 MAX_HOURS = 48  # hours the routine run rebuilds at most per run
 DIRTY_PER_RUN = 500
 FIRST_RUN_REACH = timedelta(days=35)
-MONEY = DecimalField(max_digits=money.MAX_DIGITS, decimal_places=money.PLACES)
 
 
 def floor_hour(value: datetime) -> datetime:
@@ -49,44 +53,29 @@ def rolled_until(mark: datetime | None) -> datetime | None:
     return None if mark is None else floor_hour(mark - LOOKBACK)
 
 
+def floor_day(value: datetime) -> datetime:
+    return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def rebuild(tenant_id: int, hour: datetime) -> int:
-    """The hour's rows, made again from its records; returns the rows written."""
-    end = hour + timedelta(hours=1)
-    sums = (
-        UsageRecord.objects.filter(tenant_id=tenant_id, occurred_at__gte=hour, occurred_at__lt=end)
-        .values("agent_id", "model")
-        .annotate(
-            n=Count("pk"), inp=Sum("input_tokens"), out=Sum("output_tokens"), cached=Sum("cached_input_tokens"),
-            calls=Sum("api_calls"), cost=Coalesce(Sum("cost_usd"), Value(Decimal(0)), output_field=MONEY),
-            unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
-        )
-        .order_by()
-    )  # fmt: skip
-    rows = [
-        CostHour(
-            tenant_id=tenant_id,
-            agent_id=s["agent_id"],
-            model=s["model"],
-            hour=hour,
-            records=s["n"],
-            input_tokens=s["inp"],
-            output_tokens=s["out"],
-            cached_input_tokens=s["cached"],
-            api_calls=s["calls"],
-            cost_usd=s["cost"],
-            unpriced_records=s["unpriced"],
-        )
-        for s in sums
-    ]
-    with transaction.atomic():
-        CostHour.objects.filter(tenant_id=tenant_id, hour=hour).delete()
-        CostHour.objects.bulk_create(rows, batch_size=1000)
-    return len(rows)
+    """The hour's rows (per agent and model, and per model) made again from its records;
+    returns the hour rows written. Its day's rows are left to ``rebuild_days``."""
+    return sql.rebuild_hour(tenant_id, hour)
+
+
+def rebuild_days(pairs: Iterable[tuple[int, datetime]]) -> int:
+    """The day rows of each (tenant, day) that holds one of the (tenant, hour) ``pairs``,
+    made again from their hour rows; returns the days rebuilt."""
+    days = sorted({(tenant_id, floor_day(hour)) for tenant_id, hour in pairs})
+    for tenant_id, day in days:
+        sql.rebuild_day(tenant_id, day)
+    return len(days)
 
 
 def rollup_recent(*, now: datetime | None = None) -> int:
     """The routine run: rebuild the hours with usage from the mark (less the look-back) on,
-    at most ``MAX_HOURS``; move the mark as far as it got. Returns the rows written."""
+    at most ``MAX_HOURS``, and their days; move the mark as far as it got. Returns the hour
+    rows written."""
     now = now or timezone.now()
     mark = mark_until()
     if mark is None:
@@ -95,14 +84,18 @@ def rollup_recent(*, now: datetime | None = None) -> int:
     else:
         start = floor_hour(mark - LOOKBACK)
     end = min(now, start + timedelta(hours=MAX_HOURS))
-    hours = (
-        UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+    # Each tenant's range of its (tenant, time) index, not the whole index: no index leads
+    # with the time.
+    tenants = list(Tenant.objects.values_list("pk", flat=True))
+    hours = list(
+        UsageRecord.objects.filter(tenant_id__in=tenants, occurred_at__gte=start, occurred_at__lt=end)
         .annotate(h=TruncHour("occurred_at", tzinfo=UTC))
         .values_list("tenant_id", "h")
         .order_by()  # the model's ordering would join the DISTINCT: an hour once per record
         .distinct()
     )
     written = sum(rebuild(tenant_id, hour) for tenant_id, hour in hours)
+    rebuild_days(hours)
     RollupMark.objects.update_or_create(name=MARK, defaults={"done_until": end})
     return written
 
@@ -129,12 +122,13 @@ def mark_dirty(tenant_id: int, times: Iterable[datetime], *, now: datetime | Non
 def rollup_dirty(*, limit: int = DIRTY_PER_RUN) -> int:
     """Rebuild the dirty hours, oldest first, at most ``limit``; a mark made again while its
     hour was rebuilt stays for the next run. Returns the hours rebuilt."""
-    done = 0
-    for mark in CostDirtyHour.objects.order_by("hour")[:limit]:
+    marks = list(CostDirtyHour.objects.order_by("hour")[:limit])
+    for mark in marks:
         rebuild(mark.tenant_id, mark.hour)
+    rebuild_days((mark.tenant_id, mark.hour) for mark in marks)
+    for mark in marks:  # after its day: a summary reads a dirty hour's day from its hours
         CostDirtyHour.objects.filter(pk=mark.pk, marked_at=mark.marked_at).delete()
-        done += 1
-    return done
+    return len(marks)
 
 
 def rollup(*, now: datetime | None = None) -> tuple[int, int]:

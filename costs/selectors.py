@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce, Trunc
 from core import money
 from core.errors import ErrorCode, InterfaceError
 from costs import rollups
-from costs.models import CostDirtyHour, CostHour, UsageRecord
+from costs.models import CostAgentDay, CostDirtyHour, CostHour, CostModelHour, UsageRecord
 from fleet.models import Agent, QuotaPeriod, QuotaType
 
 
@@ -170,15 +170,76 @@ class Line:
             self.cost = (self.cost or Decimal(0)) + Decimal(amount or 0)
 
 
+Span = tuple[datetime, datetime]
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def _minus(spans: list[Span], holes: Iterable[Span]) -> list[Span]:
+    """``spans`` less ``holes``, in time order (both half-open)."""
+    out = sorted(spans)
+    for lo, hi in sorted(holes):
+        kept: list[Span] = []
+        for a, b in out:
+            if hi <= a or lo >= b:
+                kept.append((a, b))
+                continue
+            if a < lo:
+                kept.append((a, lo))
+            if hi < b:
+                kept.append((hi, b))
+        out = kept
+    return out
+
+
+def _within(field: str, spans: list[Span]) -> Q:
+    found = Q(pk__in=[])
+    for lo, hi in spans:
+        found |= Q(**{f"{field}__gte": lo, f"{field}__lt": hi})
+    return found
+
+
+def _tiers(tenant_id: int, start: datetime, end: datetime, days: bool) -> tuple[list[Span], list[Span], list[Span]]:
+    """[start, end) split into (whole days, whole hours, the rest): the days and hours the
+    rollups hold (behind their mark, holding no dirty hour), and what only the records do
+    (the partial hours at the range's ends, the newest hours, dirty hours). Days only when
+    ``days``."""
+    first_full = start if start == rollups.floor_hour(start) else rollups.floor_hour(start) + HOUR
+    behind = rollups.rolled_until(rollups.mark_until())
+    rolled_end = first_full if behind is None else max(first_full, min(rollups.floor_hour(end), behind))
+    if rolled_end <= first_full:
+        return [], [], [(start, end)]
+    dirty = list(
+        CostDirtyHour.objects.filter(tenant_id=tenant_id, hour__gte=first_full, hour__lt=rolled_end).values_list(
+            "hour", flat=True
+        )
+    )
+    rolled = _minus([(first_full, rolled_end)], [(h, h + HOUR) for h in dirty])
+    whole_days: list[Span] = []
+    if days:
+        day = rollups.floor_day(first_full)
+        day = day if day == first_full else day + DAY
+        dirty_days = {rollups.floor_day(h) for h in dirty}
+        while day + DAY <= rolled_end:
+            if day not in dirty_days:
+                if whole_days and whole_days[-1][1] == day:
+                    whole_days[-1] = (whole_days[-1][0], day + DAY)
+                else:
+                    whole_days.append((day, day + DAY))
+            day += DAY
+    return whole_days, _minus(rolled, whole_days), _minus([(start, end)], rolled)
+
+
 def sums(
     tenant_id: int, start: datetime, end: datetime, *, by: str = "model", agent_id: UUID | None = None,
     step: str | None = None,
 ) -> dict[str, Line]:  # fmt: skip
     """The tenant's (or one agent's) usage in [start, end) by ``by`` ("model" or
     "agent_id"), and by ``step`` ("hour" or "day", keys "<ISO start of step>|<key>") when
-    given: whole hours the rollups hold (behind their mark, not dirty) from ``CostHour``,
-    the rest (the range's partial hours, the newest hours, dirty hours) from the records;
-    the two summed per key (docs/costs.md, "Rollups")."""
+    given. Each part of the range from the smallest source that holds it (``_tiers``):
+    whole days from the agents' day rows (by agent, not per hour), whole hours from the
+    hour rows (the tenant's by-model rows by model), the rest from the records; the parts
+    summed per key (docs/costs.md, "Rollups")."""
     if by not in ("model", "agent_id") or step not in (None, "hour", "day"):
         raise ValueError(f"costs are summed by model or agent_id, per hour or day, not {by!r} per {step!r}")
     keys = [by] if step is None else [by, "step"]
@@ -189,49 +250,40 @@ def sums(
     scope: dict[str, Any] = (
         {"tenant_id": tenant_id} if agent_id is None else {"tenant_id": tenant_id, "agent_id": agent_id}
     )
-    first_full = start if start == rollups.floor_hour(start) else rollups.floor_hour(start) + timedelta(hours=1)
-    behind = rollups.rolled_until(rollups.mark_until())
-    rolled_end = first_full if behind is None else max(first_full, min(rollups.floor_hour(end), behind))
-    lines: dict[str, Line] = {}
-    raw = Q(occurred_at__gte=start, occurred_at__lt=end)
-    if rolled_end > first_full:
-        dirty = list(
-            CostDirtyHour.objects.filter(tenant_id=tenant_id, hour__gte=first_full, hour__lt=rolled_end).values_list(
-                "hour", flat=True
-            )
-        )
-        rolled = (
-            _stepped(CostHour.objects.filter(**scope, hour__gte=first_full, hour__lt=rolled_end), "hour", step)
-            .exclude(hour__in=dirty)
+    whole_days, whole_hours, rest = _tiers(tenant_id, start, end, days=by == "agent_id" and step != "hour")
+    hour_rows: QuerySet[Any] = (
+        CostModelHour.objects.filter(tenant_id=tenant_id)
+        if by == "model" and agent_id is None
+        else CostHour.objects.filter(**scope)
+    )
+    rolled_sum = {
+        "cost": Sum("cost_usd"), "tokens": Sum(F("input_tokens") + F("output_tokens")), "records": Sum("records"),
+        "unpriced": Sum("unpriced_records"),
+    }  # fmt: skip
+    parts: list[QuerySet[Any]] = []
+    if whole_days:
+        days = CostAgentDay.objects.filter(**scope).filter(_within("day", whole_days))
+        parts.append(_stepped(days, "day", step).values(*keys).annotate(**rolled_sum).order_by())
+    if whole_hours:
+        hours = hour_rows.filter(_within("hour", whole_hours))
+        parts.append(_stepped(hours, "hour", step).values(*keys).annotate(**rolled_sum).order_by())
+    if rest:
+        records = UsageRecord.objects.filter(**scope).filter(_within("occurred_at", rest))
+        parts.append(
+            _stepped(records, "occurred_at", step)
             .values(*keys)
             .annotate(
-                cost=Sum("cost_usd"), tokens=Sum(F("input_tokens") + F("output_tokens")), records=Sum("records"),
-                unpriced=Sum("unpriced_records"),
+                cost=Sum("cost_usd"), tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0),
+                records=Count("pk"), unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
             )
             .order_by()
         )  # fmt: skip
-        for row in rolled:
+    lines: dict[str, Line] = {}
+    for part in parts:
+        for row in part:
             lines.setdefault(key_of(row), Line(key_of(row))).add(
                 row["cost"], row["tokens"], row["records"], row["unpriced"]
             )
-        raw = Q(occurred_at__gte=start, occurred_at__lt=first_full) | Q(
-            occurred_at__gte=rolled_end, occurred_at__lt=end
-        )
-        for hour in dirty:
-            raw |= Q(occurred_at__gte=hour, occurred_at__lt=hour + timedelta(hours=1))
-    recent = (
-        _stepped(UsageRecord.objects.filter(**scope).filter(raw), "occurred_at", step)
-        .values(*keys)
-        .annotate(
-            cost=Sum("cost_usd"), tokens=Coalesce(Sum(F("input_tokens") + F("output_tokens")), 0), records=Count("pk"),
-            unpriced=Count("pk", filter=Q(cost_usd__isnull=True)),
-        )
-        .order_by()
-    )  # fmt: skip
-    for row in recent:
-        lines.setdefault(key_of(row), Line(key_of(row))).add(
-            row["cost"], row["tokens"], row["records"], row["unpriced"]
-        )
     return lines
 
 

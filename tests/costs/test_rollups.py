@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 
 from audit.services import Actor
 from costs import rollups, selectors
-from costs.models import CostDirtyHour, CostHour
+from costs.models import CostAgentDay, CostDirtyHour, CostHour, CostModelHour
 from costs.services import NewUsage, PriceSpec, price_add, usage_record
+from tests.factories import AgentFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 30, 12, 40, tzinfo=UTC)
@@ -109,6 +111,85 @@ def test_a_routine_run_rebuilds_each_hour_once_however_many_records_it_has(tenan
     )
     with CaptureQueriesContext(connection) as seen:
         rollups.rollup_recent(now=NOW)
-    rebuilt = [q["sql"] for q in seen.captured_queries if q["sql"].startswith('DELETE FROM "costs_costhour"')]
+    rebuilt = [
+        q["sql"]
+        for q in seen.captured_queries
+        if q["sql"].replace('"', "").lstrip().startswith("DELETE FROM costs_costhour")
+    ]
     # The look-back hour and this one, for each tenant with usage there: each once.
     assert len(rebuilt) == len(set(rebuilt)) == 4
+
+
+def by_agent(tenant, start, end, step=None) -> dict[str, tuple[Decimal | None, int, int, int]]:
+    lines = selectors.sums(tenant.pk, start, end, by="agent_id", step=step)
+    return {key: (line.cost, line.tokens, line.records, line.unpriced) for key, line in lines.items()}
+
+
+def read_tables(run) -> set[str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as seen:
+        run()
+    tables = ("costs_costagentday", "costs_costmodelhour", "costs_costhour", "costs_usagerecord")
+    return {t for q in seen.captured_queries for t in tables if f'FROM "{t}"' in q["sql"]}
+
+
+def test_agents_over_days_are_summed_from_day_rows_as_the_records_would_be(tenant_a, agent_a, usage):
+    other = AgentFactory.create(tenant=tenant_a, external_id="worker-2")
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[NewUsage(other.pk, "gpt-4o", NOW - timedelta(hours=n, minutes=3), 1_000, 10) for n in range(0, 72, 5)],
+    )
+    start = NOW - timedelta(days=2, hours=20)  # two whole days (28 and 29 November) inside
+    from_records = by_agent(tenant_a, start, NOW)
+    per_day = by_agent(tenant_a, start, NOW, step="day")
+    roll_until_now()
+    assert by_agent(tenant_a, start, NOW) == from_records
+    assert by_agent(tenant_a, start, NOW, step="day") == per_day
+    assert set(from_records) == {str(agent_a.pk), str(other.pk)}
+    read = read_tables(lambda: by_agent(tenant_a, start, NOW))
+    assert {"costs_costagentday", "costs_costhour", "costs_usagerecord"} <= read
+    # By model, the tenant's hours come from its by-model rows, never the per-agent ones.
+    assert read_tables(lambda: summary(tenant_a, start, NOW)) == {"costs_costmodelhour", "costs_usagerecord"}
+
+
+def test_a_dirty_hour_sends_its_day_back_to_the_hours_until_it_is_rebuilt(tenant_a, agent_a, usage):
+    start = NOW - timedelta(days=2, hours=20)
+    roll_until_now()
+    before = by_agent(tenant_a, start, NOW)[str(agent_a.pk)]
+    assert before[0] is not None
+    late = datetime(2026, 11, 29, 5, 20, tzinfo=UTC)  # inside a whole day of the range
+    usage_record(tenant_id=tenant_a.pk, records=[NewUsage(agent_a.pk, "gpt-4o", late, 400_000, 0)])
+    expected = (before[0] + Decimal(1), before[1] + 400_000, before[2] + 1, before[3])
+    assert by_agent(tenant_a, start, NOW)[str(agent_a.pk)] == expected  # the day from its hours and the records
+    assert rollups.rollup_dirty() == 1
+    assert by_agent(tenant_a, start, NOW)[str(agent_a.pk)] == expected  # the day's row, rebuilt
+
+
+def test_the_model_and_day_rows_are_the_sums_of_the_hour_rows(tenant_a, agent_a, usage):
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDay
+
+    roll_until_now()
+    usage_record(
+        tenant_id=tenant_a.pk,
+        records=[NewUsage(agent_a.pk, "gpt-4o", datetime(2026, 11, 28, 9, 1, tzinfo=UTC), 7, 7)],
+    )
+    rollups.rollup(now=NOW)
+    fields = ("records", "input_tokens", "output_tokens", "cached_input_tokens", "api_calls", "cost_usd",
+              "unpriced_records")  # fmt: skip
+    sums = {f: Sum(f) for f in fields}
+
+    def rows(query, *keys):
+        return sorted(
+            tuple(row[k] for k in (*keys, *fields)) for row in query.values(*keys).annotate(**sums).order_by()
+        )
+
+    hours = CostHour.objects.filter(tenant=tenant_a)
+    assert rows(CostModelHour.objects.filter(tenant=tenant_a), "model", "hour") == rows(hours, "model", "hour")
+    days = hours.annotate(d=TruncDay("hour", tzinfo=UTC))
+    assert [
+        r[1:] for r in rows(CostAgentDay.objects.filter(tenant=tenant_a).annotate(d=F("day")), "agent_id", "d")
+    ] == [r[1:] for r in rows(days, "agent_id", "d")]
+    assert CostAgentDay.objects.filter(tenant=tenant_a).count() == 4  # 27 to 30 November
