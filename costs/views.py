@@ -77,16 +77,33 @@ def _params(request: ConsoleRequest) -> dict[str, str]:
     return {key: str(value).strip() for key, value in request.GET.items() if str(value).strip()}
 
 
-def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tuple[str, Line]]:
-    """(label, line) of each model, agent or agent label, most cost first."""
-    if by == "model":
-        return [(line.key, line) for line in selectors.ranked(selectors.sums(tenant_id, start, end))]
-    agents = selectors.sums(tenant_id, start, end, by="agent_id")
-    known = {str(a.pk): a for a in Agent.objects.filter(tenant_id=tenant_id, pk__in=list(agents))}
-    if by == "agent":
-        return [
-            (known[line.key].external_id if line.key in known else line.key, line) for line in selectors.ranked(agents)
-        ]
+def ranked_lines(lines: dict[str, Line]) -> list[tuple[str, Line]]:
+    """(key, line) of each model (or label), most cost first."""
+    return [(line.key, line) for line in selectors.ranked(lines)]
+
+
+def breakdown_of(start: datetime, end: datetime, models: dict[str, Line]) -> selectors.CostBreakdown:
+    """``selectors.breakdown`` of the by-model sums already read, so a page that also lists
+    the models reads them once."""
+    lines = selectors.ranked(models)
+    return selectors.CostBreakdown(
+        start, end, sum((line.cost for line in lines if line.cost is not None), Decimal(0)),
+        {line.key: line.cost for line in lines if line.cost is not None},
+        {line.key: line.tokens for line in sorted(lines, key=lambda line: line.key)},
+        sum(line.unpriced for line in lines), sorted(line.key for line in lines if line.unpriced),
+    )  # fmt: skip
+
+
+def agents_and_labels(tenant_id: int, agents: dict[str, Line]) -> tuple[list[tuple[str, Line]], list[tuple[str, Line]]]:
+    """From one by-agent sum: (external id, line) of each agent, and (label, line) of each
+    agent label (an agent counts towards each of its labels), each most cost first."""
+    known = {
+        str(a.pk): a
+        for a in Agent.objects.filter(tenant_id=tenant_id, pk__in=list(agents)).only("external_id", "labels")
+    }
+    by_agent = [
+        (known[line.key].external_id if line.key in known else line.key, line) for line in selectors.ranked(agents)
+    ]
     labels: dict[str, Line] = {}
     for key, line in agents.items():
         agent = known.get(key)
@@ -97,7 +114,15 @@ def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tu
             label.unpriced += line.unpriced
             if line.cost is not None:
                 label.cost = (label.cost or Decimal(0)) + line.cost
-    return [(line.key, line) for line in selectors.ranked(labels)]
+    return by_agent, ranked_lines(labels)
+
+
+def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tuple[str, Line]]:
+    """(label, line) of each model, agent or agent label, most cost first."""
+    if by == "model":
+        return ranked_lines(selectors.sums(tenant_id, start, end))
+    agents, labels = agents_and_labels(tenant_id, selectors.sums(tenant_id, start, end, by="agent_id"))
+    return agents if by == "agent" else labels
 
 
 @require_GET
@@ -112,7 +137,11 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         shown = period(params, now)
     except InterfaceError as exc:
         error, shown = exc, period({}, now)
-    found = selectors.breakdown(tenant.pk, shown.start, shown.end)
+    # Each sum of the range read once: the models give the totals and their own lines, the
+    # agents their lines and the labels'.
+    models = selectors.sums(tenant.pk, shown.start, shown.end)
+    found = breakdown_of(shown.start, shown.end, models)
+    agents, labels = agents_and_labels(tenant.pk, selectors.sums(tenant.pk, shown.start, shown.end, by="agent_id"))
     span = shown.end - shown.start
     before = selectors.breakdown(tenant.pk, shown.start - span, shown.start).total_cost_usd
     change = None if not before else (found.total_cost_usd - before) * 100 / before
@@ -129,9 +158,7 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         )
     context.update(
         period=shown, found=found, before=before, change=change, to_date=to_date, projected=projected,
-        models=lines_by(tenant.pk, shown.start, shown.end, "model")[:TOP],
-        agents=lines_by(tenant.pk, shown.start, shown.end, "agent")[:TOP],
-        labels=lines_by(tenant.pk, shown.start, shown.end, "label")[:TOP],
+        models=ranked_lines(models)[:TOP], agents=agents[:TOP], labels=labels[:TOP],
         first_unpriced=first_unpriced, error=error,
         budgets=[budgets.status(b, now) for b in Budget.objects.filter(tenant=tenant).select_related("agent")],
         chart=selectors.by_model_over_time(tenant.pk, shown.start, shown.end),

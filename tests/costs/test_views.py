@@ -170,3 +170,50 @@ def test_the_chart_stacks_the_costs_of_each_model_per_step(tenant_a, agent_a, ad
     assert [s["label"] for s in chart["series"]] == ["b", "a"]  # most costly first, at the bottom
     assert chart["series"][0]["values"] == [0.0, 2.0, 1.0]
     assert chart["series"][1]["values"] == [0.0, 3.0, 1.0]  # stacked: b and a
+
+
+def test_the_page_reads_each_sum_of_its_range_once(viewer_a, tenant_a, spent, monkeypatch):
+    from collections import Counter
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from costs import selectors
+
+    asked: list[tuple[datetime, datetime, str, str | None]] = []
+    real = selectors.sums
+
+    def counted(tenant_id, start, end, *, by="model", agent_id=None, step=None):
+        asked.append((start, end, by, step))
+        return real(tenant_id, start, end, by=by, agent_id=agent_id, step=step)
+
+    monkeypatch.setattr(selectors, "sums", counted)
+    with CaptureQueriesContext(connection) as seen:
+        response = client_for(viewer_a).get(URL, {"range": "7d"})
+    assert response.status_code == 200
+    # The range by model (the totals and the model lines) and by agent (the agent and label
+    # lines) each once; the period before, the month to date and the chart have their own.
+    start, end = response.context["period"].start, response.context["period"].end
+    assert Counter(asked)[(start, end, "model", None)] == 1
+    assert Counter(asked)[(start, end, "agent_id", None)] == 1
+    assert max(Counter(asked).values()) == 1
+    # And no sum over the usage or its rollups is read twice, however the selectors read them.
+    sums = [
+        q["sql"]
+        for q in seen.captured_queries
+        if '"costs_' in q["sql"] and ("SUM(" in q["sql"] or "COUNT(" in q["sql"])
+    ]
+    assert sums and len(sums) == len(set(sums))
+    body = response.content.decode()
+    assert "worker-1" in body and "team=ads" in body and "<code>gpt-4o</code>" in body
+
+
+def test_the_pages_totals_from_its_model_lines_are_the_breakdowns(tenant_a, spent):
+    from costs import selectors
+    from costs.views import breakdown_of
+
+    now = timezone.now()
+    start, end = now - timedelta(hours=1), now + timedelta(hours=1)
+    assert breakdown_of(start, end, selectors.sums(tenant_a.pk, start, end)) == selectors.breakdown(
+        tenant_a.pk, start, end
+    )
