@@ -3,7 +3,8 @@
 - ``PriceBook``: a tenant's prices (its own, then the platform's), found by a model's id
   or alias and the time of the usage. Usage ingest prices every record with it; a process
   keeps each tenant's book until a price changes anywhere (``changed`` bumps a version in
-  the cache that every process reads once per batch).
+  the cache that every process reads at most once a second), and each model name's
+  look-up once it is made.
 - ``cost``: what one record costs under a price, exactly, stored to the nano-dollar
   (core/money.py); ``explain`` says how it was computed.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +27,13 @@ from core import money
 from costs.models import ModelPrice
 
 VERSION_KEY = "l10:costs:prices-version"
+VERSION_EVERY = 1.0  # seconds a process trusts the version it read
+NAMES_KEPT = 10_000  # model names a book remembers the look-up of
 # Books kept per process: one per tenant that reported usage lately.
 _books: dict[int, tuple[int, PriceBook]] = {}
 _lock = threading.Lock()
+# The version last read from the cache, and when (monotonic seconds).
+_version: tuple[int, float] = (-1, 0.0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class PriceBook:
         # name → (starts, prices) in time order, per owner rank (0: the tenant's, 1: the platform's)
         self._exact: dict[str, list[list[Price]]] = {}
         self._prefixes: list[tuple[str, int, list[Price]]] = []
+        self._names: dict[str, list[tuple[list[datetime], list[Price]]]] = {}
         by_name: dict[tuple[int, str], list[Price]] = {}
         prefixes: dict[tuple[int, str], list[Price]] = {}
         for row in rows:
@@ -113,36 +120,43 @@ class PriceBook:
 
     def find(self, model: str, at: datetime) -> Price | None:
         """The price of ``model`` in effect at ``at``: the latest that started at or before it."""
-        name = model.lower()
-        for prices in self._exact.get(name, ()):
-            found = _at(prices, at)
-            if found is not None:
-                return found
-        for prefix, _, prices in self._prefixes:
-            if name.startswith(prefix):
-                found = _at(prices, at)
-                if found is not None:
-                    return found
+        for starts, prices in self._candidates(model.lower()):
+            index = bisect.bisect_right(starts, at)
+            if index:
+                return prices[index - 1]
         return None
 
-
-def _at(prices: list[Price], at: datetime) -> Price | None:
-    index = bisect.bisect_right([p.effective_from for p in prices], at)
-    return prices[index - 1] if index else None
+    def _candidates(self, name: str) -> list[tuple[list[datetime], list[Price]]]:
+        """The price lists that may hold ``name``'s price, in the order they are tried:
+        its exact name's (the tenant's, then the platform's), then each prefix it starts
+        with, longest first. Worked out once per name: every later batch's look-up is a
+        dict's (docs/performance.md, "Costs")."""
+        found = self._names.get(name)
+        if found is None:
+            lists = [*self._exact.get(name, ()), *(p for prefix, _, p in self._prefixes if name.startswith(prefix))]
+            found = [([p.effective_from for p in prices], prices) for prices in lists if prices]
+            if len(self._names) < NAMES_KEPT:  # names come from agents: keep a bounded number
+                self._names[name] = found
+        return found
 
 
 def book(tenant_id: int) -> PriceBook:
-    """The tenant's price book, read again once any price changed."""
-    try:
-        version = int(cache.get(VERSION_KEY) or 0)
-    except Exception:  # the cache is down: read the prices each time, rather than guess
-        version = -1
+    """The tenant's price book, read again once any price changed (the change's version is
+    read from the cache at most once a second)."""
+    global _version
+    seen, read_at = _version
+    if time.monotonic() - read_at >= VERSION_EVERY:
+        try:
+            seen = int(cache.get(VERSION_KEY) or 0)
+        except Exception:  # the cache is down: read the prices each time, rather than guess
+            seen = -1
+        _version = (seen, time.monotonic() if seen >= 0 else 0.0)
     kept = _books.get(tenant_id)
-    if kept is not None and kept[0] == version:
+    if kept is not None and kept[0] == seen and seen >= 0:
         return kept[1]
     fresh = PriceBook(ModelPrice.objects.filter(Q(tenant_id=tenant_id) | Q(tenant__isnull=True)))
     with _lock:
-        _books[tenant_id] = (version, fresh)
+        _books[tenant_id] = (seen, fresh)
     return fresh
 
 
@@ -151,7 +165,9 @@ def changed() -> None:
     read before would keep the old price under the new version)."""
 
     def bump() -> None:
+        global _version
         _books.clear()
+        _version = (-1, 0.0)
         try:
             cache.incr(VERSION_KEY)
         except ValueError:  # never set yet

@@ -175,3 +175,37 @@ def test_usage_reported_over_the_api_is_priced_as_it_is_stored(tenant_a, agent_a
     }  # 2,000 × 3 + 8,000 × 0.3 + 1,000 × 15
     negative = {"records": [{**body["records"][0], "cached_input_tokens": -1}]}
     assert post(token_a, "/usage", negative).status_code == 422
+
+
+def test_a_book_remembers_each_names_lookup_and_still_finds_each_time_its_price(tenant_a, admin):
+    price_add(spec=spec(aliases=("claude-sonnet-4-*",)), tenant_id=None, actor=admin)
+    price_add(spec=spec(inp="6", at=CHANGE, aliases=("claude-sonnet-4-*",)), tenant_id=None, actor=admin)
+    price_add(spec=spec(model="claude-sonnet-4-20250514", inp="2"), tenant_id=tenant_a.pk, actor=admin)
+    book = pricing.book(tenant_a.pk)
+
+    def rate(name: str, at: datetime) -> Decimal | None:
+        found = book.find(name, at)
+        return None if found is None else found.input_per_mtok
+
+    for _ in range(2):  # the second time from what the first remembered
+        assert rate("claude-sonnet-4-20990101", CHANGE - timedelta(seconds=1)) == Decimal(3)
+        assert rate("claude-sonnet-4-20990101", CHANGE) == Decimal(6)
+        assert rate("claude-sonnet-4-20250514", CHANGE) == Decimal(2)  # the tenant's exact name beats the prefix
+        assert rate("claude-sonnet-4-20250514", datetime(2025, 1, 1, tzinfo=UTC)) is None  # before any
+        assert rate("gpt-4o", CHANGE) is None
+
+
+def test_a_price_changed_by_another_process_is_used_within_about_a_second(tenant_a, agent_a, admin):
+    from django.core.cache import cache
+
+    from tests.conftest import wait_for
+
+    price_add(spec=spec(), tenant_id=None, actor=admin)
+    kept = pricing.book(tenant_a.pk)
+    # Another process's change: its row, and its bump of the version (not this process's
+    # own ``changed``, which would drop the books here at once).
+    ModelPrice.objects.filter(model="claude-sonnet-4").update(input_per_mtok=Decimal(4))
+    cache.set(pricing.VERSION_KEY, int(cache.get(pricing.VERSION_KEY) or 0) + 1, timeout=None)
+    wait_for(lambda: pricing.book(tenant_a.pk) is not kept, timeout=10, what="the book read again")
+    found = pricing.book(tenant_a.pk).find("claude-sonnet-4", CHANGE)
+    assert found is not None and found.input_per_mtok == Decimal(4)
