@@ -17,14 +17,10 @@
   the load and built again after it, then ``VACUUM ANALYZE``.
 - Rollups: ``costs.rollups.rollup_recent`` in a loop, as the five-minute task would run it
   on a fresh install with this backlog, until its mark reaches now; timed (a figure: what
-  catching up 35 days of usage costs). A run that gives ``rebuild`` one (tenant, hour)
-  twice is stopped: it lists each hour once per record in it (its ``DISTINCT`` carries the
-  records' default ordering along; docs/performance.md, "Costs"), days of work at this
-  size. The build is then the same loop with each hour listed once (``_listed_once``),
-  every hour rebuilt by ``costs.rollups.rebuild`` itself. The ``CostHour`` rows must hold
-  every record and the records' whole cost. Then ``costs.rollups.rollup`` up to three
-  times, caught up: what each routine run costs at this size (stopped after
-  ``STEADY_CAP``, with what it would have taken, when it lists hours once per record).
+  catching up 35 days of usage costs), each hour's rebuild timed too. Every rollup table
+  (per agent and model and hour, per model and hour, per agent and day) must hold every
+  record and the records' whole cost. Then ``costs.rollups.rollup`` three times, caught
+  up: what each routine run costs at this size.
 - Summaries, in a process of its own on core 0, Django set up as the server is, warm:
   ``costs.selectors.breakdown(main, now − 30 days, now)`` (the cost page's and
   ``CostService``'s by-model summary) and ``sums(…, by="agent_id")`` (the page's top
@@ -70,7 +66,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -276,31 +272,16 @@ def seed() -> tuple[int, dict[str, Any]]:
     }  # fmt: skip
 
 
-class _Stop(Exception):
-    """Ends a rollup run from inside its ``rebuild``."""
-
-
 class _Watch:
-    """``costs.rollups.rebuild``, watched: its calls, the (tenant, hour) pairs it was given
-    and each call's time; a run is stopped at the first pair given twice (``stop_at_repeat``)
-    or once ``deadline`` (``time.perf_counter``) has passed."""
+    """``costs.rollups.rebuild``, watched: the (tenant, hour) pairs it was given and each
+    call's time."""
 
-    def __init__(self, rebuild: Callable[[int, Any], int], *, stop_at_repeat: bool = False,
-                 deadline: float | None = None) -> None:  # fmt: skip
-        self.rebuild, self.stop_at_repeat, self.deadline = rebuild, stop_at_repeat, deadline
-        self.calls = 0
+    def __init__(self, rebuild: Callable[[int, Any], int]) -> None:
+        self.rebuild = rebuild
         self.hours: set[tuple[int, Any]] = set()
-        self.repeated = False
         self.seconds: list[tuple[int, float]] = []  # (tenant, seconds) of each call
 
     def __call__(self, tenant_id: int, hour: Any) -> int:
-        if (tenant_id, hour) in self.hours:
-            self.repeated = True
-            if self.stop_at_repeat:
-                raise _Stop
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise _Stop
-        self.calls += 1
         self.hours.add((tenant_id, hour))
         started = time.perf_counter()
         written = self.rebuild(tenant_id, hour)
@@ -308,113 +289,48 @@ class _Watch:
         return written
 
 
-def _listed_once(now: Any) -> tuple[int, int]:
-    """``rollup_recent``'s loop as costs/rollups.py runs it (48 hours a run from the mark less
-    the look-back, the mark moved to each run's end) with each (tenant, hour) of a run listed
-    once: its ``DISTINCT`` cleared of the records' default ordering, which costs/rollups.py
-    leaves in (docs/performance.md, "Costs"). Returns (runs, rows written)."""
-    from django.db.models.functions import TruncHour
-
-    from costs import rollups
-    from costs.models import UsageRecord
-    from fleet.models import RollupMark
-
-    runs = written = 0
-    while True:
-        mark = rollups.mark_until()
-        if mark is not None and mark >= now:
-            return runs, written
-        if mark is None:
-            oldest = UsageRecord.objects.filter(occurred_at__gte=now - rollups.FIRST_RUN_REACH).order_by("occurred_at")
-            first = oldest.first()
-            start = rollups.floor_hour(first.occurred_at if first else now)
-        else:
-            start = rollups.floor_hour(mark - rollups.LOOKBACK)
-        end = min(now, start + timedelta(hours=rollups.MAX_HOURS))
-        hours = (
-            UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
-            .annotate(h=TruncHour("occurred_at", tzinfo=UTC))
-            .order_by()
-            .values_list("tenant_id", "h")
-            .distinct()
-        )
-        written += sum(rollups.rebuild(tenant_id, hour) for tenant_id, hour in hours)
-        RollupMark.objects.update_or_create(name=rollups.MARK, defaults={"done_until": end})
-        runs += 1
-
-
 def _rollup(spec: dict[str, Any]) -> dict[str, Any]:
-    """The rollups built by the routine run in a loop until caught up (timed), checked
-    against the records; then routine runs, caught up. A routine run that lists an hour
-    twice is stopped (it would rebuild each hour once per record in it: days at this size)
-    and the build is made by ``_listed_once``."""
+    """The rollups built by the routine run in a loop until caught up (timed), each table
+    checked against the records; then routine runs, caught up."""
     from django.db.models import Count, Sum
     from django.utils import timezone
 
     from costs import rollups
-    from costs.models import CostHour, UsageRecord
+    from costs.models import CostAgentDay, CostHour, CostModelHour, UsageRecord
 
     now = timezone.now()
     began = time.perf_counter()
     runs = written = 0
-    listed_twice = False
-    rebuilt: list[tuple[int, float]] = []  # (tenant, seconds) of every rebuild of the build
-    hours: set[tuple[int, Any]] = set()
-    while True:
-        watch = _Watch(rollups.rebuild, stop_at_repeat=True)  # a run's own hours: the edge hour comes again
-        try:
-            with mock.patch.object(rollups, "rebuild", watch):
-                written += rollups.rollup_recent(now=now)
-        except _Stop:
-            listed_twice = True
-            break
-        finally:
-            rebuilt += watch.seconds
-            hours |= watch.hours
-        runs += 1
-        mark = rollups.mark_until()
-        if mark is not None and mark >= now:
-            break
-    if listed_twice:
-        watch = _Watch(rollups.rebuild)
-        began = time.perf_counter()  # the build starts again; the hours rebuilt before are rebuilt the same
-        with mock.patch.object(rollups, "rebuild", watch):
-            runs, written = _listed_once(now)
-        rebuilt, hours = watch.seconds, watch.hours
+    watch = _Watch(rollups.rebuild)
+    with mock.patch.object(rollups, "rebuild", watch):
+        while (rollups.mark_until() or now - timedelta(days=999)) < now:
+            written += rollups.rollup_recent(now=now)
+            runs += 1
     took = time.perf_counter() - began
-    rolled = CostHour.objects.aggregate(n=Count("pk"), records=Sum("records"), cost=Sum("cost_usd"),
-                                        unpriced=Sum("unpriced_records"))  # fmt: skip
     stored = UsageRecord.objects.aggregate(n=Count("pk"), cost=Sum("cost_usd"))
     unpriced = UsageRecord.objects.filter(cost_usd__isnull=True).count()
-    if (rolled["records"], rolled["cost"], rolled["unpriced"]) != (stored["n"], stored["cost"], unpriced):
-        raise AssertionError(f"the rollups hold {rolled}, the records {stored} and {unpriced} unpriced")
-    main = [took_s * 1000 for tenant_id, took_s in rebuilt if tenant_id == spec["tenant"]]
-    others = [took_s * 1000 for tenant_id, took_s in rebuilt if tenant_id != spec["tenant"]]
+    counts: dict[str, int] = {}
+    for table in (CostHour, CostModelHour, CostAgentDay):
+        rolled = table.objects.aggregate(n=Count("pk"), records=Sum("records"), cost=Sum("cost_usd"),
+                                         unpriced=Sum("unpriced_records"))  # fmt: skip
+        if (rolled["records"], rolled["cost"], rolled["unpriced"]) != (stored["n"], stored["cost"], unpriced):
+            raise AssertionError(f"{table.__name__} holds {rolled}, the records {stored} and {unpriced} unpriced")
+        counts[table.__name__] = rolled["n"]
+    main = [took_s * 1000 for tenant_id, took_s in watch.seconds if tenant_id == spec["tenant"]]
+    others = [took_s * 1000 for tenant_id, took_s in watch.seconds if tenant_id != spec["tenant"]]
     built = {
-        "seconds": took, "runs": runs, "written": written, "rows": rolled["n"], "listed_twice": listed_twice,
-        "hours": len(hours), "rebuilds": len(rebuilt), "main_p50_ms": common.percentile(main, 50), "main_hours": len(main),
+        "seconds": took, "runs": runs, "written": written, "rows": counts, "hours": len(watch.hours),
+        "rebuilds": len(watch.seconds), "main_p50_ms": common.percentile(main, 50), "main_hours": len(main),
         "main_max_ms": max(main), "others_p50_ms": common.percentile(others, 50), "main_s": sum(main) / 1000,
     }  # fmt: skip
-
     steady: list[dict[str, Any]] = []
     for _ in range(STEADY_RUNS):
-        mark = rollups.mark_until()
-        assert mark is not None
         started = time.perf_counter()
-        watch = _Watch(rollups.rebuild, deadline=started + STEADY_CAP)
-        try:
-            with mock.patch.object(rollups, "rebuild", watch):
-                rollups.rollup()
-        except _Stop:
-            # What the run would have listed: one entry per record of its hours.
-            listed = UsageRecord.objects.filter(
-                occurred_at__gte=rollups.floor_hour(mark - rollups.LOOKBACK), occurred_at__lt=timezone.now()
-            ).count()
-            steady.append({"seconds": time.perf_counter() - started, "calls": watch.calls, "hours": len(watch.hours),
-                           "finished": False, "listed": listed})  # fmt: skip
-            break
-        steady.append({"seconds": time.perf_counter() - started, "calls": watch.calls, "hours": len(watch.hours),
-                       "finished": True})  # fmt: skip
+        watch = _Watch(rollups.rebuild)
+        with mock.patch.object(rollups, "rebuild", watch):
+            rollups.rollup()
+        steady.append({"seconds": time.perf_counter() - started, "calls": len(watch.seconds),
+                       "hours": len(watch.hours)})  # fmt: skip
     return {"built": built, "steady": steady}
 
 
@@ -457,7 +373,7 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     from django.utils import timezone
 
     from costs import selectors
-    from costs.models import CostHour
+    from costs.models import CostAgentDay, CostHour, CostModelHour
 
     tenant: int = spec["tenant"]
 
@@ -496,7 +412,10 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
             "SELECT count(*) FROM costs_usagerecord WHERE tenant_id = %s AND occurred_at >= now() - %s", [tenant, RANGE]
         ).fetchone()
         results["raw_rows"] = row[0] if row else 0
-    results["cost_hours"] = CostHour.objects.filter(tenant_id=tenant, hour__gte=timezone.now() - RANGE).count()
+    since = timezone.now() - RANGE
+    results["cost_hours"] = CostHour.objects.filter(tenant_id=tenant, hour__gte=since).count()
+    results["model_hours"] = CostModelHour.objects.filter(tenant_id=tenant, hour__gte=since).count()
+    results["agent_days"] = CostAgentDay.objects.filter(tenant_id=tenant, day__gte=since).count()
     results["ingest"] = _ingest(tenant)
     return results
 
@@ -639,7 +558,9 @@ def run() -> list[Row]:
         common.progress("rolling up every hour (costs.rollups.rollup_recent until caught up)")
         rolled = _child("rollup", {"tenant": tenant_id})
         built = rolled["built"]
-        common.progress(f"rolled up in {built['seconds']:.0f} s ({built['runs']} runs, {built['rows']:,} hour rows)")
+        common.progress(
+            f"rolled up in {built['seconds']:.0f} s ({built['runs']} runs, {built['rows']['CostHour']:,} hour rows)"
+        )
         with _pg() as conn:
             conn.execute("VACUUM ANALYZE costs_costhour")
         common.progress("measuring in a process of its own on core 0")
@@ -676,54 +597,44 @@ def _rows(seeded: dict[str, Any], rolled: dict[str, Any], measured: dict[str, An
         return (rate[way] / rate["priced"] - 1) * 100
 
     built, steady = rolled["built"], rolled["steady"]
-    how = (
-        "costs.rollups.rollup_recent lists an hour once per record in it (it was stopped at its first hour listed "
-        "twice), so the build is its loop with each hour listed once (bench_costs._listed_once), rebuilt by "
-        "costs.rollups.rebuild"
-        if built["listed_twice"]
-        else "costs.rollups.rollup_recent in a loop"
-    )
     routine = "costs.rollups.rollup (the five-minute task) once caught up, each run: " + "; ".join(
-        f"{r['seconds']:.2f} s, {r['calls']:,} rebuilds of {r['hours']:,} hours" for r in steady
+        f"{r['seconds']:.2f} s, {r['calls']:,} hour rebuilds" for r in steady
     )
-    last = steady[-1]
-    if not last["finished"]:
-        per_call = last["seconds"] / max(1, last["calls"])
-        routine += (
-            f" — stopped at {STEADY_CAP:.0f} s, unfinished: it lists {last['listed']:,} (tenant, hour) entries, one per "
-            f"record, so a run would take about {last['listed'] * per_call / 60:,.0f} minutes"
-        )
+    rows = built["rows"]
     return [
         _summary(
             "costs: 30-day tenant summary by model (breakdown), p95",
             measured["by_model"],
             f"costs.selectors.breakdown(main tenant, now - 30 days, now) over {RECORDS:,} records "
-            f"({measured['raw_rows']:,} of them the main tenant's last 30 days; {measured['cost_hours']:,} hour rows); "
+            f"({measured['raw_rows']:,} of them the main tenant's last 30 days; {measured['model_hours']:,} by-model hour rows); "
             f"floor: the same sums GROUP BY model over the raw records by hand (psycopg); answers equal; {pinning}",
         ),
         _summary(
             "costs: 30-day tenant summary by agent (sums by agent_id), p95",
             measured["by_agent"],
-            f"costs.selectors.sums(…, by='agent_id'), the cost page's top agents ({AGENTS:,} agents); floor: the "
+            f"costs.selectors.sums(…, by='agent_id'), the cost page's top agents ({AGENTS:,} agents): whole days "
+            f"from {measured['agent_days']:,} agent-day rows, the range's first and last days' whole hours from "
+            f"the {measured['cost_hours']:,} per-agent hour rows of the range, the rest from the records; floor: the "
             "same sums GROUP BY agent_id over the raw records; answers equal",
         ),
         Row(
             f"costs: {RECORDS:,} records rolled up, 35 days caught up",
             "s",
             built["seconds"],
-            note=f"{how}: {built['runs']} runs of at most 48 hours, {built['rebuilds']:,} rebuilds of "
+            note=f"costs.rollups.rollup_recent in a loop: {built['runs']} runs of at most 48 hours, {built['rebuilds']:,} rebuilds of "
             f"{built['hours']:,} (tenant, hour) pairs (a run's last hour is its next run's first), "
             f"{built['main_hours']:,} of them the main tenant's (p50 {built['main_p50_ms']:.0f} ms, max "
             f"{built['main_max_ms']:.0f} ms, {built['main_s']:.0f} s in all; the others' p50 "
-            f"{built['others_p50_ms']:.0f} ms), {built['rows']:,} hour rows "
+            f"{built['others_p50_ms']:.0f} ms); {rows['CostHour']:,} hour rows, "
+            f"{rows['CostModelHour']:,} by-model hour rows and {rows['CostAgentDay']:,} agent-day rows, each table "
             f"holding every record and its cost; the load took {seeded['loaded_s']:.0f} s and its indexes "
             f"{seeded['indexed_s']:.0f} s ({seeded['table_mb']:,.0f} MB with indexes; {seeded['unpriced']:,} "
             f"records unpriced); {seeded['imported']}",
         ),
         Row(
-            "costs: a routine rollup run, caught up" + (" (median)" if last["finished"] else " (stopped, unfinished)"),
+            "costs: a routine rollup run, caught up (median)",
             "s",
-            sorted(r["seconds"] for r in steady)[len(steady) // 2] if last["finished"] else last["seconds"],
+            sorted(r["seconds"] for r in steady)[len(steady) // 2],
             note=routine,
         ),
         Row(
