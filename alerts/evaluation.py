@@ -280,7 +280,10 @@ def _budgets(
             current = open_alerts.get((rule.pk, fingerprint))
             observed = lifecycle.Observed(None, 0) if found is None else lifecycle.Observed(round(found.percent, 2), 1)
             state = None if current is None else lifecycle.Open(current.state, current.started_at, current.no_data)
-            decided = lifecycle.step(asked, state, observed, now)
+            # A removed budget has no figure, and never will: its alert ends whatever the
+            # rule does with no data (its agents were resumed by ``budgets.budget_remove``).
+            applies = asked if found is not None else replace(asked, no_data=NoData.OK)
+            decided = lifecycle.step(applies, state, observed, now)
             if found is None:
                 _apply(rule, current.agent_id if current else None, fingerprint, current, decided, observed, now, done)
                 continue

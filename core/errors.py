@@ -79,6 +79,7 @@ class ErrorCode(StrEnum):
     COST_RANGE_TOO_LONG = "E10607"
     COST_UNKNOWN_SELECTOR = "E10608"
     COST_PRICE_NOT_FOUND = "E10609"
+    COST_BUDGET_NOT_FOUND = "E10610"
     # E107xx alerts
     ALERT_NOT_FOUND = "E10701"
     ALERT_UNKNOWN_METRIC = "E10702"
@@ -292,6 +293,9 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         422, False, "The budget's selector names no agent label this tenant has.", "Check the label key and value."
     ),
     ErrorCode.COST_PRICE_NOT_FOUND: ErrorSpec(404, False, "No such price.", "Check the price's id."),
+    ErrorCode.COST_BUDGET_NOT_FOUND: ErrorSpec(
+        404, False, "No such budget.", "Check the budget's id; budgets of other tenants are not visible."
+    ),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
     ErrorCode.ALERT_UNKNOWN_METRIC: ErrorSpec(
         422, False, "No such metric for an alert rule.", "Choose one of the metrics the rule form lists."

@@ -175,6 +175,41 @@ def budget_set(
     return budget
 
 
+@transaction.atomic
+def budget_remove(*, tenant_id: int, actor: Actor, budget_id: int) -> Budget:
+    """Remove one of the tenant's budgets: E10610 when the tenant has no budget of that id
+    (another tenant's is as absent as one that never was). Audited as ``budget.remove``.
+
+    Its alerts end at the next evaluation (an alert of a budget since removed ends,
+    alerts/evaluation.py), and the agents it paused that nobody has touched since are
+    resumed after commit, as when its "used up" alert resolves (``resume_covered``).
+    Returns the budget as it was."""
+    budget = (
+        Budget.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .filter(tenant_id=tenant_id, pk=budget_id)
+        .first()
+    )
+    if budget is None:
+        raise InterfaceError(
+            ErrorCode.COST_BUDGET_NOT_FOUND, "No such budget in this tenant.", details={"field": "budget"}
+        )
+    # What it covers and has spent, read while it is there. Nothing else resumes the
+    # agents it paused once it is gone, so they are resumed even if it no longer pauses.
+    found = status(budget)
+    audit_record(
+        tenant_id=tenant_id, actor=actor,
+        entry=Entry("budget.remove", "budget", str(budget.pk), Outcome.SUCCESS, delta={
+            "name": {"from": budget.name, "to": None}, "monthly_usd": {"from": str(budget.monthly_usd), "to": None},
+        }),
+    )  # fmt: skip
+    Budget.objects.filter(pk=budget.pk).delete()  # the instance keeps its id for the caller
+    said = f"budget “{budget.name}” removed: {money.usd(found.spent)} of {money.usd(budget.monthly_usd)} used"
+    # After commit, as after an evaluation: control takes its own locks.
+    transaction.on_commit(lambda: resume_covered(found, said=said), robust=True)
+    return budget
+
+
 # --- auto-pause ------------------------------------------------------------------------------
 
 # Who pauses an agent for a budget: the system, named (docs/costs.md, "Budgets").
@@ -214,9 +249,14 @@ def pause_covered(found: BudgetStatus) -> list[UUID]:
     return [a.pk for a in running if _control(found, a, Action.PAUSE, said[:500])]
 
 
-def resume_covered(found: BudgetStatus) -> list[UUID]:
+def resume_covered(found: BudgetStatus, *, said: str | None = None) -> list[UUID]:
     """Resume the agents the budget paused and nobody has touched since (their pause is
-    still the budget's), once it is no longer used up (raised, or a new month)."""
-    paused = _covered_agents(found).filter(desired_state=DesiredState.PAUSED, pause_reason__startswith=PAUSE_REASON)
-    said = f"budget “{found.budget.name}” no longer used up: {money.usd(found.spent)} of {money.usd(found.budget.monthly_usd)}"
+    still this budget's), once it is no longer used up (raised, a new month, or removed:
+    ``said`` is then the reason)."""
+    paused = _covered_agents(found).filter(
+        desired_state=DesiredState.PAUSED, pause_reason__startswith=f"{PAUSE_REASON} “{found.budget.name}”"
+    )
+    said = said or (
+        f"budget “{found.budget.name}” no longer used up: {money.usd(found.spent)} of {money.usd(found.budget.monthly_usd)}"
+    )
     return [a.pk for a in paused.select_related("tenant") if _control(found, a, Action.RESUME, said[:500])]

@@ -220,6 +220,24 @@ def budget_save(request: ConsoleRequest, membership: Membership) -> HttpResponse
     return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
 
 
+@require_POST
+@tenant_view(need=Role.ADMIN)
+def budget_remove(request: ConsoleRequest, membership: Membership, budget_id: int) -> HttpResponse:
+    """Remove one of the tenant's budgets (admins); audited. Its alerts end, and the agents
+    it paused are resumed (``budgets.budget_remove``)."""
+    try:
+        removed = budgets.budget_remove(
+            tenant_id=membership.tenant.pk, actor=request_actor(request), budget_id=budget_id
+        )
+    except InterfaceError as exc:
+        if exc.code == ErrorCode.COST_BUDGET_NOT_FOUND:
+            raise Http404(exc.message) from None
+        messages.error(request, f"The budget was not removed: {exc.message} ({exc.code})")
+        return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
+    messages.success(request, f"Budget “{removed.name}” removed; its alerts end, and any agent it paused is resumed.")
+    return redirect(f"{reverse('costs:page', args=[membership.tenant.slug])}#budgets")
+
+
 @require_http_methods(["GET", "POST"])
 @tenant_view(need=Role.ADMIN)
 def prices(request: ConsoleRequest, membership: Membership) -> HttpResponse:

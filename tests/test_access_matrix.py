@@ -17,7 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from audit.models import AuditEntry
-from costs.models import ModelPrice, UsageRecord
+from costs.models import Budget, ModelPrice, UsageRecord
 from events.models import Event
 from fleet.models import Agent, MetricMinute
 from l10console.api import api
@@ -97,6 +97,7 @@ TENANT = {
     "costs:page": ("GET", Role.VIEWER),
     "costs:export": ("GET", Role.VIEWER),
     "costs:budget_save": ("POST", Role.ADMIN),
+    "costs:budget_remove": ("POST", Role.ADMIN),
     "costs:prices": ("GET", Role.ADMIN),
     "costs:price_correct": ("GET", Role.ADMIN),
 }
@@ -165,6 +166,7 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "token": ack_token(alert),
         "target_id": 0,
         "silence_id": 0,
+        "budget_id": Budget.objects.create(tenant=tenant_a, name="matrix budget", monthly_usd=5).pk,
         "price_id": ModelPrice.objects.create(
             tenant=tenant_a, model="matrix", input_per_mtok=1, output_per_mtok=1, effective_from=timezone.now()
         ).pk,
@@ -192,6 +194,10 @@ def _alerts_state() -> list[tuple[Any, ...]]:
     return list(Alert.objects.order_by("pk").values_list("pk", "acknowledged_at", "snoozed_until"))
 
 
+def _budgets_state() -> list[tuple[Any, ...]]:
+    return list(Budget.objects.order_by("pk").values_list("pk", "name", "monthly_usd"))
+
+
 ROLE_USERS = {"viewer": "viewer_a", "operator": "operator_a", "admin": "admin_a"}
 
 
@@ -213,7 +219,7 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         client = client_for(user)
         return client.post(url, data) if method == "POST" else client.get(url)
 
-    before = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state())
+    before = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state())
     anonymous = call(None)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
     assert call(request.getfixturevalue("operator_b")).status_code == 404
@@ -221,7 +227,7 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         role = Role(role_name)
         if not role.allows(need):
             assert call(request.getfixturevalue(fixture)).status_code == 403, f"{role_name} on {name}"
-    after = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state())
+    after = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state())
     assert after == before, "a refused request changed something"
     allowed = call(request.getfixturevalue(ROLE_USERS[need.value]))
     assert allowed.status_code in (200, 201, 302), f"{need} on {name}: {allowed.status_code}"

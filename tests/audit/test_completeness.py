@@ -107,6 +107,13 @@ def admin_change_user(w: World) -> Any:
     return response
 
 
+def budget_remove(w: World) -> Any:
+    from costs.models import Budget
+
+    budget = Budget.objects.create(tenant=w.tenant, name="Acme", monthly_usd=500)
+    return client_for(w.admin).post(w.url(f"costs/budgets/{budget.pk}/remove/"))
+
+
 def log_action(w: World) -> Any:
     from l10console.services import AuditService
 
@@ -200,12 +207,13 @@ CASES = {
     "member remove": Case(
         lambda w: client_for(w.admin).post(w.url(f"settings/members/{w.viewer.pk}/remove/")), "member.remove", "success"
     ),
-    # Costs: a budget set on the cost page.
+    # Costs: a budget set and one removed on the cost page.
     "budget set": Case(
         lambda w: client_for(w.admin).post(w.url("costs/budgets/"), {"name": "Acme", "monthly_usd": "500"}),
         "budget.set",
         "success",
     ),
+    "budget remove": Case(budget_remove, "budget.remove", "success"),
     # Signing in and out.
     "sign-in": Case(lambda w: w.sign_in_form(w.operator.username, PASSWORD), "auth.login", "success", actor="operator"),
     "sign-out": Case(sign_out, "auth.logout", "success", actor="operator"),

@@ -112,3 +112,70 @@ def test_an_agent_a_person_paused_meanwhile_is_left_paused(tenant_a, agent_a, op
     evaluate()
     still = Agent.objects.get(pk=agent_a.pk)
     assert still.desired_state == DesiredState.PAUSED and still.pause_reason == "investigating"
+
+
+def test_an_admin_removes_a_used_up_budget_its_alert_ends_and_its_agents_resume(
+    tenant_a, agent_a, admin_a, setup, django_capture_on_commit_callbacks
+):
+    from costs.models import Budget
+    from tests.conftest import client_for
+
+    budget = budget_set(
+        tenant_id=tenant_a.pk, actor=setup, name="Search", monthly_usd="2", agent_id=agent_a.pk, auto_pause=True
+    )
+    spend(agent_a, "2")
+    evaluate()
+    assert Agent.objects.get(pk=agent_a.pk).desired_state == DesiredState.PAUSED
+    assert firing(tenant_a)["Budget used up"] == "critical"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = client_for(admin_a).post(f"/t/acme/costs/budgets/{budget.pk}/remove/", follow=True)
+    assert removed.status_code == 200 and "Budget “Search” removed" in removed.content.decode()
+    assert not Budget.objects.filter(pk=budget.pk).exists()
+    entry = AuditEntry.objects.get(action="budget.remove")
+    assert (entry.resource_id, entry.actor_label, entry.outcome) == (str(budget.pk), "alice", "success")
+    assert entry.delta["monthly_usd"] == {"from": "2.00", "to": None}
+    resumed = Agent.objects.get(pk=agent_a.pk)
+    assert resumed.desired_state == DesiredState.RUNNING
+    resume = AuditEntry.objects.get(action="agent.resume")
+    assert resume.actor_label == "budget" and resume.reason == "budget “Search” removed: $2.00 of $2.00 used"
+
+    evaluate()  # the budget's alerts end; nothing is resumed a second time
+    assert firing(tenant_a) == {}
+    assert set(Alert.objects.filter(fingerprint=f"budget:{budget.pk}").values_list("state", flat=True)) == {"resolved"}
+    assert AuditEntry.objects.filter(action="agent.resume").count() == 1
+
+
+def test_a_removed_budgets_alert_ends_even_where_its_rule_keeps_alerts_without_data(tenant_a, agent_a, setup):
+    from costs.budgets import budget_remove
+
+    AlertRule.objects.filter(tenant=tenant_a, metric="budget_use_pct").update(no_data="keep")
+    budget = budget_set(tenant_id=tenant_a.pk, actor=setup, name="Acme", monthly_usd="1")
+    spend(agent_a, "1")
+    evaluate()
+    assert "Budget used up" in firing(tenant_a)
+    budget_remove(tenant_id=tenant_a.pk, actor=setup, budget_id=budget.pk)
+    evaluate()
+    assert firing(tenant_a) == {}
+
+
+def test_removing_a_budget_resumes_only_the_agents_it_paused(
+    tenant_a, agent_a, operator_a, setup, django_capture_on_commit_callbacks
+):
+    from control.rules import Action, ControlRequest
+    from control.services import control_execute
+    from costs.budgets import budget_remove
+
+    other = AgentFactory.create(tenant=tenant_a, external_id="ads-1")
+    whole = budget_set(tenant_id=tenant_a.pk, actor=setup, name="Acme", monthly_usd="100", auto_pause=True)
+    budget_set(tenant_id=tenant_a.pk, actor=setup, name="W1", monthly_usd="1", agent_id=agent_a.pk, auto_pause=True)
+    spend(agent_a, "1")
+    evaluate()
+    assert Agent.objects.get(pk=agent_a.pk).pause_reason.startswith("paused by budget “W1”")
+    control_execute(actor=Actor(user=operator_a), request=ControlRequest(Action.PAUSE, str(other.pk), reason="mine"))
+    # The whole tenant's budget covers both, and paused neither: both stay as they are.
+    with django_capture_on_commit_callbacks(execute=True):
+        budget_remove(tenant_id=tenant_a.pk, actor=setup, budget_id=whole.pk)
+    assert Agent.objects.get(pk=agent_a.pk).desired_state == DesiredState.PAUSED  # W1 is still used up
+    assert Agent.objects.get(pk=other.pk).pause_reason == "mine"
+    assert not AuditEntry.objects.filter(action="agent.resume").exists()

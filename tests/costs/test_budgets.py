@@ -121,3 +121,36 @@ def test_admins_set_budgets_on_the_cost_page_and_every_member_sees_them(tenant_a
     refused = client_for(admin_a).post("/t/acme/costs/budgets/", {"name": "X", "monthly_usd": "-5"}, follow=True)
     assert "E10602" in refused.content.decode() and Budget.objects.count() == 1
     assert client_for(viewer_a).post("/t/acme/costs/budgets/", {"name": "Y", "monthly_usd": "5"}).status_code == 403
+
+
+def test_only_admins_remove_a_budget_of_their_own_tenant_and_only_by_post(
+    tenant_a, tenant_b, admin_a, operator_a, viewer_a, admin, fleet
+):
+    from tests.conftest import client_for
+
+    budget = budget_set(tenant_id=tenant_a.pk, actor=admin, name="Acme", monthly_usd="100")
+    theirs = Budget.objects.create(tenant=tenant_b, name="Globex", monthly_usd=Decimal(100))
+    url = f"/t/acme/costs/budgets/{budget.pk}/remove/"
+    assert client_for(viewer_a).post(url).status_code == 403
+    assert client_for(operator_a).post(url).status_code == 403
+    assert client_for(admin_a).get(url).status_code == 405
+    assert client_for(admin_a).post(f"/t/acme/costs/budgets/{theirs.pk}/remove/").status_code == 404
+    assert client_for(admin_a).post("/t/acme/costs/budgets/999999/remove/").status_code == 404
+    assert Budget.objects.count() == 2 and not AuditEntry.objects.filter(action="budget.remove").exists()
+    page = client_for(admin_a).get("/t/acme/costs/").content.decode()
+    assert f'action="/t/acme/costs/budgets/{budget.pk}/remove/"' in page and 'data-confirm="Remove the budget' in page
+    assert "/remove/" not in client_for(viewer_a).get("/t/acme/costs/").content.decode()
+    removed = client_for(admin_a).post(url)
+    assert removed.status_code == 302 and removed["Location"].endswith("/t/acme/costs/#budgets")
+    assert list(Budget.objects.values_list("name", flat=True)) == ["Globex"]
+    assert AuditEntry.objects.get(action="budget.remove").tenant_id == tenant_a.pk
+
+
+def test_removing_another_tenants_budget_is_refused_and_changes_nothing(tenant_a, tenant_b, admin):
+    from costs.budgets import budget_remove
+
+    theirs = Budget.objects.create(tenant=tenant_b, name="Globex", monthly_usd=Decimal(100))
+    with pytest.raises(InterfaceError) as refused:
+        budget_remove(tenant_id=tenant_a.pk, actor=admin, budget_id=theirs.pk)
+    assert refused.value.code == "E10610" and refused.value.http_status == 404
+    assert Budget.objects.filter(pk=theirs.pk).exists()

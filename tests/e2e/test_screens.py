@@ -15,6 +15,7 @@ from playwright.sync_api import Page, ViewportSize, expect
 from alerts.models import Alert
 from alerts.services import default_rules
 from control.models import Batch
+from costs.models import Budget
 from events.models import Event
 from tests.conftest import LiveServer
 from tests.dashboard.conftest import live_agent
@@ -62,6 +63,8 @@ def pages(tenant_a, admin_a) -> dict[str, str]:
         message="Agent unresponsive: heartbeat age 123 s (> 90)", started_at=timezone.now(),
         fired_at=timezone.now(), evaluated_at=timezone.now(),
     )  # fmt: skip
+    # A budget, so the cost page's budgets table shows (with its admin's "Remove…").
+    Budget.objects.create(tenant=tenant_a, name="Search team", selector="team=search", monthly_usd=500, auto_pause=True)
     event = Event.objects.create(
         tenant=tenant_a, agent=agents[0], type="control.pause", severity="warning", occurred_at=timezone.now(),
         message="pause of crawler-1 by alice: maintenance window", data={"by": "alice", "reason": "maintenance"},
