@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce, Trunc
 
 from core import money
 from core.errors import ErrorCode, InterfaceError
-from costs import rollups
+from costs import burn, rollups
 from costs.models import CostAgentDay, CostDirtyHour, CostHour, CostModelHour, UsageRecord
 from fleet.models import Agent, QuotaPeriod, QuotaType
 
@@ -32,6 +32,16 @@ def period_start(period: str, now: datetime) -> datetime:
     if period == QuotaPeriod.MONTH:
         return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     raise ValueError(f"unknown quota period {period!r}")
+
+
+def period_end(period: str, now: datetime) -> datetime:
+    """When the period that holds ``now`` ends: the next hour, day or month."""
+    start = period_start(period, now)
+    if period == QuotaPeriod.HOUR:
+        return start + timedelta(hours=1)
+    if period == QuotaPeriod.DAY:
+        return start + timedelta(days=1)
+    return (start + timedelta(days=32)).replace(day=1)
 
 
 AMOUNT: dict[str, Any] = {
@@ -86,6 +96,22 @@ def quota_usage(agent: Agent, now: datetime) -> dict[str, dict[str, int]]:
     for kind, period in wanted:
         usage.setdefault(kind, {})[period] = _counted(kind, totals[f"{kind}__{period}"])
     return usage
+
+
+def quota_rates(agent: Agent, now: datetime) -> dict[str, Decimal]:
+    """How fast the agent uses each kind it has a quota of, per hour, from the last
+    ``burn.WINDOW`` (docs/costs.md, "Countdowns"); cost in cents, exactly. {} without quotas."""
+    kinds = sorted({kind for kind, _ in _limited(agent.quotas)})
+    if not kinds:
+        return {}
+    totals = UsageRecord.objects.filter(agent=agent, occurred_at__gte=now - burn.WINDOW, occurred_at__lt=now).aggregate(
+        **{kind: Sum(AMOUNT[kind], output_field=MONEY if kind == QuotaType.COST_USD else None) for kind in kinds}
+    )
+    rates = {}
+    for kind in kinds:
+        amount = Decimal(totals[kind] or 0)
+        rates[kind] = burn.per_hour(amount * 100 if kind == QuotaType.COST_USD else amount)
+    return rates
 
 
 def quota_use_percent(tenant_id: int, now: datetime) -> dict[UUID, float]:

@@ -5,7 +5,9 @@ its cost unknown and priced when its price is added (docs/costs.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import threading
+import time
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +22,7 @@ from core.errors import ErrorCode, InterfaceError
 from core.records import insert_new, values
 from costs import pricing, rollups
 from costs.models import ModelPrice, UsageRecord
+from realtime import hub
 
 STOPPED_FLAG = "reported after an emergency stop"
 
@@ -63,7 +66,34 @@ def usage_record(*, tenant_id: int, records: Sequence[NewUsage], stopped: Collec
         )
     stored, duplicates = insert_new(UsageRecord, tenant_id, rows)
     rollups.mark_dirty(tenant_id, (row.occurred_at for row in stored))  # late usage: its hour is rolled up again
+    if stored:
+        announce_spent(tenant_id, {row.agent_id for row in stored})
     return len(stored), duplicates
+
+
+SPENT_EVERY = 1.0  # seconds: a process says "costs.spent" of a tenant at most this often
+SPENT_AGENTS = 500  # agents named in one such event at most; more, and it names none
+_spent: dict[int, tuple[float, set[UUID]]] = {}
+_spent_lock = threading.Lock()
+
+
+def announce_spent(tenant_id: int, agents: Iterable[UUID]) -> None:
+    """Tell the tenant's live pages that usage was stored (hub topic ``costs.spent``, after
+    commit), so their budgets, quota bars and countdowns are read again: at most once a
+    second per tenant and process, naming the agents of every batch since the last time
+    (docs/costs.md, "Countdowns"). A page hears of a last batch it missed with the agent's
+    next heartbeat, or the next usage."""
+    now = time.monotonic()
+    with _spent_lock:
+        last, pending = _spent.get(tenant_id, (0.0, set()))
+        if len(pending) <= SPENT_AGENTS:
+            pending |= set(agents)
+        if now - last < SPENT_EVERY:
+            _spent[tenant_id] = (last, pending)
+            return
+        _spent[tenant_id] = (now, set())
+    named = sorted(str(a) for a in pending) if len(pending) <= SPENT_AGENTS else []
+    hub.publish(tenant_id, "costs.spent", {"agent_ids": named, "all": len(pending) > SPENT_AGENTS})
 
 
 # --- prices ------------------------------------------------------------------------------

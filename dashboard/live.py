@@ -19,6 +19,10 @@ views render, and the page swaps each element with the same id:
   (after an event, read once for all the pages); a live page's HTML leaves the badge to
   this, so a cached page costs no count; the alerts page (``view=alerts``) also reads its
   rows again;
+- the cost page (``view=costs``): after usage is stored (hub topic ``costs.spent``),
+  ``{"type": "refresh", "parts": ["cost-budgets"]}`` at most every ``COSTS_EVERY`` seconds:
+  the page reads its budgets, their burn rates and countdowns again; an agent's page whose
+  agent used something renders its summary (quota bars and countdowns) again;
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -58,7 +62,7 @@ from tenancy.signals import member_principal
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("overview", "agents", "agent", "batch", "alerts")
+VIEWS = ("overview", "agents", "agent", "batch", "alerts", "costs")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
 # An agent's events and control actions, on its page, are read again after these.
@@ -68,6 +72,11 @@ CARD_TOPICS = frozenset({"agent.events"})  # news for the cards only: rows and s
 # once per batch, from ``agent.events``.
 TAIL_TOPICS = frozenset({"events.stored"})
 AGENT_CARDS = ["agent-events", "agent-controls"]
+# Usage stored: the agents' summaries (quota bars and countdowns) are rendered again, and
+# the cost page reads its budgets again, at most every ``COSTS_EVERY`` seconds.
+SPENT_TOPIC = "costs.spent"
+COSTS_EVERY = 5.0
+COST_PARTS = ["cost-budgets"]
 
 
 @dataclass
@@ -124,6 +133,9 @@ class LiveTenant:
         self.dirty: set[str] = set()
         self.noted: set[str] = set()  # agents with news for their events and control cards
         self.alerts_changed = False
+        self.spent: set[str] = set()  # agents whose usage was stored: their summaries only
+        self.costs_changed = False
+        self.costs_told = 0.0  # loop time the cost pages were last told to read again
         self.scheduled = False
         self.rendering = False
         self.ticker: asyncio.Task[None] | None = None
@@ -171,6 +183,13 @@ class LiveTenant:
             return
         if event.topic.startswith("alert."):
             self.alerts_changed = True
+        if event.topic == SPENT_TOPIC:
+            self.costs_changed = True
+            if event.data.get("all"):
+                self.spent.update(s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id)
+            self.spent.update(str(a) for a in event.data.get("agent_ids") or ())
+            self.schedule()
+            return
         agent_id = event.data.get("agent_id")
         if agent_id:
             if event.topic not in CARD_TOPICS:
@@ -179,10 +198,10 @@ class LiveTenant:
                 self.noted.add(str(agent_id))
         self.schedule()
 
-    def schedule(self) -> None:
+    def schedule(self, delay: float = FLUSH_DELAY) -> None:
         if not self.scheduled and not self.rendering:
             self.scheduled = True
-            asyncio.get_running_loop().call_later(FLUSH_DELAY, self._start)
+            asyncio.get_running_loop().call_later(delay, self._start)
 
     def _start(self) -> None:
         self.scheduled = False
@@ -192,16 +211,18 @@ class LiveTenant:
         dirty, self.dirty = self.dirty, set()
         noted, self.noted = self.noted, set()
         alerts_changed, self.alerts_changed = self.alerts_changed, False
+        spent, self.spent = self.spent, set()
         seq = self.seq
         if alerts_changed:
             await self._send_badge(seq)
+        self._tell_costs(seq)
         if noted:
             told = json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_CARDS})
             for socket in list(self.sockets):
                 if socket.view == "agent" and socket.agent_id in noted:
                     socket.put(told)
         rows = {a for s in self.sockets if s.view == "agents" for a in s.watching or ()} & dirty
-        summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & dirty
+        summaries = {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id} & (dirty | spent)
         if rows or summaries:
             self.rendering = True
             try:
@@ -215,8 +236,23 @@ class LiveTenant:
                 self.rendering = False
             for socket in list(self.sockets):
                 socket.send_parts(rendered, seq)
-        if self.dirty or self.noted or self.alerts_changed:
+        if self.dirty or self.noted or self.alerts_changed or self.spent:
             self.schedule()
+        elif self.costs_changed:
+            self.schedule(max(FLUSH_DELAY, self.costs_told + COSTS_EVERY - asyncio.get_running_loop().time()))
+
+    def _tell_costs(self, seq: int) -> None:
+        """The cost pages read their budgets again: at most every ``COSTS_EVERY`` seconds."""
+        now = asyncio.get_running_loop().time()
+        if not self.costs_changed or now - self.costs_told < COSTS_EVERY:
+            return
+        self.costs_changed = False
+        pages = [s for s in self.sockets if s.view == "costs"]
+        if pages:
+            self.costs_told = now
+            told = json.dumps({"type": "refresh", "seq": seq, "parts": COST_PARTS})
+            for socket in pages:
+                socket.put(told)
 
     async def _send_badge(self, seq: int) -> None:
         try:

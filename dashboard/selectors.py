@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.utils import timezone
 
-from costs.selectors import quota_usage
+from core import money
+from costs import burn
+from costs.selectors import period_end, quota_rates, quota_usage
 from events.models import Event, Severity
-from fleet.models import Agent
+from fleet.models import Agent, QuotaType
 from fleet.selectors import AgentsSummary, FleetResources, TopAgent, fleet_tiles, top_agents
 
 
@@ -47,10 +50,33 @@ class QuotaBar:
     period: str
     limit: int
     used: int
+    per_hour: Decimal = Decimal(0)  # the last hour's rate, in the quota's unit (cents for cost)
+    resets: datetime | None = None  # when its period ends
+    now: datetime | None = None
 
     @property
     def percent(self) -> float:
         return min(100.0, 100.0 * self.used / self.limit) if self.limit else 100.0
+
+    @property
+    def countdown(self) -> str:
+        """ "runs out in ~2 h 14 min at the current rate", and what is said instead
+        (docs/costs.md, "Countdowns")."""
+        if self.now is None or self.resets is None:
+            return ""
+        idle = "nothing is being spent now" if self.kind == QuotaType.COST_USD else "nothing is being used now"
+        return burn.countdown(
+            self.limit - self.used, self.per_hour, self.now, self.resets, idle=idle,
+            lasts=f"lasts the {self.period} at the current rate",
+        )  # fmt: skip
+
+    @property
+    def rate(self) -> str:
+        """The rate as a person reads it: "$1.20/h", "12,400 tokens/h"."""
+        if self.kind == QuotaType.COST_USD:
+            return f"{money.usd(self.per_hour / 100)}/h"
+        unit = "tokens" if self.kind == QuotaType.TOKENS else "calls"
+        return f"{int(self.per_hour):,} {unit}/h"
 
 
 @dataclass
@@ -79,8 +105,17 @@ def agent_detail(
     shows none) its latest events by the filter ``events`` and its control events."""
     now = now or timezone.now()
     usage = quota_usage(agent, now)
+    rates = quota_rates(agent, now)
     bars = [
-        QuotaBar(kind, period, limit, usage.get(kind, {}).get(period, 0))
+        QuotaBar(
+            kind,
+            period,
+            limit,
+            usage.get(kind, {}).get(period, 0),
+            rates.get(kind, Decimal(0)),
+            period_end(period, now),
+            now,
+        )
         for kind, periods in sorted((agent.quotas or {}).items())
         for period, limit in sorted(periods.items())
     ]

@@ -49,6 +49,7 @@ TOPICS = frozenset(
         "control.action",
         "control.delivered",
         "control.batch",
+        "costs.spent",
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"

@@ -330,3 +330,69 @@ def test_every_page_hears_the_alert_badge_and_the_alerts_page_reads_its_rows_aga
         got = [frame(page), frame(page)]
     assert got[0]["type"] == "badge" and got[0]["count"] == 0
     assert got[1] == {"type": "refresh", "seq": got[0]["seq"], "parts": ["alert-rows"]}
+
+
+def _spend(agent, tokens: int = 1_000_000) -> None:
+    from costs.services import NewUsage, usage_record
+
+    usage_record(tenant_id=agent.tenant_id, records=[NewUsage(agent.pk, "m", timezone.now(), tokens, 0)])
+
+
+@pytest.fixture
+def priced(admin_a):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from audit.services import Actor
+    from costs.services import PriceSpec, price_add
+
+    price_add(
+        spec=PriceSpec("m", Decimal("1"), Decimal("0"), datetime(2026, 1, 1, tzinfo=UTC)), tenant_id=None,
+        actor=Actor(user=admin_a),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def every_usage_said(monkeypatch):
+    from costs import services as cost_services
+
+    monkeypatch.setattr(cost_services, "SPENT_EVERY", 0.0)
+    monkeypatch.setattr(cost_services, "_spent", {})
+
+
+def test_an_agents_page_renders_its_quota_countdown_again_when_it_spends(
+    server, viewer_a, crawlers, priced, every_usage_said
+):
+    mine, other = crawlers[0], crawlers[1]
+    mine.quotas = {"cost_usd": {"day": 1_000}}
+    mine.save()
+    with live_socket(server, viewer_a, f"view=agent&agent={mine.pk}") as ws:
+        opened(ws)
+        _spend(other)  # another agent's spending: not this page's news
+        _spend(mine, 2_000_000)  # $2.00: $8.00 left at $2.00 an hour
+        update = frame(ws)
+        with pytest.raises(TimeoutError):
+            frame(ws, timeout=1.0)  # one summary, not one per agent that spent
+    assert update["type"] == "fragments" and update["html"].startswith('<section id="agent-summary"')
+    assert "$2.00 / $10.00" in update["html"]
+    assert "$2.00/h: runs out in ~4 h 0 min at the current rate" in update["html"] or (
+        "$2.00/h: lasts the day at the current rate" in update["html"]  # after 20:00 UTC, midnight comes first
+    )
+
+
+def test_the_cost_page_reads_its_budgets_again_after_usage_at_most_every_few_seconds(
+    server, viewer_a, crawlers, priced, every_usage_said, monkeypatch
+):
+    monkeypatch.setattr(live, "COSTS_EVERY", 1.0)
+    with live_socket(server, viewer_a, "view=costs") as ws:
+        opened(ws)
+        _spend(crawlers[0])
+        first = frame(ws)
+        for agent in crawlers:  # three more while the page was just told: one word for them all
+            _spend(agent)
+        second = frame(ws, timeout=10.0)
+        with pytest.raises(TimeoutError):
+            frame(ws, timeout=1.5)
+    assert first["type"] == second["type"] == "refresh"
+    assert first["parts"] == second["parts"] == ["cost-budgets"]
+    assert second["seq"] > first["seq"]
