@@ -65,5 +65,5 @@ def test_an_agents_rates_are_its_last_hours_use_per_hour(tenant_a, agent_a, agen
     bars = {(q.kind, q.period): q for q in agent_detail(agent_a, now=NOW, events=None).quotas}
     cost = bars[("cost_usd", "day")]
     assert (cost.used, cost.rate) == (1_100, "$2.00/h") and cost.countdown == "used up"
-    tokens = bars[("tokens", "hour")]  # 12:00 to now: 1,500,000 of 10,000,000; 8,500,000 left at 2,000,000 an hour
-    assert tokens.used == 1_500_000 and tokens.countdown == "lasts the hour at the current rate"
+    hourly = bars[("tokens", "hour")]  # 12:00 to now: 1,500,000 of 10,000,000; 8,500,000 left at 2,000,000 an hour
+    assert hourly.used == 1_500_000 and hourly.countdown == "lasts the hour at the current rate"
