@@ -16,10 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.services import request_actor
 from control import bulk, dialogs
 from control.models import Batch
-from control.rules import Action, ControlRequest, ControlStatus
+from control.rules import MAX_QUOTA, Action, ControlRequest, ControlStatus
 from control.services import control_execute
+from core import money
 from core.errors import ErrorCode, InterfaceError
 from core.http import ConsoleRequest
+from core.inputs import InputProblem
+from fleet.models import QuotaType
 from fleet.selectors import get_agent_for_user
 from realtime import hub
 from tenancy.decorators import tenant_view
@@ -32,6 +35,25 @@ def _limit(value: str) -> Any:
     return int(value) if re.fullmatch(r"\d{1,15}", value) else value
 
 
+def _quota_limit(post: Any) -> tuple[Any, InterfaceError | None]:
+    """The quota dialog's limit as control keeps it, and the refusal of one it cannot be.
+
+    A cost limit is typed in dollars ("5.00", "$5", "1,250.50") and kept in whole cents,
+    as the API takes it (docs/costs.md, "Cost quotas"); the refusal goes through the
+    service, which checks the role first and audits it like its own."""
+    text = post.get("new_limit", "")
+    if post.get("quota_type") != QuotaType.COST_USD:
+        return _limit(text), None
+    try:
+        cents = money.cents_from_dollars(text)
+    except InputProblem as exc:
+        return None, InterfaceError(ErrorCode.CONTROL_INVALID_QUOTA, f"The cost limit {exc}.")
+    if cents > MAX_QUOTA:
+        most = money.usd(money.from_cents(MAX_QUOTA))
+        return None, InterfaceError(ErrorCode.CONTROL_INVALID_QUOTA, f"The cost limit is at most {most}.")
+    return cents, None
+
+
 @require_POST
 @tenant_view()  # the control service checks each action's role itself, and audits a refusal
 def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUID, action: str) -> HttpResponse:
@@ -39,6 +61,7 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         raise Http404("No such control action.")
     agent = get_agent_for_user(request.user, agent_id, membership=membership)
     post = request.POST
+    new_limit, refusal = _quota_limit(post) if action == Action.QUOTA else (None, None)
     control = ControlRequest(
         Action(action),
         str(agent.pk),
@@ -47,13 +70,13 @@ def agent_control(request: ConsoleRequest, membership: Membership, agent_id: UUI
         idempotency_key=post.get("idempotency_key") or None,
         quota_type=post.get("quota_type") if action == Action.QUOTA else None,
         period=post.get("period") or "day",
-        new_limit=_limit(post.get("new_limit", "")) if action == Action.QUOTA else None,
+        new_limit=new_limit,
         pause_minutes=_limit(post["minutes"]) if action == Action.PAUSE and post.get("minutes") else None,
         mode=post.get("mode") or "after_task",
     )
     actor = request_actor(request)
     try:
-        result = control_execute(tenant=membership.tenant, actor=actor, request=control)
+        result = control_execute(tenant=membership.tenant, actor=actor, request=control, refusal=refusal)
     except InterfaceError as exc:
         if exc.code == ErrorCode.PERMISSION_DENIED:  # recorded in the trail; the role was too low
             return render(request, "403.html", {"exception": exc.message}, status=403)
