@@ -4,7 +4,7 @@ rate (the countdown the pages show).
 
 Spend is the known cost of the usage the budget covers this calendar month (UTC), read as
 every summary is (``costs.selectors.sums``). The burn rate is the known cost of the last
-``BURN_WINDOW``, per hour.
+``burn.WINDOW``, per hour, and the countdown is said as every countdown is (costs/burn.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from control.rules import Action, ControlRequest
 from control.services import control_execute
 from core import money
 from core.errors import ErrorCode, InterfaceError
-from costs import selectors
+from costs import burn, selectors
 from costs.models import Budget, UsageRecord
 from costs.services import amount
 from fleet.labels import BadSelector, parse_selector, with_selector
@@ -33,7 +33,6 @@ from fleet.models import Agent, DesiredState
 
 log = logging.getLogger(__name__)
 
-BURN_WINDOW = timedelta(hours=1)
 THRESHOLDS = (50, 80, 100)
 
 
@@ -68,13 +67,8 @@ class BudgetStatus:
     @property
     def runs_out_in(self) -> timedelta | None:
         """At the current rate, how long until it is used up: zero when it is, None when
-        nothing is being spent or it lasts past the month."""
-        left = self.budget.monthly_usd - self.spent
-        if left <= 0:
-            return timedelta(0)
-        if self.burn_per_hour <= 0:
-            return None
-        return timedelta(hours=float(left / self.burn_per_hour))
+        nothing is being spent."""
+        return burn.runs_out_in(self.budget.monthly_usd - self.spent, self.burn_per_hour)
 
     @property
     def countdown_text(self) -> str:
@@ -82,18 +76,10 @@ class BudgetStatus:
 
     def countdown(self, now: datetime) -> str:
         """What the page says of it: "runs out in ~2 h 14 min at the current rate"."""
-        left = self.runs_out_in
-        if left == timedelta(0):
-            return "used up"
-        if left is None:
-            return "nothing is being spent now"
-        if now + left > self.month_end:
-            return "lasts the month at the current rate"
-        minutes = int(left.total_seconds() // 60)
-        days, rest = divmod(minutes, 24 * 60)
-        hours, minutes = divmod(rest, 60)
-        said = f"{days} d {hours} h" if days else (f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min")
-        return f"runs out in ~{said} at the current rate"
+        return burn.countdown(
+            self.budget.monthly_usd - self.spent, self.burn_per_hour, now, self.month_end,
+            idle="nothing is being spent now", lasts="lasts the month at the current rate",
+        )  # fmt: skip
 
 
 def month_start(now: datetime) -> datetime:
@@ -107,18 +93,39 @@ def status(budget: Budget, now: datetime | None = None) -> BudgetStatus:
     agents = _agents(budget)
     if agents is None:
         spent = selectors.breakdown(budget.tenant_id, first, now).total_cost_usd
+    elif len(agents) == 1:  # one agent: its own rows, not every agent's
+        spent = selectors.breakdown(budget.tenant_id, first, now, agent_id=agents[0]).total_cost_usd
     else:
         lines = selectors.sums(budget.tenant_id, first, now, by="agent_id")
         covered = {str(a) for a in agents}
         spent = sum((line.cost for key, line in lines.items() if key in covered and line.cost is not None), Decimal(0))
     recent = UsageRecord.objects.filter(
-        tenant_id=budget.tenant_id, occurred_at__gte=now - BURN_WINDOW, occurred_at__lt=now
+        tenant_id=budget.tenant_id, occurred_at__gte=now - burn.WINDOW, occurred_at__lt=now
     )
     if agents is not None:
         recent = recent.filter(agent_id__in=agents)
     burned = recent.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
-    per_hour = Decimal(burned) * Decimal(3600) / Decimal(BURN_WINDOW.total_seconds())
-    return BudgetStatus(budget, Decimal(spent), per_hour, following, now)
+    return BudgetStatus(budget, Decimal(spent), burn.per_hour(burned), following, now)
+
+
+def covering(agent: Agent) -> list[Budget]:
+    """The tenant's budgets that cover ``agent``: the whole tenant's, its own, and those
+    whose label selector picks it."""
+    found = []
+    for budget in Budget.objects.filter(tenant_id=agent.tenant_id).order_by("name"):
+        if budget.agent_id is not None:
+            if budget.agent_id == agent.pk:
+                found.append(budget)
+        elif not budget.selector:
+            found.append(budget)
+        else:
+            try:
+                picked = with_selector(Agent.objects.filter(pk=agent.pk), parse_selector(budget.selector)).exists()
+            except BadSelector:
+                picked = False
+            if picked:
+                found.append(budget)
+    return found
 
 
 @transaction.atomic

@@ -28,6 +28,7 @@ from costs import budgets, pricing, selectors, services
 from costs.models import Budget, ModelPrice
 from costs.selectors import Line
 from fleet.models import Agent
+from realtime import hub
 from tenancy.decorators import tenant_view
 from tenancy.models import Membership, Role
 
@@ -130,9 +131,16 @@ def lines_by(tenant_id: int, start: datetime, end: datetime, by: str) -> list[tu
 def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     tenant = membership.tenant
     now = timezone.now()
+    if request.htmx and request.htmx.target == "cost-budgets":  # the live part, read again after spending
+        part = {"budgets": _budgets(tenant.pk, now), "now": now, "current": membership}
+        return render(request, "costs/_budgets.html", part)
+    live = hub.current_seq(tenant.pk)  # before the figures: anything later is caught on connect
     params = _params(request)
     error: InterfaceError | None = None
-    context: dict[str, Any] = {"ranges": RANGES, "params": params, "range": params.get("range") or "mtd"}
+    context: dict[str, Any] = {
+        "ranges": RANGES, "params": params, "range": params.get("range") or "mtd", "live_view": "costs",
+        "live_seq": "" if live is None else live,
+    }  # fmt: skip
     try:
         shown = period(params, now)
     except InterfaceError as exc:
@@ -160,12 +168,16 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
         period=shown, found=found, before=before, change=change, to_date=to_date, projected=projected,
         models=ranked_lines(models)[:TOP], agents=agents[:TOP], labels=labels[:TOP],
         first_unpriced=first_unpriced, error=error,
-        budgets=[budgets.status(b, now) for b in Budget.objects.filter(tenant=tenant).select_related("agent")],
+        budgets=_budgets(tenant.pk, now),
         chart=selectors.by_model_over_time(tenant.pk, shown.start, shown.end),
         now=now, error_field=(error.details or {}).get("field") if error else None,
         query=request.GET.urlencode(),
     )  # fmt: skip
     return render(request, "costs/costs.html", context, status=400 if error else 200)
+
+
+def _budgets(tenant_id: int, now: datetime) -> list[budgets.BudgetStatus]:
+    return [budgets.status(b, now) for b in Budget.objects.filter(tenant_id=tenant_id).select_related("agent")]
 
 
 @require_GET

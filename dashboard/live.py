@@ -22,7 +22,9 @@ views render, and the page swaps each element with the same id:
 - the cost page (``view=costs``): after usage is stored (hub topic ``costs.spent``),
   ``{"type": "refresh", "parts": ["cost-budgets"]}`` at most every ``COSTS_EVERY`` seconds:
   the page reads its budgets, their burn rates and countdowns again; an agent's page whose
-  agent used something renders its summary (quota bars and countdowns) again;
+  agent used something gets its summary (quota bars and countdowns) rendered again, and
+  ``{"type": "refresh", "parts": ["agent-costs"]}`` on the same beat (its costs card and
+  the budgets that cover it);
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -77,6 +79,7 @@ AGENT_CARDS = ["agent-events", "agent-controls"]
 SPENT_TOPIC = "costs.spent"
 COSTS_EVERY = 5.0
 COST_PARTS = ["cost-budgets"]
+AGENT_COST_PARTS = ["agent-costs"]
 
 
 @dataclass
@@ -135,6 +138,7 @@ class LiveTenant:
         self.alerts_changed = False
         self.spent: set[str] = set()  # agents whose usage was stored: their summaries only
         self.costs_changed = False
+        self.costs_agents: set[str] = set()  # agents that spent since the pages were last told
         self.costs_told = 0.0  # loop time the cost pages were last told to read again
         self.scheduled = False
         self.rendering = False
@@ -185,9 +189,11 @@ class LiveTenant:
             self.alerts_changed = True
         if event.topic == SPENT_TOPIC:
             self.costs_changed = True
+            spent = {str(a) for a in event.data.get("agent_ids") or ()}
             if event.data.get("all"):
-                self.spent.update(s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id)
-            self.spent.update(str(a) for a in event.data.get("agent_ids") or ())
+                spent |= {s.agent_id for s in self.sockets if s.view == "agent" and s.agent_id}
+            self.spent |= spent
+            self.costs_agents |= spent
             self.schedule()
             return
         agent_id = event.data.get("agent_id")
@@ -242,17 +248,22 @@ class LiveTenant:
             self.schedule(max(FLUSH_DELAY, self.costs_told + COSTS_EVERY - asyncio.get_running_loop().time()))
 
     def _tell_costs(self, seq: int) -> None:
-        """The cost pages read their budgets again: at most every ``COSTS_EVERY`` seconds."""
+        """The cost pages read their budgets again, and the pages of the agents that spent
+        their costs card: at most every ``COSTS_EVERY`` seconds."""
         now = asyncio.get_running_loop().time()
         if not self.costs_changed or now - self.costs_told < COSTS_EVERY:
             return
+        agents, self.costs_agents = self.costs_agents, set()
         self.costs_changed = False
-        pages = [s for s in self.sockets if s.view == "costs"]
+        told = {
+            "costs": json.dumps({"type": "refresh", "seq": seq, "parts": COST_PARTS}),
+            "agent": json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_COST_PARTS}),
+        }
+        pages = [s for s in self.sockets if s.view == "costs" or (s.view == "agent" and s.agent_id in agents)]
         if pages:
             self.costs_told = now
-            told = json.dumps({"type": "refresh", "seq": seq, "parts": COST_PARTS})
-            for socket in pages:
-                socket.put(told)
+        for socket in pages:
+            socket.put(told[socket.view])
 
     async def _send_badge(self, seq: int) -> None:
         try:

@@ -24,12 +24,11 @@ from core.errors import ErrorCode
 from core.http import ConsoleRequest
 from costs import budgets
 from costs import selectors as cost_selectors
-from costs.models import Budget
 from dashboard import fragments, selectors
 from dashboard.pagecache import Page
 from fleet import series
 from fleet.labels import BadSelector, parse_selector
-from fleet.models import ObservedState
+from fleet.models import Agent, ObservedState
 from fleet.selectors import SORTS, AgentQuery, agent_list, get_agent_for_user
 from realtime import hub
 from tenancy.decorators import tenant_view
@@ -184,6 +183,15 @@ def _events_context(request: ConsoleRequest, detail: selectors.AgentDetail, even
     }  # fmt: skip
 
 
+def _agent_costs(agent: Agent) -> dict[str, Any]:
+    """The agent's costs this month, and the budgets that cover it with their countdowns."""
+    now = timezone.now()
+    return {
+        "agent_costs": cost_selectors.agent_costs(agent, budgets.month_start(now), now),
+        "agent_budgets": [budgets.status(b, now) for b in budgets.covering(agent)],
+    }
+
+
 @require_GET
 @tenant_view()
 def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
@@ -198,6 +206,9 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     events = request.GET.get("events", "")
     events = events if events in selectors.EVENT_FILTERS else selectors.DEFAULT_EVENT_FILTER
     target = request.htmx.target if request.htmx else None
+    if target == "agent-costs":  # the live card, read again after the agent spent
+        costs = _agent_costs(agent)
+        return render(request, "dashboard/_agent_costs.html", {"agent": agent, "current": membership, **costs})
     if target in LIVE_CARDS:
         detail = selectors.agent_detail(agent, events=events)
         return HttpResponse(jinja.render(LIVE_CARDS[target], _events_context(request, detail, events)))
@@ -223,10 +234,8 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
         "degraded": page.degraded,
         **live,
     }
-    if not request.htmx:  # the agent's costs this month, and its own budgets
-        now = timezone.now()
-        context["agent_costs"] = cost_selectors.agent_costs(agent, budgets.month_start(now), now)
-        context["agent_budgets"] = [budgets.status(b, now) for b in Budget.objects.filter(agent=agent)]
+    if not request.htmx:
+        context.update(_agent_costs(agent))
     if membership.can_manage and not request.htmx:  # the agent's audit tab: admins see the trail
         about = audit_selectors.AuditFilter(resource_type="agent", resource_id=f"{agent.pk},{agent.external_id}")
         context["audit_filter"] = about

@@ -91,9 +91,13 @@
     confirmDialog.returnValue = "";
     confirmDialog.addEventListener("close", function () {
       if (confirmDialog.returnValue !== "ok") return;
-      form.dataset.confirmed = "yes";
-      form.requestSubmit();
-      delete form.dataset.confirmed;
+      // A live part may have been read again while the question was open: send its twin.
+      const action = form.getAttribute("action");
+      const sent = form.isConnected ? form : Array.from(document.querySelectorAll("form[data-confirm]")).find(
+        function (twin) { return twin.getAttribute("action") === action; }) || form;
+      sent.dataset.confirmed = "yes";
+      sent.requestSubmit();
+      delete sent.dataset.confirmed;
     }, { once: true });
     confirmDialog.showModal();
   }

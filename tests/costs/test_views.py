@@ -217,3 +217,36 @@ def test_the_pages_totals_from_its_model_lines_are_the_breakdowns(tenant_a, spen
     assert breakdown_of(start, end, selectors.sums(tenant_a.pk, start, end)) == selectors.breakdown(
         tenant_a.pk, start, end
     )
+
+
+def test_the_cost_pages_live_part_is_its_budgets_with_their_rates(viewer_a, admin_a, tenant_a, agent_a, spent):
+    from costs.budgets import budget_set
+
+    budget_set(tenant_id=tenant_a.pk, actor=Actor(user=admin_a), name="Search", monthly_usd="4", selector="team=search")
+    client = client_for(viewer_a)
+    page = client.get(URL).content.decode()
+    assert 'id="cost-budgets" data-live-part' in page and "data-live-url=" in page and "view=costs" in page
+    part = client.get(URL, headers={"HX-Request": "true", "HX-Target": "cost-budgets"})
+    body = part.content.decode()
+    assert part.status_code == 200 and body.startswith('<div id="cost-budgets"')
+    # $2.00 of $4.00, all of it in the last hour: $2.00 an hour, an hour left (or the month ends first).
+    assert "$2.00/h: runs out in ~1 h 0 min at the current rate" in body or "$2.00/h: lasts the month" in body
+    assert "budget-form" not in body  # the form stays put while the part is read again
+
+
+def test_an_agents_costs_card_shows_every_budget_that_covers_it(viewer_a, admin_a, tenant_a, agent_a, spent):
+    from costs.budgets import budget_set
+
+    admin = Actor(user=admin_a)
+    budget_set(tenant_id=tenant_a.pk, actor=admin, name="Acme", monthly_usd="100")
+    budget_set(tenant_id=tenant_a.pk, actor=admin, name="Search", monthly_usd="4", selector="team=search")
+    budget_set(tenant_id=tenant_a.pk, actor=admin, name="Ads", monthly_usd="4", selector="team=ads")
+    budget_set(tenant_id=tenant_a.pk, actor=admin, name="Mine", monthly_usd="3", agent_id=agent_a.pk)
+    url = f"/t/acme/agents/{agent_a.pk}/"
+    part = client_for(viewer_a).get(url, headers={"HX-Request": "true", "HX-Target": "agent-costs"})
+    body = part.content.decode()
+    assert part.status_code == 200 and body.startswith('<section class="card" id="agent-costs"')
+    named = [line.split("”")[0].split("“")[1] for line in body.split('data-testid="agent-budget"')[1:]]
+    assert named == ["Acme", "Mine", "Search"]  # not Ads: its selector does not pick this agent
+    assert "$2.00 of $3.00 (67 %), $2.00/h" in body
+    assert "(the whole tenant)" in body and "(agents with team=search)" in body

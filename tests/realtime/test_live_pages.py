@@ -360,7 +360,7 @@ def every_usage_said(monkeypatch):
     monkeypatch.setattr(cost_services, "_spent", {})
 
 
-def test_an_agents_page_renders_its_quota_countdown_again_when_it_spends(
+def test_an_agents_page_renders_its_quota_countdown_and_reads_its_costs_again_when_it_spends(
     server, viewer_a, crawlers, priced, every_usage_said
 ):
     mine, other = crawlers[0], crawlers[1]
@@ -370,10 +370,12 @@ def test_an_agents_page_renders_its_quota_countdown_again_when_it_spends(
         opened(ws)
         _spend(other)  # another agent's spending: not this page's news
         _spend(mine, 2_000_000)  # $2.00: $8.00 left at $2.00 an hour
-        update = frame(ws)
+        got = {f["type"]: f for f in (frame(ws), frame(ws))}
         with pytest.raises(TimeoutError):
-            frame(ws, timeout=1.0)  # one summary, not one per agent that spent
-    assert update["type"] == "fragments" and update["html"].startswith('<section id="agent-summary"')
+            frame(ws, timeout=1.0)  # one summary and one word for the costs card, not one per agent that spent
+    assert got["refresh"]["parts"] == ["agent-costs"]
+    update = got["fragments"]
+    assert update["html"].startswith('<section id="agent-summary"')
     assert "$2.00 / $10.00" in update["html"]
     assert "$2.00/h: runs out in ~4 h 0 min at the current rate" in update["html"] or (
         "$2.00/h: lasts the day at the current rate" in update["html"]  # after 20:00 UTC, midnight comes first
