@@ -196,7 +196,10 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
         409, True, "Another control operation on this agent is in progress.", "Retry in a moment."
     ),
     ErrorCode.CONTROL_INVALID_QUOTA: ErrorSpec(
-        422, False, "The quota is not valid.", "Use api_calls or tokens with a non-negative whole limit."
+        422,
+        False,
+        "The quota is not valid.",
+        "Use api_calls, tokens or cost_usd (in cents) with a non-negative whole limit.",
     ),
     ErrorCode.CONTROL_IDEMPOTENCY_MISMATCH: ErrorSpec(
         422, False, "The idempotency key was used for a different request.", "Use a new key for a new request."

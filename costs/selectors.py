@@ -365,7 +365,13 @@ def ranked(lines: dict[str, Line]) -> list[Line]:
 
 def breakdown(tenant_id: int, start: datetime, end: datetime, *, agent_id: UUID | None = None) -> CostBreakdown:
     """What the tenant's (or one agent's) usage in [start, end) cost, by model (``sums``)."""
-    lines = ranked(sums(tenant_id, start, end, agent_id=agent_id))
+    return breakdown_of(start, end, sums(tenant_id, start, end, agent_id=agent_id))
+
+
+def breakdown_of(start: datetime, end: datetime, models: dict[str, Line]) -> CostBreakdown:
+    """The breakdown of by-model sums already read (``sums``), so a page that also lists the
+    models reads them once."""
+    lines = ranked(models)
     return CostBreakdown(
         start, end, sum((line.cost for line in lines if line.cost is not None), Decimal(0)),
         {line.key: line.cost for line in lines if line.cost is not None},
@@ -382,11 +388,13 @@ def agent_costs(agent: Agent, start: datetime, end: datetime) -> CostBreakdown:
     return breakdown(agent.tenant_id, start, end, agent_id=agent.pk)
 
 
-def projection(tenant_id: int, now: datetime) -> tuple[Decimal, Decimal]:
-    """(month to date, projected for the whole month at the month-to-date rate)."""
+def projection(tenant_id: int, now: datetime, *, so_far: Decimal | None = None) -> tuple[Decimal, Decimal]:
+    """(month to date, projected for the whole month at the month-to-date rate); ``so_far``:
+    the month to date, when the caller has read it already."""
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first + timedelta(days=32)).replace(day=1)
-    so_far = breakdown(tenant_id, first, now).total_cost_usd
+    if so_far is None:
+        so_far = breakdown(tenant_id, first, now).total_cost_usd
     elapsed = Decimal((now - first).total_seconds())
     if elapsed <= 0:
         return so_far, so_far

@@ -83,18 +83,6 @@ def ranked_lines(lines: dict[str, Line]) -> list[tuple[str, Line]]:
     return [(line.key, line) for line in selectors.ranked(lines)]
 
 
-def breakdown_of(start: datetime, end: datetime, models: dict[str, Line]) -> selectors.CostBreakdown:
-    """``selectors.breakdown`` of the by-model sums already read, so a page that also lists
-    the models reads them once."""
-    lines = selectors.ranked(models)
-    return selectors.CostBreakdown(
-        start, end, sum((line.cost for line in lines if line.cost is not None), Decimal(0)),
-        {line.key: line.cost for line in lines if line.cost is not None},
-        {line.key: line.tokens for line in sorted(lines, key=lambda line: line.key)},
-        sum(line.unpriced for line in lines), sorted(line.key for line in lines if line.unpriced),
-    )  # fmt: skip
-
-
 def agents_and_labels(tenant_id: int, agents: dict[str, Line]) -> tuple[list[tuple[str, Line]], list[tuple[str, Line]]]:
     """From one by-agent sum: (external id, line) of each agent, and (label, line) of each
     agent label (an agent counts towards each of its labels), each most cost first."""
@@ -148,12 +136,15 @@ def cost_page(request: ConsoleRequest, membership: Membership) -> HttpResponse:
     # Each sum of the range read once: the models give the totals and their own lines, the
     # agents their lines and the labels'.
     models = selectors.sums(tenant.pk, shown.start, shown.end)
-    found = breakdown_of(shown.start, shown.end, models)
+    found = selectors.breakdown_of(shown.start, shown.end, models)
     agents, labels = agents_and_labels(tenant.pk, selectors.sums(tenant.pk, shown.start, shown.end, by="agent_id"))
     span = shown.end - shown.start
     before = selectors.breakdown(tenant.pk, shown.start - span, shown.start).total_cost_usd
     change = None if not before else (found.total_cost_usd - before) * 100 / before
-    to_date, projected = selectors.projection(tenant.pk, now)
+    # Month to date is the range itself by default: not read again.
+    to_date, projected = selectors.projection(
+        tenant.pk, now, so_far=found.total_cost_usd if shown.key == "mtd" and not error else None
+    )
     first_unpriced = None
     if found.unpriced_records:
         first_unpriced = (

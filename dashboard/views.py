@@ -101,7 +101,7 @@ def _cost_tiles(membership: Membership) -> dict[str, Any]:
     now = timezone.now()
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month = cost_selectors.breakdown(membership.tenant.pk, budgets.month_start(now), now)
-    _, projected = cost_selectors.projection(membership.tenant.pk, now)
+    _, projected = cost_selectors.projection(membership.tenant.pk, now, so_far=month.total_cost_usd)
     return {
         "current": membership, "loaded": True, "month": month.total_cost_usd, "projected": projected,
         "today": cost_selectors.breakdown(membership.tenant.pk, day, now).total_cost_usd,

@@ -208,17 +208,6 @@ def test_the_page_reads_each_sum_of_its_range_once(viewer_a, tenant_a, spent, mo
     assert "worker-1" in body and "team=ads" in body and "<code>gpt-4o</code>" in body
 
 
-def test_the_pages_totals_from_its_model_lines_are_the_breakdowns(tenant_a, spent):
-    from costs import selectors
-    from costs.views import breakdown_of
-
-    now = timezone.now()
-    start, end = now - timedelta(hours=1), now + timedelta(hours=1)
-    assert breakdown_of(start, end, selectors.sums(tenant_a.pk, start, end)) == selectors.breakdown(
-        tenant_a.pk, start, end
-    )
-
-
 def test_the_cost_pages_live_part_is_its_budgets_with_their_rates(viewer_a, admin_a, tenant_a, agent_a, spent):
     from costs.budgets import budget_set
 
