@@ -132,14 +132,10 @@ class CostHour(models.Model):
         return f"{self.model} at {self.hour:%Y-%m-%d %H:00}"
 
 
-class CostModelHour(models.Model):
-    """A tenant's usage of one model in one hour, summed from its ``CostHour`` rows: what
-    the tenant's summaries by model read (a row holds thousands of records where an hour
-    row holds one or two; docs/costs.md, "Rollups"). Rebuilt with its hour."""
+class Sums(models.Model):
+    """What a rollup row sums: records, tokens, calls, the known cost, and the records
+    without a price (counted apart: their cost is unknown)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    model = models.CharField(max_length=100)
-    hour = models.DateTimeField()
     records = models.PositiveBigIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
@@ -149,13 +145,26 @@ class CostModelHour(models.Model):
     unpriced_records = models.PositiveBigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class CostModelHour(Sums):
+    """A tenant's usage of one model in one hour, summed from its ``CostHour`` rows: what
+    the tenant's summaries by model read (a row holds thousands of records where an hour
+    row holds one or two; docs/costs.md, "Rollups"). Rebuilt with its hour."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=100)
+    hour = models.DateTimeField()
+
+    class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "hour", "model"], name="cost_model_hour_unique")]
 
     def __str__(self) -> str:
         return f"{self.model} at {self.hour:%Y-%m-%d %H:00}"
 
 
-class CostAgentDay(models.Model):
+class CostAgentDay(Sums):
     """One agent's usage of every model in one day (UTC), summed from its ``CostHour`` rows:
     what ranking a tenant's agents over days reads (docs/costs.md, "Rollups"). Rebuilt
     whenever one of its hours is."""
@@ -163,13 +172,6 @@ class CostAgentDay(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     agent = models.ForeignKey("fleet.Agent", on_delete=models.CASCADE, related_name="+")
     day = models.DateTimeField()  # its midnight, UTC
-    records = models.PositiveBigIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    cached_input_tokens = models.PositiveBigIntegerField(default=0)
-    api_calls = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=money.MAX_DIGITS, decimal_places=money.PLACES, default=Decimal(0))
-    unpriced_records = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "day", "agent"], name="cost_agent_day_unique")]
