@@ -62,8 +62,6 @@ from __future__ import annotations
 import gc
 import json
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -73,9 +71,8 @@ from typing import Any
 from unittest import mock
 
 import psycopg
-from psycopg import sql
 
-from bench import bench_events, common
+from bench import common
 from bench.common import Row
 
 DB_NAME = common.db_name("l10bench_costs")
@@ -138,7 +135,6 @@ FROM (
     ) AS drawn
 ) AS r
 """
-INDEXES_SQL = bench_events.INDEXES_SQL.replace("'events_event'", "'costs_usagerecord'")
 
 # The floors: the summaries over the raw records, by hand.
 FLOOR_BY_MODEL = """
@@ -161,17 +157,7 @@ def _pg(*, autocommit: bool = True) -> psycopg.Connection[Any]:
 
 def _child(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
     """``child(phase, spec)`` in a process of its own on core 0; what it returned."""
-    done = subprocess.run(
-        ["taskset", "-c", str(common.CLIENT_CORE), sys.executable, "-c", CHILD, phase, json.dumps(spec)],
-        # The bench's size too: the child's database is this run's (DB_NAME).
-        cwd=common.ROOT, env={**common.server_env(), "L10_BENCH_SIZE": "small" if common.SMALL else ""},
-        capture_output=True, text=True, timeout=7200, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise AssertionError(f"the {phase} process failed: {done.stderr[-3000:]}")
-    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("L10BENCH "))
-    answer: dict[str, Any] = json.loads(line.removeprefix("L10BENCH "))
-    return answer
+    return common.run_child(CHILD, [phase, json.dumps(spec)], what=phase)
 
 
 def child(phase: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -222,19 +208,8 @@ def seed() -> tuple[int, dict[str, Any]]:
     with _pg() as conn:
         (list_size,) = conn.execute("SELECT count(*) FROM costs_modelprice WHERE tenant_id IS NULL").fetchone() or (0,)
         for tenant_id, agents in zip(tenants, (AGENTS, *OTHER_AGENTS), strict=True):
-            conn.execute(bench_events.AGENTS_SQL, {"tenant": tenant_id, "n": agents})
-        indexes = conn.execute(INDEXES_SQL).fetchall()
-        began = time.monotonic()
-        with conn.transaction():
-            # Bulk load: the rows are consistent by construction; skip the per-row FK triggers.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            for name, _, constraint, _ in indexes:
-                if constraint:
-                    conn.execute(sql.SQL("ALTER TABLE costs_usagerecord DROP CONSTRAINT {}").format(
-                        sql.Identifier(constraint)))  # fmt: skip
-                else:
-                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+            conn.execute(common.AGENTS_SQL, {"tenant": tenant_id, "n": agents})
+        with common.bulk_load(conn, "costs_usagerecord") as load:
             conn.execute("SELECT setseed(0.42)")  # the same records every run
             conn.execute(
                 USAGE_SQL,
@@ -245,19 +220,6 @@ def seed() -> tuple[int, dict[str, Any]]:
                     "output": figures[2], "per_call": figures[3],
                 },
             )  # fmt: skip
-            loaded = time.monotonic() - began
-            for _, definition, constraint, constraint_definition in indexes:
-                if constraint:
-                    conn.execute(sql.SQL("ALTER TABLE costs_usagerecord ADD CONSTRAINT {} {}").format(
-                        sql.Identifier(constraint), sql.SQL(constraint_definition)))  # fmt: skip
-                else:
-                    conn.execute(sql.SQL(definition))
-        indexed = time.monotonic() - began - loaded
-        if conn.execute(INDEXES_SQL).fetchall() != indexes:
-            raise AssertionError("the usage table's indexes are not those the migrations made")
-        conn.execute("VACUUM ANALYZE costs_usagerecord, fleet_agent")
-        # Write the load's dirty buffers out now, not in a checkpoint during the figures.
-        conn.execute("CHECKPOINT")
         row = conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE tenant_id = %s), count(*) FILTER (WHERE cost_usd IS NULL), "
             "pg_total_relation_size('costs_usagerecord') FROM costs_usagerecord",
@@ -265,9 +227,9 @@ def seed() -> tuple[int, dict[str, Any]]:
         ).fetchone()
     if row is None or row[0] != RECORDS or not 0.005 * RECORDS <= row[2] <= 0.02 * RECORDS:
         raise AssertionError(f"{row} records stored, not {RECORDS:,} with about 1 % unpriced")
-    common.progress(f"{RECORDS:,} usage records loaded in {loaded:.0f} s, indexed in {indexed:.0f} s")
+    common.progress(f"{RECORDS:,} usage records loaded in {load.loaded_s:.0f} s, indexed in {load.indexed_s:.0f} s")
     return main, {
-        "loaded_s": loaded, "indexed_s": indexed, "main_records": row[1], "unpriced": row[2],
+        "loaded_s": load.loaded_s, "indexed_s": load.indexed_s, "main_records": row[1], "unpriced": row[2],
         "table_mb": row[3] / 2**20, "prices": list_size, "imported": imported,
     }  # fmt: skip
 

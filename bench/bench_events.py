@@ -43,15 +43,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from bench import common
 from bench.common import Row
@@ -87,15 +84,6 @@ TYPES = (
 # Where each type's share ends, in thousandths of the events: task.completed 60 %, …
 SHARES = (600, 750, 830, 870, 900, 925, 950, 955, 975, 990)
 
-# An agent's id is a function of its tenant and number, so the events can name it without a join.
-AGENTS_SQL = """
-INSERT INTO fleet_agent (id, tenant_id, external_id, name, labels, desired_state, version, quotas, observed_state,
-    observed_changed_at, last_heartbeat_at, registered_at, updated_at, delivered_version, pause_mode, pause_reason)
-SELECT md5('agent:' || %(tenant)s || ':' || k)::uuid, %(tenant)s, 'worker-' || lpad(k::text, 5, '0'), 'Worker ' || k,
-    jsonb_build_object('team', (ARRAY['search', 'billing', 'ingest', 'support'])[1 + k %% 4]), 'running', 1, '{}',
-    'running', now() - interval '2 days', now(), now() - interval '40 days', now(), 1, 'after_task', ''
-FROM generate_series(1, %(n)s) AS k
-"""
 # One row per event, in time order (as ingestion writes them). ``kind`` is the type's
 # place in TYPES, ``k`` the agent's number: squaring a uniform number makes a few agents
 # send most. The severities, messages and data follow their writers (events.services'
@@ -142,13 +130,6 @@ FROM (
         FROM generate_series(1, %(n)s) AS g
     ) AS drawn
 ) AS e
-"""
-INDEXES_SQL = """
-SELECT i.relname, pg_get_indexdef(x.indexrelid), c.conname, pg_get_constraintdef(c.oid)
-FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
-WHERE x.indrelid = 'events_event'::regclass AND NOT x.indisprimary
-ORDER BY i.relname
 """
 
 # The floors: the same answers by hand (LIMIT 10001: bounded_total's bound, and one more).
@@ -206,19 +187,8 @@ def seed() -> int:
     tenants = [common.seed_tenant(slug).tenant_id for slug in TENANTS]
     with _pg() as conn:
         for tenant_id, agents in zip(tenants, (AGENTS, *OTHER_AGENTS), strict=True):
-            conn.execute(AGENTS_SQL, {"tenant": tenant_id, "n": agents})
-        indexes = conn.execute(INDEXES_SQL).fetchall()
-        began = time.monotonic()
-        with conn.transaction():
-            # Bulk load: the rows are consistent by construction; skip the per-row FK triggers.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            for name, _, constraint, _ in indexes:
-                if constraint:
-                    conn.execute(sql.SQL("ALTER TABLE events_event DROP CONSTRAINT {}").format(
-                        sql.Identifier(constraint)))  # fmt: skip
-                else:
-                    conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+            conn.execute(common.AGENTS_SQL, {"tenant": tenant_id, "n": agents})
+        with common.bulk_load(conn, "events_event") as load:
             conn.execute("SELECT setseed(0.42)")  # the same events every run
             main, b, c = tenants
             conn.execute(
@@ -228,25 +198,12 @@ def seed() -> int:
                     "c_agents": OTHER_AGENTS[1], "types": list(TYPES), "shares": list(SHARES),
                 },
             )  # fmt: skip
-            loaded = time.monotonic() - began
-            for _, definition, constraint, constraint_definition in indexes:
-                if constraint:
-                    conn.execute(sql.SQL("ALTER TABLE events_event ADD CONSTRAINT {} {}").format(
-                        sql.Identifier(constraint), sql.SQL(constraint_definition)))  # fmt: skip
-                else:
-                    conn.execute(sql.SQL(definition))
-        indexed = time.monotonic() - began - loaded
-        if conn.execute(INDEXES_SQL).fetchall() != indexes:
-            raise AssertionError("the event table's indexes are not those the migrations made")
-        conn.execute("VACUUM ANALYZE events_event, fleet_agent")
-        # Write the load's dirty buffers out now, not in a checkpoint during the figures.
-        conn.execute("CHECKPOINT")
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE tenant_id = %s), count(*) FROM events_event", [main]
         ).fetchone()
     if row is None or row[1] != EVENTS or row[0] < max(DEPTHS) + (SAMPLES + WARMUP) * STRIDE:
         raise AssertionError(f"{row} events stored, not {EVENTS:,} with enough in the main tenant")
-    common.progress(f"{EVENTS:,} events loaded in {loaded:.0f} s, indexed in {indexed:.0f} s")
+    common.progress(f"{EVENTS:,} events loaded in {load.loaded_s:.0f} s, indexed in {load.indexed_s:.0f} s")
     return main
 
 
@@ -387,16 +344,7 @@ def run() -> list[Row]:
         common.progress(f"seeding {EVENTS:,} events of {AGENTS:,} agents")
         tenant_id = seed()
         common.progress("measuring in a process of its own on core 0")
-        child = subprocess.run(
-            ["taskset", "-c", str(common.CLIENT_CORE), sys.executable, "-c", CHILD, json.dumps({"tenant": tenant_id})],
-            # The bench's size too: the child's database is this run's (DB_NAME).
-            cwd=common.ROOT, env={**common.server_env(), "L10_BENCH_SIZE": "small" if common.SMALL else ""},
-            capture_output=True, text=True, timeout=1800, check=False,
-        )  # fmt: skip
-    if child.returncode != 0:
-        raise AssertionError(f"the measuring process failed: {child.stderr[-3000:]}")
-    line = next(x for x in reversed(child.stdout.splitlines()) if x.startswith("L10BENCH "))
-    measured: dict[str, Any] = json.loads(line.removeprefix("L10BENCH "))
+        measured = common.run_child(CHILD, [json.dumps({"tenant": tenant_id})], what="measuring", timeout=1800)
     return _rows(measured, pinning)
 
 

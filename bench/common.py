@@ -395,3 +395,79 @@ def seed_tenant(slug: str, agents: Sequence[str] = ()) -> Seed:
             data = json.loads(line.removeprefix("L10BENCH "))
             return Seed(tenant_id=int(data["tenant_id"]), token=str(data["token"]))
     raise RuntimeError(f"seeding printed no token:\n{out}")
+
+
+# --- big tables, loaded in SQL -----------------------------------------------------------
+
+# An agent's id is a function of its tenant and number (``md5('agent:<tenant>:<k>')``), so
+# rows loaded after can name it without a join.
+AGENTS_SQL = """
+INSERT INTO fleet_agent (id, tenant_id, external_id, name, labels, desired_state, version, quotas, observed_state,
+    observed_changed_at, last_heartbeat_at, registered_at, updated_at, delivered_version, pause_mode, pause_reason)
+SELECT md5('agent:' || %(tenant)s || ':' || k)::uuid, %(tenant)s, 'worker-' || lpad(k::text, 5, '0'), 'Worker ' || k,
+    jsonb_build_object('team', (ARRAY['search', 'billing', 'ingest', 'support'])[1 + k %% 4]), 'running', 1, '{}',
+    'running', now() - interval '2 days', now(), now() - interval '40 days', now(), 1, 'after_task', ''
+FROM generate_series(1, %(n)s) AS k
+"""
+INDEXES_SQL = """
+SELECT i.relname, pg_get_indexdef(x.indexrelid), c.conname, pg_get_constraintdef(c.oid)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+WHERE x.indrelid = %s::regclass AND NOT x.indisprimary
+ORDER BY i.relname
+"""
+
+
+@dataclass
+class BulkLoad:
+    loaded_s: float = 0.0
+    indexed_s: float = 0.0
+
+
+@contextlib.contextmanager
+def bulk_load(conn: psycopg.Connection[Any], table: str) -> Iterator[BulkLoad]:
+    """Load ``table`` in one transaction without its indexes: its secondary indexes and
+    unique constraints dropped, the per-row foreign-key triggers skipped (the rows are
+    consistent by construction), then everything built again as the migrations made it
+    (checked); then ``VACUUM ANALYZE`` and a checkpoint, so the load's dirty buffers are
+    not written during the figures. Times the load and the indexing."""
+    indexes = conn.execute(INDEXES_SQL, [table]).fetchall()
+    done = BulkLoad()
+    began = time.monotonic()
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        for name, _, constraint, _ in indexes:
+            if constraint:
+                conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(table), sql.Identifier(constraint)))  # fmt: skip
+            else:
+                conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
+        yield done
+        done.loaded_s = time.monotonic() - began
+        for _, definition, constraint, constraint_definition in indexes:
+            if constraint:
+                conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                    sql.Identifier(table), sql.Identifier(constraint), sql.SQL(constraint_definition)))  # fmt: skip
+            else:
+                conn.execute(sql.SQL(definition))
+    done.indexed_s = time.monotonic() - began - done.loaded_s
+    if conn.execute(INDEXES_SQL, [table]).fetchall() != indexes:
+        raise AssertionError(f"{table}'s indexes are not those the migrations made")
+    conn.execute(sql.SQL("VACUUM ANALYZE {}, fleet_agent").format(sql.Identifier(table)))
+    conn.execute("CHECKPOINT")
+
+
+def run_child(code: str, args: Sequence[str], *, what: str, timeout: float = 7200) -> dict[str, Any]:
+    """``code`` run with ``args`` in a process of its own on the client's core, with this
+    run's stores and size (``server_env``); what it printed after ``L10BENCH ``, as JSON."""
+    done = subprocess.run(
+        ["taskset", "-c", str(CLIENT_CORE), sys.executable, "-c", code, *args],
+        cwd=ROOT, env={**server_env(), "L10_BENCH_SIZE": "small" if SMALL else ""},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"the {what} process failed: {done.stderr[-3000:]}")
+    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("L10BENCH "))
+    answer: dict[str, Any] = json.loads(line.removeprefix("L10BENCH "))
+    return answer
