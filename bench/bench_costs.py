@@ -524,7 +524,7 @@ def run() -> list[Row]:
             f"rolled up in {built['seconds']:.0f} s ({built['runs']} runs, {built['rows']['CostHour']:,} hour rows)"
         )
         with _pg() as conn:
-            conn.execute("VACUUM ANALYZE costs_costhour")
+            conn.execute("VACUUM ANALYZE costs_costhour, costs_costmodelhour, costs_costagentday")
         common.progress("measuring in a process of its own on core 0")
         measured = _child("measure", {"tenant": tenant_id})
     return _rows(seeded, rolled, measured, pinning)
