@@ -23,8 +23,8 @@
   up: what each routine run costs at this size.
 - Summaries, in a process of its own on core 0, Django set up as the server is, warm:
   ``costs.selectors.breakdown(main, now − 30 days, now)`` (the cost page's and
-  ``CostService``'s by-model summary) and ``sums(…, by="agent_id")`` (the page's top
-  agents). Target: p95 under 100 ms. Floors, in the same process, alternating with the
+  ``CostService``'s by-model summary; target: p95 under 100 ms) and ``sums(…,
+  by="agent_id")`` (the page's top agents; measured, with no target). Floors, in the same process, alternating with the
   figures: the same sums over the raw records by hand with psycopg (``GROUP BY model``,
   and ``GROUP BY agent_id``), which the rollups are there to beat: the ratio raw/rollup is
   in each note. Each answer must be the floor's, to the nano-dollar.
@@ -534,13 +534,13 @@ def _p(values: list[float], q: float) -> float:
     return common.percentile(values, q)
 
 
-def _summary(figure: str, data: dict[str, Any], note: str) -> Row:
+def _summary(figure: str, data: dict[str, Any], note: str, *, target: float | None = SUMMARY_TARGET_MS) -> Row:
     times, floors = data["times"], data["floors"]
     return Row(
         figure,
         "ms",
         _p(times, 95),
-        target=SUMMARY_TARGET_MS,
+        target=target,
         floor=_p(floors, 95),
         note=f"p50 {_p(times, 50):.2f} ms over {len(times)} summaries (floor p50 {_p(floors, 50):.2f} ms); the raw "
         f"sum takes {_p(floors, 95) / _p(times, 95):.1f}× the rollups' time at p95, {_p(floors, 50) / _p(times, 50):.1f}× "
@@ -577,7 +577,9 @@ def _rows(seeded: dict[str, Any], rolled: dict[str, Any], measured: dict[str, An
             f"costs.selectors.sums(…, by='agent_id'), the cost page's top agents ({AGENTS:,} agents): whole days "
             f"from {measured['agent_days']:,} agent-day rows, the range's first and last days' whole hours from "
             f"the {measured['cost_hours']:,} per-agent hour rows of the range, the rest from the records; floor: the "
-            "same sums GROUP BY agent_id over the raw records; answers equal",
+            "same sums GROUP BY agent_id over the raw records; answers equal; no target: the 100 ms is the tenant's "
+            "summary's (by model), and this ranking sums every agent's days (docs/performance.md, \"Costs\")",
+            target=None,
         ),
         Row(
             f"costs: {RECORDS:,} records rolled up, 35 days caught up",
