@@ -33,6 +33,9 @@ from fleet.models import RollupMark
 from tenancy.models import Tenant
 
 MARK = "costs"
+# Where the first routine run started: the hours before it are in no rollup (usage older
+# than ``FIRST_RUN_REACH`` when the first run came), and summaries read their records.
+FROM_MARK = "costs-from"
 LOOKBACK = timedelta(hours=1)
 MAX_HOURS = 48  # hours the routine run rebuilds at most per run
 DIRTY_PER_RUN = 500
@@ -51,6 +54,13 @@ def mark_until() -> datetime | None:
 def rolled_until(mark: datetime | None) -> datetime | None:
     """The end of the hours a summary may read from the rollups."""
     return None if mark is None else floor_hour(mark - LOOKBACK)
+
+
+def rolled_span() -> tuple[datetime | None, datetime | None]:
+    """(the first hour, the end of the hours) a summary may read from the rollups; (None,
+    None) before the first run."""
+    marks = dict(RollupMark.objects.filter(name__in=(MARK, FROM_MARK)).values_list("name", "done_until"))
+    return marks.get(FROM_MARK), rolled_until(marks.get(MARK))
 
 
 def floor_day(value: datetime) -> datetime:
@@ -81,6 +91,7 @@ def rollup_recent(*, now: datetime | None = None) -> int:
     if mark is None:
         oldest = UsageRecord.objects.filter(occurred_at__gte=now - FIRST_RUN_REACH).order_by("occurred_at").first()
         start = floor_hour(oldest.occurred_at if oldest else now)
+        RollupMark.objects.get_or_create(name=FROM_MARK, defaults={"done_until": start})
     else:
         start = floor_hour(mark - LOOKBACK)
     end = min(now, start + timedelta(hours=MAX_HOURS))

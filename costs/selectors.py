@@ -231,7 +231,9 @@ def _tiers(tenant_id: int, start: datetime, end: datetime, days: bool) -> tuple[
     (the partial hours at the range's ends, the newest hours, dirty hours). Days only when
     ``days``."""
     first_full = start if start == rollups.floor_hour(start) else rollups.floor_hour(start) + HOUR
-    behind = rollups.rolled_until(rollups.mark_until())
+    rolled_from, behind = rollups.rolled_span()
+    if rolled_from is not None:  # the hours before the first run are in no rollup
+        first_full = max(first_full, rolled_from)
     rolled_end = first_full if behind is None else max(first_full, min(rollups.floor_hour(end), behind))
     if rolled_end <= first_full:
         return [], [], [(start, end)]

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 from decimal import Decimal
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.db import migrations, models
 from django.db.models import Sum
@@ -13,8 +13,14 @@ FIELDS = ("records", "input_tokens", "output_tokens", "cached_input_tokens", "ap
 
 
 def from_hours(apps, schema_editor):
-    """The new rows of the hours already rolled up, summed from their hour rows."""
+    """The new rows of the hours already rolled up, summed from their hour rows; and where
+    the rollups start (the first hour row), for summaries to read older usage from its
+    records."""
     CostHour = apps.get_model("costs", "CostHour")
+    RollupMark = apps.get_model("fleet", "RollupMark")
+    first = CostHour.objects.order_by("hour").values_list("hour", flat=True).first()
+    if RollupMark.objects.filter(name="costs").exists():
+        RollupMark.objects.get_or_create(name="costs-from", defaults={"done_until": first or datetime.now(UTC)})
     sums = {f"sum_{f}": Sum(f) for f in FIELDS}
     for name, keys, extra in (("CostModelHour", ("tenant_id", "model", "hour"), {}),
                               ("CostAgentDay", ("tenant_id", "agent_id", "day"),

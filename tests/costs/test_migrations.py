@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from costs.models import CostAgentDay, CostModelHour
+from fleet.models import RollupMark
 
 BEFORE = [("costs", "0004_budgets")]
 AFTER = [("costs", "0005_day_and_model_rollups")]
@@ -40,6 +41,8 @@ def test_hours_rolled_up_before_are_summed_into_the_new_rollups(before_day_rows)
                 unpriced_records=2 if model == "mystery" else 0,
             )  # fmt: skip
 
+    old.get_model("fleet", "RollupMark").objects.create(name="costs", done_until=T0 + timedelta(hours=5))
+
     MigrationExecutor(connection).migrate(AFTER)
 
     by_model = CostModelHour.objects.filter(tenant_id=tenant.pk, hour=T0, model="gpt-4o").get()
@@ -48,3 +51,5 @@ def test_hours_rolled_up_before_are_summed_into_the_new_rollups(before_day_rows)
     assert len(days) == 4
     second = days[(agents[1].pk, T0.replace(hour=0) + timedelta(days=1))]
     assert (second.records, second.unpriced_records, second.cost_usd) == (8, 4, Decimal("0.00000025"))
+    # The rollups start at the first hour row: older usage is read from its records.
+    assert RollupMark.objects.get(name="costs-from").done_until == T0

@@ -193,3 +193,26 @@ def test_the_model_and_day_rows_are_the_sums_of_the_hour_rows(tenant_a, agent_a,
         r[1:] for r in rows(CostAgentDay.objects.filter(tenant=tenant_a).annotate(d=F("day")), "agent_id", "d")
     ] == [r[1:] for r in rows(days, "agent_id", "d")]
     assert CostAgentDay.objects.filter(tenant=tenant_a).count() == 4  # 27 to 30 November
+
+
+def test_usage_from_before_the_first_run_is_read_from_its_records(tenant_a, agent_a, usage):
+    old = NOW - rollups.FIRST_RUN_REACH - timedelta(days=3)  # older than the first run reaches
+    usage_record(tenant_id=tenant_a.pk, records=[NewUsage(agent_a.pk, "gpt-4o", old, 400_000, 0)])  # $1.00
+    start = NOW - rollups.FIRST_RUN_REACH - timedelta(days=5)
+    from_records = summary(tenant_a, start, NOW)
+    roll_until_now()
+    assert not CostHour.objects.filter(hour__lt=NOW - rollups.FIRST_RUN_REACH).exists()  # in no rollup
+    assert summary(tenant_a, start, NOW) == from_records
+    assert by_agent(tenant_a, start, NOW) == by_agent_from_records(tenant_a, start, NOW)
+
+
+def by_agent_from_records(tenant, start, end):
+    from fleet.models import RollupMark
+
+    kept = list(RollupMark.objects.filter(name__in=(rollups.MARK, rollups.FROM_MARK)).values_list("name", "done_until"))
+    RollupMark.objects.filter(name__in=(rollups.MARK, rollups.FROM_MARK)).delete()
+    try:
+        return by_agent(tenant, start, end)
+    finally:
+        for name, until in kept:
+            RollupMark.objects.create(name=name, done_until=until)
