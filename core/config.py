@@ -219,6 +219,9 @@ class L10Settings:
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
             "ingest_max_age_days": env.integer("L10_INGEST_MAX_AGE_DAYS", 30, minimum=1, maximum=3650),
+            "approval_max_details_bytes": env.integer(
+                "L10_APPROVAL_MAX_DETAILS_BYTES", 65_536, minimum=1024, maximum=1_048_576
+            ),
             "metrics_minute_retention_days": env.integer("L10_METRICS_MINUTE_RETENTION_DAYS", 3, minimum=2),
             "metrics_rollup_retention_days": env.integer("L10_METRICS_ROLLUP_RETENTION_DAYS", 90, minimum=8),
             "metrics_budget_ms": env.integer("L10_METRICS_QUERY_BUDGET_MS", 2000, minimum=10),
@@ -279,6 +282,7 @@ class L10Settings:
     ingest_max_body_bytes: int = field(init=False)
     ingest_max_batch: int = field(init=False)
     ingest_max_age_days: int = field(init=False)
+    approval_max_details_bytes: int = field(init=False)
     metrics_minute_retention_days: int = field(init=False)
     metrics_rollup_retention_days: int = field(init=False)
     metrics_budget_ms: int = field(init=False)

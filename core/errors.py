@@ -1,7 +1,8 @@
 """The one catalog of E10xxx error codes.
 
 Ranges: E100xx auth, E101xx dashboard, E102xx websocket, E103xx control, E104xx events,
-E105xx audit, E106xx cost, E107xx alerts, E108xx agent ingest, E109xx server.
+E105xx audit, E106xx cost, E107xx alerts, E108xx agent ingest, E109xx server; approvals,
+a control of people over agents, are E1035x–E1036x.
 Each code has an HTTP status, whether retrying can succeed, and a suggestion for the
 person or program that got it. The JSON API answers
 ``{"error": {"code", "message", "recoverable", "suggestion"}}``.
@@ -103,6 +104,18 @@ class ErrorCode(StrEnum):
     INGEST_UNKNOWN_AGENT = "E10807"
     INGEST_UNSUPPORTED_MEDIA = "E10808"
     INGEST_TIME_TOO_OLD = "E10809"
+    # E1035x–E1036x approvals (control's range)
+    APPROVAL_INVALID = "E10350"
+    APPROVAL_DETAILS_TOO_LARGE = "E10351"
+    APPROVAL_BAD_TIMEOUT = "E10352"
+    APPROVAL_BAD_ON_TIMEOUT = "E10353"
+    APPROVAL_NOT_FOUND = "E10354"
+    APPROVAL_DECIDED = "E10355"
+    APPROVAL_EXPIRED = "E10356"
+    APPROVAL_SAME_APPROVER = "E10357"
+    APPROVAL_COMMENT_REQUIRED = "E10358"
+    APPROVAL_ROLE_REQUIRED = "E10359"
+    APPROVAL_RULE_NOT_FOUND = "E10360"
     # E109xx server
     INTERNAL = "E10901"
     SERVICE_UNAVAILABLE = "E10902"
@@ -299,6 +312,35 @@ CATALOG: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.COST_BUDGET_NOT_FOUND: ErrorSpec(
         404, False, "No such budget.", "Check the budget's id; budgets of other tenants are not visible."
     ),
+    ErrorCode.APPROVAL_INVALID: ErrorSpec(
+        400, False, "The approval request is not valid.", "Give an action and a summary of plain text."
+    ),
+    ErrorCode.APPROVAL_DETAILS_TOO_LARGE: ErrorSpec(
+        413, False, "The request's details are too large.", "Send at most L10_APPROVAL_MAX_DETAILS_BYTES of JSON."
+    ),
+    ErrorCode.APPROVAL_BAD_TIMEOUT: ErrorSpec(
+        422, False, "The timeout is out of range.", "Give from 10 seconds to 7 days."
+    ),
+    ErrorCode.APPROVAL_BAD_ON_TIMEOUT: ErrorSpec(422, False, "Unknown on_timeout.", "Use reject or approve."),
+    ErrorCode.APPROVAL_NOT_FOUND: ErrorSpec(
+        404, False, "No such approval request.", "Check its id; other tenants' requests are not visible."
+    ),
+    ErrorCode.APPROVAL_DECIDED: ErrorSpec(
+        409, False, "The request is already decided.", "Read the request again: the message says who decided."
+    ),
+    ErrorCode.APPROVAL_EXPIRED: ErrorSpec(
+        409, False, "The request has expired.", "The agent was told; it may ask again."
+    ),
+    ErrorCode.APPROVAL_SAME_APPROVER: ErrorSpec(
+        409, False, "You have already approved this request.", "A second approver must be another person."
+    ),
+    ErrorCode.APPROVAL_COMMENT_REQUIRED: ErrorSpec(
+        422, False, "A rejection needs a comment.", "Say why, so the agent's owner can act on it."
+    ),
+    ErrorCode.APPROVAL_ROLE_REQUIRED: ErrorSpec(
+        403, False, "This request needs an admin to decide.", "Ask an admin of the tenant."
+    ),
+    ErrorCode.APPROVAL_RULE_NOT_FOUND: ErrorSpec(404, False, "No such approval rule.", "Check the rule's id."),
     ErrorCode.ALERT_NOT_FOUND: ErrorSpec(404, False, "No such alert.", "Check the alert id."),
     ErrorCode.ALERT_UNKNOWN_METRIC: ErrorSpec(
         422, False, "No such metric for an alert rule.", "Choose one of the metrics the rule form lists."

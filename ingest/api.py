@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
 from django.http import HttpRequest
 from ninja import Router, Status
 
+from approvals import services as approvals
+from approvals.models import ApprovalRequest
+from approvals.services import MAX_TIMEOUT, NewRequest, said
 from core.errors import ErrorCode, InterfaceError
 from core.inputs import EXTERNAL_ID, EXTERNAL_ID_CHARS, EXTERNAL_ID_MAX
 from core.observability import INGEST_RECORDS
 from core.schemas import API_ERRORS, ErrorOut
 from fleet import samples
 from fleet import services as fleet_services
+from fleet.models import Agent
 from ingest import services
 from ingest.control import AgentControl
 from ingest.schemas import (
     AcceptedOut,
     AgentControlOut,
+    ApprovalIn,
+    DecisionOut,
     EventBatchIn,
     HeartbeatIn,
     MetricBatchIn,
@@ -61,7 +71,44 @@ def heartbeat(request: HttpRequest, external_id: str, payload: HeartbeatIn) -> A
         at=payload.at,
     )
     INGEST_RECORDS.labels(kind="heartbeat").inc()
-    return AgentControl.of(agent)
+    return AgentControl.of(agent, waiting=payload.approvals)
+
+
+def _agent(request: HttpRequest, external_id: str) -> Agent:
+    if not EXTERNAL_ID.fullmatch(external_id):
+        raise InterfaceError(ErrorCode.INGEST_UNKNOWN_AGENT, "No such agent in this tenant; register first.")
+    agent = Agent.objects.filter(tenant=_token(request).tenant, external_id=external_id).first()
+    if agent is None:
+        raise InterfaceError(
+            ErrorCode.INGEST_UNKNOWN_AGENT, f"No agent {external_id!r} in this tenant; register first."
+        )
+    return agent
+
+
+@router.post("/agents/{external_id}/approvals", response={200: DecisionOut, 201: DecisionOut, API_ERRORS: ErrorOut})
+def approval_request(request: HttpRequest, external_id: str, payload: ApprovalIn) -> Status:
+    """Ask for a person's approval (201), or get the request asked before with the same
+    ``key`` (200), with its decision if there is one (docs/approvals.md)."""
+    agent = _agent(request, external_id)
+    try:
+        timeout = timedelta(seconds=payload.timeout_s)
+    except OverflowError:
+        timeout = MAX_TIMEOUT * 2  # refused below, with its own code
+    asked, created = approvals.request_create(
+        agent=agent,
+        new=NewRequest(payload.action, payload.summary, payload.details, timeout, payload.on_timeout, payload.key),
+    )
+    return Status(201 if created else 200, said(asked, agent))
+
+
+@router.get("/agents/{external_id}/approvals/{approval_id}", response={200: DecisionOut, API_ERRORS: ErrorOut})
+def approval_read(request: HttpRequest, external_id: str, approval_id: UUID) -> dict[str, Any]:
+    """One of the agent's approval requests, with its decision if there is one."""
+    agent = _agent(request, external_id)
+    found = ApprovalRequest.objects.filter(agent=agent, pk=approval_id).first()
+    if found is None:
+        raise InterfaceError(ErrorCode.APPROVAL_NOT_FOUND)
+    return said(found, agent)
 
 
 @router.post("/metrics", response={200: AcceptedOut, API_ERRORS: ErrorOut})

@@ -11,6 +11,9 @@ cannot ride on a browser's session (docs/architecture.md, "Sockets").
 Frames, all JSON:
 - server → agent ``{"type": "control", "desired_state", "version", "quotas", "usage", ...}``
   on connect and whenever the control changes;
+- server → agent ``{"type": "approval", "approval_id", "key", "state", "approved",
+  "decided_by", "comment", "decided_at", ...}`` when one of its approval requests is
+  decided (approved, rejected, or expired by its ``on_timeout``);
 - agent → server ``{"type": "state", "state": "paused"}``, answered ``{"type": "ack", ...}``;
 - agent → server ``{"type": "ping"}``, answered ``{"type": "pong"}``;
 - server → agent ``{"type": "error", "code", "message"}`` for a bad frame (the socket
@@ -108,7 +111,10 @@ class AgentConsumer(HubSocket):
         await self._send_control()
 
     def deliver(self, event: HubEvent) -> None:
-        self.resync()
+        if event.topic == "approval.decided":  # the decision of one of its requests, at once
+            self.put(json.dumps({"type": "approval", **event.data}))
+        else:
+            self.resync()
 
     def resync(self) -> None:
         """Read the committed control and send it; changes that arrive meanwhile fold into

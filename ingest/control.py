@@ -3,13 +3,15 @@ agent socket whenever it changes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from approvals.selectors import decisions
 from costs.selectors import quota_usage
 from fleet.models import Agent, DesiredState
 
@@ -28,9 +30,11 @@ class AgentControl:
     heartbeat_interval: int
     pause_mode: str | None = None  # while paused: "now" or "after_task"
     pause_until: str | None = None  # while paused: when it resumes by itself
+    # The decided ones of the approval requests the agent said it waits on (a heartbeat).
+    decisions: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, agent: Agent, *, now: datetime | None = None) -> AgentControl:
+    def of(cls, agent: Agent, *, now: datetime | None = None, waiting: Iterable[Any] = ()) -> AgentControl:
         return cls(
             agent_id=str(agent.pk),
             external_id=agent.external_id,
@@ -41,6 +45,7 @@ class AgentControl:
             quotas=agent.quotas or {},
             usage=quota_usage(agent, now or timezone.now()),
             heartbeat_interval=settings.L10.agent_heartbeat_interval,
+            decisions=decisions(agent.pk, waiting),
         )
 
     def as_message(self) -> dict[str, Any]:

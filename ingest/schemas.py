@@ -86,12 +86,47 @@ class AgentControlOut(Schema):
     heartbeat_interval: int
     pause_mode: Literal["now", "after_task"] | None = None
     pause_until: datetime | None = None
+    decisions: list[DecisionOut] = Field(
+        default_factory=list, description="Decisions of the approval requests the heartbeat named."
+    )
+
+
+class DecisionOut(Schema):
+    """An approval request as its agent is told it: its decision once there is one."""
+
+    approval_id: UUID
+    key: str
+    action: str
+    state: Literal["pending", "approved", "rejected", "expired"]
+    approved: bool | None = Field(description="None while pending; an expired request's is its on_timeout's.")
+    decided_by: str | None = None
+    comment: str = ""
+    decided_at: datetime | None = None
+    expires_at: datetime
 
 
 class HeartbeatIn(StrictSchema):
     state: ReportedState
     metrics: Metrics | None = None
     at: SampleTime | None = None
+    approvals: list[UUID] = Field(
+        default_factory=list, max_length=100,
+        description="The approval requests the agent is waiting on: their decisions come in the answer.",
+    )  # fmt: skip
+
+
+class ApprovalIn(StrictSchema):
+    """An agent asks before a step a person must allow (docs/approvals.md). ``action``,
+    ``timeout_s`` and ``on_timeout`` are checked by the service, with their own codes."""
+
+    action: Annotated[str, Strict(), Field(min_length=1, max_length=100), LINE]
+    summary: Annotated[str, Strict(), Field(min_length=1, max_length=500), LINE]
+    details: Any = Field(default=None, description="JSON: text, an object, or {before, after} for a diff.")
+    timeout_s: Annotated[float, Field(allow_inf_nan=False)] = 1800
+    on_timeout: Annotated[str, Strict(), Field(max_length=20), LINE] = "reject"
+    key: Annotated[str, Strict(), Field(max_length=200), LINE] | None = Field(
+        default=None, description="The agent's name for the request: asking again with it returns the same request."
+    )
 
 
 class MetricSampleIn(Metrics):

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "control",
     "members",
     "costs",
+    "approvals",
     "ingest",
     "alerts",
     "dashboard",
@@ -338,6 +339,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "audit-seal": {"task": "audit.tasks.seal", "schedule": timedelta(seconds=L10.audit_seal_interval)},
     "events-purge": {"task": "events.tasks.purge", "schedule": timedelta(hours=1)},
     "costs-rollup": {"task": "costs.tasks.rollup", "schedule": timedelta(minutes=5)},
+    "approvals-expire": {"task": "approvals.tasks.expire", "schedule": timedelta(seconds=5)},
 }
 # Two queues, one worker each in production (docs/operations.md, "Background work"):
 # ``control`` for bulk batches and the short periodic checks, ``background`` for rollups,
@@ -360,6 +362,7 @@ CELERY_TASK_ROUTES = {
     "costs.tasks.price_unpriced": {"queue": "background"},
     "costs.tasks.rollup": {"queue": "background"},
     "costs.tasks.reprice": {"queue": "background"},
+    "approvals.tasks.expire": {"queue": "control"},
 }
 # A worker takes one task at a time beyond those it runs: a long task never sits on
 # short ones it has prefetched.

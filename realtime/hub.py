@@ -64,7 +64,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONTROL_PREFIX = '{"topic":"control.action",'
+# The topics an agent's own socket hears, of its own agent only (``agent_id`` in the data):
+# its control, and the decisions of its approval requests.
+AGENT_TOPICS = ("control.action", "approval.decided")
+AGENT_PREFIXES = tuple(f'{{"topic":"{topic}",' for topic in AGENT_TOPICS)
 # Events kept per tenant for sockets that come back: about a minute of a busy tenant's
 # state changes; older gaps are answered with "resync".
 RECENT = 512
@@ -192,7 +195,7 @@ class Hub:
 
     async def join(self, tenant_id: int, listener: Listener, *, agent_id: str | None = None) -> int:
         """Register a listener for every event of the tenant, or, with ``agent_id``, for
-        that agent's ``control.action`` events only (an agent's own socket). Returns the
+        that agent's ``AGENT_TOPICS`` events only (an agent's own socket). Returns the
         tenant's current sequence number."""
         first = self.members.get(tenant_id, 0) == 0
         self.members[tenant_id] = self.members.get(tenant_id, 0) + 1
@@ -330,8 +333,8 @@ class Hub:
             return
         if seq <= self.watched_from.get(tenant_id, 0):
             return  # published before this hub read the sequence: a joining socket resyncs for it
-        if tenant_id not in self.listeners and not payload.startswith(CONTROL_PREFIX):
-            # Only agents' sockets here, and they take control.action alone (a fleet's
+        if tenant_id not in self.listeners and not payload.startswith(AGENT_PREFIXES):
+            # Only agents' sockets here, and they take their own topics alone (a fleet's
             # heartbeats would otherwise be decoded a hundred times a second for nobody).
             self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), seq)
             return
@@ -346,7 +349,7 @@ class Hub:
         recent.append(event)
         self.last_seq[tenant_id] = max(self.last_seq.get(tenant_id, 0), seq)
         targets = list(self.listeners.get(tenant_id, ()))
-        if event.topic == "control.action":
+        if event.topic in AGENT_TOPICS:
             targets += self.agent_listeners.get(str(event.data.get("agent_id")), ())
         for listener in targets:
             try:

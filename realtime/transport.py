@@ -50,6 +50,9 @@ TOPICS = frozenset(
         "control.delivered",
         "control.batch",
         "costs.spent",
+        "approval.requested",
+        "approval.updated",
+        "approval.decided",
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"

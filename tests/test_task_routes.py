@@ -15,6 +15,7 @@ CONTROL = {
     "alerts.tasks.evaluate",  # an alert is timely: it never waits behind a rollup
     "alerts.tasks.deliver",
     "audit.tasks.seal",  # short, every few seconds: an entry is unsealed for about one interval
+    "approvals.tasks.expire",  # an agent waits on it: never behind a rollup
 }
 
 
@@ -44,5 +45,6 @@ def test_the_beat_schedule_keeps_its_meaning_and_each_entry_has_its_queue():
         "audit.tasks.seal",
         "events.tasks.purge",
         "costs.tasks.rollup",
+        "approvals.tasks.expire",
     }
     assert {t for t in tasks if queue_of(t) == "control"} == CONTROL - {"control.tasks.run_batch"}

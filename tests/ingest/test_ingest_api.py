@@ -53,6 +53,7 @@ def test_register_creates_the_agent_and_returns_what_it_must_obey(token_a, tenan
         "heartbeat_interval": 10,
         "pause_mode": None,  # set while paused: "now" or "after_task"
         "pause_until": None,
+        "decisions": [],  # of the approval requests a heartbeat names
     }
     assert agent.labels == {"team": "search"}
     assert agent.observed_state == ObservedState.STARTING
