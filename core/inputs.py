@@ -206,6 +206,7 @@ NAMESPACE_CODES: dict[str, ErrorCode] = {
 API_CODES: dict[str, ErrorCode] = {
     "/api/v1/agents/": ErrorCode.CONTROL_INVALID_REQUEST,
     "/api/v1/events": ErrorCode.EVENT_INVALID_QUERY,
+    "/api/v1/approvals": ErrorCode.APPROVAL_INVALID,
 }
 # Fields whose mistakes have a code of their own there (the service gives the same).
 FIELD_CODES: dict[tuple[str, str], ErrorCode] = {

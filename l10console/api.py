@@ -15,6 +15,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
+from approvals import api as approvals_api
 from control import api as control_api
 from core import inputs
 from core.errors import ErrorCode, InterfaceError
@@ -24,8 +25,14 @@ from ingest import api as ingest_api
 log = logging.getLogger(__name__)
 
 # The routers, by their prefix under /api/v1/; and how each names a body that does not
-# fit its shape: the code of the first field at fault (control), else by the kind of fault.
-ROUTERS = {"/ingest": ingest_api.router, "/agents": control_api.router, "/events": events_api.router}
+# fit its shape: the code of the first field at fault (control), the router's own code
+# (approvals), else by the kind of fault.
+ROUTERS = {
+    "/ingest": ingest_api.router,
+    "/agents": control_api.router,
+    "/events": events_api.router,
+    "/approvals": approvals_api.router,
+}
 # pydantic error types that have a code of their own (ingest); the rest are E10802.
 ERROR_TYPE_CODES = {
     "time_in_future": ErrorCode.INGEST_TIME_IN_FUTURE,
@@ -106,8 +113,11 @@ def _router_prefix(request: HttpRequest) -> str:
 
 
 def _validation_code(request: HttpRequest, errors: list[dict[str, Any]]) -> ErrorCode:
-    if _router_prefix(request) == "/agents":
+    prefix = _router_prefix(request)
+    if prefix == "/agents":
         return control_api.error_code([_where(e.get("loc", ())).split(".")[0].split("[")[0] for e in errors])
+    if prefix == "/approvals":
+        return ErrorCode.APPROVAL_INVALID
     for e in errors:
         if e.get("type") in ERROR_TYPE_CODES:
             return ERROR_TYPE_CODES[e["type"]]

@@ -52,7 +52,7 @@ def test_every_route_answers_as_its_schema_says(asgi_server, token_a, tenant_a, 
     seen: dict[str, set[int]] = {}
     for operation in _operations(asgi_server.url):
         path = operation.path
-        token = personal if path.startswith("/api/v1/agents/") else token_a
+        token = personal if path.startswith(("/api/v1/agents/", "/api/v1/approvals")) else token_a
         # A real agent in the path, so examples reach the rules and not only the 404.
         known = {"agent_id": str(agent.pk)} if "{agent_id}" in path else {"external_id": "worker-1"}
         strategy = operation.as_strategy(
