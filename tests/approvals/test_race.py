@@ -134,7 +134,7 @@ def test_over_the_api_one_of_twenty_decides_and_the_others_get_409_naming_the_wi
             return _post(tokens[n], request.pk, "reject", {"comment": f"no, says {n}"})
         return _post(tokens[n], request.pk, "approve", {})
 
-    answers = together(DECIDERS, one)
+    answers: list[Any] = together(DECIDERS, one)  # HTTP answers: the API raises nothing
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [200] + [409] * (DECIDERS - 1), [a.content for a in answers if a.status_code not in (200, 409)]
     (winner,) = [a.json() for a in answers if a.status_code == 200]
@@ -148,7 +148,9 @@ def test_over_the_api_one_of_twenty_decides_and_the_others_get_409_naming_the_wi
 def test_one_person_retrying_with_one_key_at_once_decides_once_and_every_call_gets_that_answer(agent_a, operator_a):
     request = asked(agent_a)
     token = personal_token_create(user=operator_a, name="retries")[1]
-    answers = together(10, lambda n: _post(token, request.pk, "approve", {"comment": "go"}, **{"Idempotency-Key": "k"}))
+    answers: list[Any] = together(
+        10, lambda n: _post(token, request.pk, "approve", {"comment": "go"}, **{"Idempotency-Key": "k"})
+    )
     assert [a.status_code for a in answers] == [200] * 10, [a.content for a in answers]
     assert len({a.content for a in answers}) == 1
     assert sum(a.get("Idempotent-Replayed") == "true" for a in answers) == 9
