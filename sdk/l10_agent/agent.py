@@ -12,6 +12,14 @@ is stored once. A heartbeat's metrics carry none: a heartbeat sent without an an
 not sent again as a metrics batch (it may have been stored), and counts in
 ``agent.dropped["metrics"]``. Records the console refuses as invalid (a 4xx other than 401, 403,
 404 and 429) are dropped too and counted in ``agent.rejected``: retrying cannot help.
+
+Approvals: ``request_approval`` (and its async twin) asks the console on the background
+loop and the caller waits on a future, nothing else. The request is sent again with
+back-off until the console answers, under one key, so it is stored once. Its decision
+arrives over the socket, or in a heartbeat's answer (every heartbeat names the requests
+waited on); a stop or ``close()`` ends the wait with ``AgentStopped``. Past its timeout
+and a grace, the request is read once; when the console cannot say, its ``on_timeout``
+decides on the agent's side.
 """
 
 from __future__ import annotations
@@ -21,12 +29,16 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -34,7 +46,8 @@ import httpx
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from l10_agent.errors import AgentPaused, AgentStopped, Change, QuotaExceeded
+from l10_agent.decisions import UNKNOWN, UNREACHABLE, Decision, by_timeout, said
+from l10_agent.errors import AgentPaused, AgentStopped, ApprovalRefused, Change, QuotaExceeded
 from l10_agent.runtime import _Backoff, _Buffer, _Gauges, _iso, _shared_background
 
 log = logging.getLogger("l10_agent")
@@ -44,6 +57,21 @@ DEFAULT_BUFFER_LIMIT = 10_000
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 CLOSE_UNAUTHORIZED, CLOSE_UNKNOWN_AGENT = 4401, 4404
 RETRYABLE_STATUS = {401, 403, 404, 408, 425, 429}
+NO_SUCH_ROUTE = "E10903"
+DEFAULT_APPROVAL_TIMEOUT = timedelta(minutes=30)
+# The console reads at most 100 waited-on requests from one heartbeat; more take turns.
+MAX_WAITING_PER_BEAT = 100
+# Decisions heard over the socket before their request's answer was read (the two race).
+MAX_HEARD = 256
+
+
+@dataclass(frozen=True)
+class _Ask:
+    body: dict[str, Any]
+    timeout_s: float
+    on_timeout: str
+    key: str
+
 
 # --- the agent ----------------------------------------------------------------------------
 
@@ -56,6 +84,8 @@ class Agent:
     every ``L10_AGENT_HEARTBEAT_INTERVAL`` seconds (or what the console says), keeps the
     control socket open with back-off, and sends buffered records in batches.
     ``close()`` (or leaving a ``with`` block) flushes what is buffered and says goodbye.
+    ``approval_grace``: how long past an approval request's timeout to wait for its
+    decision before reading it (``request_approval``).
     """
 
     def __init__(
@@ -72,6 +102,7 @@ class Agent:
         flush_interval: float = 1.0,
         socket: bool = True,
         on_change: Callable[[Change], None] | None = None,
+        approval_grace: float | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -98,6 +129,7 @@ class Agent:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._use_socket = socket
+        self._approval_grace = approval_grace
 
         self._cond = threading.Condition()
         self._desired = RUNNING
@@ -122,6 +154,13 @@ class Agent:
         self._usage = _Buffer(buffer_limit)
         self._events = _Buffer(buffer_limit)
         self._metrics = _Buffer(buffer_limit)
+
+        # Approval calls in hand and the requests they wait on, by id: touched on the
+        # background loop only.
+        self._calls: set[asyncio.Future[Decision]] = set()
+        self._waiting: dict[str, set[asyncio.Future[Decision]]] = {}
+        self._heard: OrderedDict[str, Decision] = OrderedDict()
+        self._waiting_turn = 0
 
         self._bg = _shared_background()
         self._ws: Any = None
@@ -282,6 +321,59 @@ class Agent:
         with self._cond:
             return self._cond.wait_for(lambda: self._desired == state, timeout)
 
+    def request_approval(
+        self,
+        action: str,
+        summary: str,
+        details: Any = None,
+        *,
+        timeout: timedelta | float = DEFAULT_APPROVAL_TIMEOUT,
+        on_timeout: str = "reject",
+        key: str | None = None,
+    ) -> Decision:
+        """Ask a person before a step, and wait for the answer.
+
+        ``action`` names the step (``email.send``), ``summary`` says it in a line and
+        ``details`` (JSON: text, an object, or ``{"before", "after"}``) shows what exactly.
+        Nobody deciding within ``timeout`` (10 s to 7 days; a timedelta or seconds) decides
+        it by ``on_timeout``: ``"reject"`` or ``"approve"``. ``key`` names the request:
+        asking again with it (after a crash) gets the same request back, and its decision
+        at once if there is one; without it the SDK makes one for this call.
+
+        Returns a ``Decision``; go ahead only if ``decision.approved``. Raises
+        ``ApprovalRefused`` when the console refuses the request as asked, and
+        ``AgentStopped`` when the agent is stopped or closed before the answer comes. A
+        paused agent keeps waiting. While the console is unreachable the request is sent
+        again with back-off; when no decision reached the agent by ``timeout`` plus a
+        grace (``approval_grace``, by default two heartbeat intervals and at least 30 s),
+        the request is read once, and if the console cannot say, ``on_timeout`` decides
+        (``decided_by`` "timeout (console unreachable)").
+        """
+        ask = self._approval_ask(action, summary, details, timeout, on_timeout, key)
+        if threading.current_thread() is self._bg.thread:
+            raise RuntimeError("request_approval would block the SDK's own thread; await arequest_approval there")
+        future = self._bg.submit(self._approval(ask))
+        try:
+            return future.result()  # woken by the background loop: no polling
+        except BaseException:
+            future.cancel()  # an interrupted caller (Ctrl-C) ends the wait in the background too
+            raise
+
+    async def arequest_approval(
+        self,
+        action: str,
+        summary: str,
+        details: Any = None,
+        *,
+        timeout: timedelta | float = DEFAULT_APPROVAL_TIMEOUT,
+        on_timeout: str = "reject",
+        key: str | None = None,
+    ) -> Decision:
+        """``request_approval`` for asyncio callers: the same arguments, answers and
+        exceptions; cancelling the awaiting task ends the wait."""
+        ask = self._approval_ask(action, summary, details, timeout, on_timeout, key)
+        return await asyncio.wrap_future(self._bg.submit(self._approval(ask)))
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Send everything buffered now; True if the buffers are empty afterwards."""
         if self._closed:
@@ -311,7 +403,40 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _approval_ask(
+        self, action: str, summary: str, details: Any, timeout: timedelta | float, on_timeout: str, key: str | None
+    ) -> _Ask:
+        """The request as it is sent, checked only for what JSON cannot carry: its content
+        is the console's to judge (``ApprovalRefused``)."""
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        if not math.isfinite(seconds):
+            raise ValueError(f"timeout must be a finite duration, got {timeout!r}")
+        body: dict[str, Any] = {
+            "action": action,
+            "summary": summary,
+            "details": details,
+            "timeout_s": seconds,
+            "on_timeout": on_timeout,
+            "key": key or uuid.uuid4().hex,  # one key for every retry of this call: stored once
+        }
+        try:
+            json.dumps(body, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"details must be JSON (no NaN or infinity): {exc}") from exc
+        with self._cond:
+            reason = self._stopped_reason()
+        if reason is not None:
+            raise AgentStopped(reason)
+        return _Ask(body, seconds, on_timeout, body["key"])
+
     # --- state, under self._cond --------------------------------------------------------
+
+    def _stopped_reason(self) -> str | None:
+        if self._closed:
+            return "the agent is closed"
+        if self._desired == STOPPED:
+            return "the console stopped this agent; an admin must restart it"
+        return None
 
     def _used(self, kind: str, period: str) -> int:
         server = self._server_usage.get(kind, {}).get(period, 0)
@@ -359,6 +484,9 @@ class Agent:
             self._cond.notify_all()
             changed = previous != self._desired or old_quotas != self._quotas
             change = Change(self._desired, previous, version, self.quotas)
+            stopped = self._stopped_reason()
+        if stopped is not None:
+            self._bg.loop.call_soon_threadsafe(self._halt_approvals, stopped)
         self._observe()
         if changed:
             for callback in list(self._callbacks):
@@ -394,6 +522,14 @@ class Agent:
         except httpx.HTTPError as exc:
             log.debug("%s: POST %s failed: %s", self.external_id, path, exc)
             return None, True
+
+    async def _get(self, path: str) -> httpx.Response | None:
+        try:
+            async with self._bg.slots:
+                return await self._bg.http.get(f"{self.url}/api/v1/ingest{path}", headers=self._headers)
+        except httpx.HTTPError as exc:
+            log.debug("%s: GET %s failed: %s", self.external_id, path, exc)
+            return None
 
     async def _run(self) -> None:
         self._stop_event = asyncio.Event()
@@ -466,9 +602,15 @@ class Agent:
         body: dict[str, Any] = {"state": state or self._observed, "at": _iso(now)}
         if sample is not None:
             body["metrics"] = sample
+        waiting = self._waiting_ids()
+        if waiting:  # only then: a console without approvals refuses the field
+            body["approvals"] = waiting
         response, reached = await self._send(f"/agents/{quote(self.external_id, safe='')}/heartbeat", body)
         if response is not None and response.status_code == 200:
-            self._apply_control(response.json())
+            answer = response.json()
+            for message in answer.get("decisions") or ():
+                self._decided(message)
+            self._apply_control(answer)
             return True
         if sample is not None:
             # A heartbeat carries no sample id, so its counters are sent at most once: kept
@@ -558,6 +700,149 @@ class Agent:
         # The id makes a retried batch safe: the console stores each sample once.
         return {"id": str(uid), "external_id": self.external_id, "at": _iso(at), **sample}
 
+    # --- approvals, on the background loop -------------------------------------------------
+
+    def _approval_path(self, approval_id: str = "") -> str:
+        path = f"/agents/{quote(self.external_id, safe='')}/approvals"
+        return f"{path}/{quote(approval_id, safe='')}" if approval_id else path
+
+    def _grace(self) -> float:
+        if self._approval_grace is not None:
+            return self._approval_grace
+        return max(30.0, 2 * self._interval)
+
+    async def _approval(self, ask: _Ask) -> Decision:
+        """1. Ask until the console answers (``_approval_post``); a decided request (asked
+        before with this key) is its answer. 2. Wait for the decision, from the socket or a
+        heartbeat (``_decided``), or a stop (``_halt_approvals``). 3. Past the timeout and
+        the grace, read the request once (``_approval_wait``)."""
+        call: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        reason = self._stopped_reason()
+        if reason is not None:
+            raise AgentStopped(reason)
+        self._calls.add(call)
+        try:
+            answer = await self._approval_post(ask, call)
+            decision = said(answer)
+            if decision is not None:
+                return decision
+            approval_id = str(answer["approval_id"])
+            heard = self._heard.pop(approval_id, None)
+            if heard is not None:
+                return heard
+            self._waiting.setdefault(approval_id, set()).add(call)
+            try:
+                return await self._approval_wait(ask, approval_id, call)
+            finally:
+                waiters = self._waiting.get(approval_id, set())
+                waiters.discard(call)
+                if not waiters:
+                    self._waiting.pop(approval_id, None)
+        finally:
+            self._calls.discard(call)
+            if call.done() and not call.cancelled():
+                call.exception()  # retrieved: a stop that came as this call ended is not "never retrieved"
+            else:
+                call.cancel()
+
+    @staticmethod
+    def _halted(call: asyncio.Future[Decision]) -> None:
+        """Raise the stop that ended this call, if one did."""
+        if call.done():
+            raise call.exception() or AgentStopped("the approval call was ended")
+
+    async def _approval_post(self, ask: _Ask, call: asyncio.Future[Decision]) -> dict[str, Any]:
+        backoff = _Backoff(cap=max(1.0, self._interval))
+        while True:
+            if self.registered.is_set():
+                response, _ = await self._send(self._approval_path(), ask.body)
+                self._halted(call)
+                if response is not None and response.status_code in (200, 201):
+                    answer = _json(response)
+                    if answer.get("approval_id"):
+                        return answer
+                elif response is not None and response.status_code < 500:
+                    refusal = _refusal(response)
+                    # A 404 naming no agent is a console that forgot it (register again);
+                    # one naming no route is a console without approvals.
+                    if response.status_code not in RETRYABLE_STATUS or refusal.code == NO_SUCH_ROUTE:
+                        raise refusal
+                    if response.status_code == 404:
+                        self._unregistered()
+                if response is not None:
+                    log.warning(
+                        "%s: asking for approval answered %s; asking again",
+                        self.external_id, response.status_code,
+                    )  # fmt: skip
+            await self._rest(call, backoff.next())
+
+    async def _rest(self, call: asyncio.Future[Decision], seconds: float) -> None:
+        """Wait ``seconds`` before asking again, less if the agent registers meanwhile;
+        raise at once if the agent is stopped meanwhile."""
+        waits: set[asyncio.Future[Any]] = {call}
+        registering = None
+        if not self.registered.is_set():
+            registering = asyncio.ensure_future(self._registered_event.wait())
+            waits.add(registering)
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if registering is not None:
+                registering.cancel()
+        self._halted(call)
+
+    async def _approval_wait(self, ask: _Ask, approval_id: str, call: asyncio.Future[Decision]) -> Decision:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ask.timeout_s + self._grace()
+        while True:
+            await asyncio.wait({call}, timeout=max(0.0, deadline - loop.time()))
+            if call.done():
+                return call.result()
+            # No decision reached the agent by its time: the console has one by now (its
+            # expiry decides by on_timeout) unless it was unreachable meanwhile.
+            response = await self._get(self._approval_path(approval_id))
+            if call.done():
+                return call.result()
+            if response is None or response.status_code != 200:
+                why = UNKNOWN if response is not None and response.status_code == 404 else UNREACHABLE
+                log.warning("%s: no decision for approval %s by its time: %s", self.external_id, approval_id, why)
+                return by_timeout(approval_id, ask.key, ask.on_timeout, why)
+            decision = said(_json(response))
+            if decision is not None:
+                return decision
+            # Still pending on a console that answers: its expiry is due; it decides.
+            deadline = loop.time() + self._grace()
+
+    def _decided(self, message: Any) -> None:
+        """A decision from the socket or a heartbeat: wake the calls waiting on it."""
+        if not isinstance(message, dict):
+            return
+        decision = said(message)
+        if decision is None:
+            return
+        calls = self._waiting.get(decision.approval_id)
+        if not calls:  # its request's answer is still on its way (or no call waits on it)
+            self._heard[decision.approval_id] = decision
+            while len(self._heard) > MAX_HEARD:
+                self._heard.popitem(last=False)
+            return
+        for call in calls:
+            if not call.done():
+                call.set_result(decision)
+
+    def _halt_approvals(self, reason: str) -> None:
+        for call in list(self._calls):
+            if not call.done():
+                call.set_exception(AgentStopped(reason))
+
+    def _waiting_ids(self) -> list[str]:
+        ids = list(self._waiting)
+        if len(ids) <= MAX_WAITING_PER_BEAT:
+            return ids
+        start = self._waiting_turn % len(ids)
+        self._waiting_turn += MAX_WAITING_PER_BEAT
+        return (ids[start:] + ids[:start])[:MAX_WAITING_PER_BEAT]
+
     async def _socket_loop(self) -> None:
         backoff = _Backoff()
         while not self._stop_event.is_set():
@@ -594,6 +879,8 @@ class Agent:
             return
         if msg.get("type") == "control":
             self._apply_control(msg)
+        elif msg.get("type") == "approval":
+            self._decided(msg)
         elif msg.get("type") == "error":
             log.warning("%s: console says %s: %s", self.external_id, msg.get("code"), msg.get("message"))
 
@@ -606,6 +893,7 @@ class Agent:
 
     async def _shutdown(self, timeout: float, *, graceful: bool = True) -> None:
         deadline = time.monotonic() + timeout
+        self._halt_approvals("the agent is closed")
         if graceful:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_all(), max(0.1, deadline - time.monotonic()))
@@ -617,3 +905,20 @@ class Agent:
                 await self._ws.close()
         with contextlib.suppress(Exception):
             await asyncio.wrap_future(self._main)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; empty when it has none (a proxy's page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refusal(response: httpx.Response) -> ApprovalRefused:
+    error = _json(response).get("error")
+    if not isinstance(error, dict):
+        error = {}
+    message = str(error.get("message") or response.text[:300] or response.reason_phrase)
+    return ApprovalRefused(str(error.get("code") or f"HTTP {response.status_code}"), message, response.status_code)

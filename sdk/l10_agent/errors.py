@@ -21,6 +21,15 @@ class QuotaExceeded(RuntimeError):
         self.kind, self.period, self.used, self.limit = kind, period, used, limit
 
 
+class ApprovalRefused(ValueError):
+    """The console refused an approval request as it was asked (``code`` E10350 to E10353,
+    or the API's own for a body it cannot read): asking again the same way cannot help."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.code, self.message, self.status = code, message, status
+
+
 @dataclass(frozen=True)
 class Change:
     """What changed, passed to ``on_change`` callbacks."""
