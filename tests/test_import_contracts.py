@@ -19,6 +19,7 @@ PACKAGES = (
     "ingest",
     "alerts",
     "costs",
+    "approvals",
     "control",
     "members",
     "fleet",
