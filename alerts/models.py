@@ -184,6 +184,11 @@ class NotificationTarget(models.Model):
     )
     emails = models.CharField("e-mail addresses", max_length=1000, blank=True, help_text="Comma-separated.")
     enabled = models.BooleanField(default=True)
+    # On by default, as on-call expects: an approval nobody hears of runs out and is
+    # decided by its timeout (alerts/approvals.py).
+    approvals = models.BooleanField(
+        "approval requests", default=True, help_text="Each new approval request of the tenant is sent here too."
+    )
     created_at = models.DateTimeField()
 
     class Meta:
@@ -202,20 +207,36 @@ class NotificationKind(models.TextChoices):
     FIRING = "firing", "Firing"
     RESOLVED = "resolved", "Resolved"
     REMINDER = "reminder", "Still firing"
+    APPROVAL = "approval", "Approval needed"
 
 
 class Notification(models.Model):
     """One message of one rule: every alert of the rule that fired (or resolved) in one
-    evaluation, grouped, so a storm is one message naming every agent."""
+    evaluation, grouped, so a storm is one message naming every agent. Or (``approval``)
+    one new approval request, told to the tenant's targets (alerts/approvals.py)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="notifications")
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    approval = models.ForeignKey(
+        "approvals.ApprovalRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     kind = models.CharField(max_length=16, choices=NotificationKind.choices)
     alerts = models.ManyToManyField(Alert, related_name="notifications")
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rule__isnull=False, approval__isnull=True)
+                | models.Q(rule__isnull=True, approval__isnull=False, kind="approval"),
+                name="notification_of_a_rule_or_an_approval",
+            ),
+            # A request is told once, however often its signal comes.
+            models.UniqueConstraint(
+                fields=["approval"], condition=models.Q(approval__isnull=False), name="notification_one_per_approval"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.rule_id} {self.kind} at {self.created_at:%H:%M:%S}"

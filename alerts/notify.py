@@ -14,6 +14,8 @@
 - **Webhook:** a JSON ``POST`` with ``X-L10-Timestamp`` and ``X-L10-Signature: sha256=<hex>``,
   the HMAC-SHA256 of ``<timestamp>.<body>`` under the target's secret, within ``TIMEOUT``.
 - **E-mail:** through Django's e-mail backend, with a subject and text and HTML parts.
+- **Approval requests** (alerts/approvals.py) are sent by the same machinery, to every
+  target that takes them; one no longer pending at sending time is skipped.
 - Each alert carries a signed link to acknowledge it (``ack_token``), valid for
   ``ACK_LINK_MAX_AGE``; it leads to a page that still asks to sign in.
 """
@@ -42,6 +44,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from alerts import approvals as approval_notices
 from alerts.models import (
     Alert,
     AlertRule,
@@ -158,11 +161,19 @@ def deliver_due(*, now: datetime | None = None, limit: int = 100) -> int:
     return len(claimed)
 
 
-def _attempt(delivery_id: int, now: datetime) -> None:
-    delivery = Delivery.objects.select_related("target", "notification__rule", "notification__tenant").get(
-        pk=delivery_id
-    )
-    notification = delivery.notification
+@dataclass(frozen=True)
+class Message:
+    """What one notification says: the webhook's JSON, and the e-mail's subject and its
+    text and HTML parts (``<template>.txt``, ``<template>.html``, given ``context``)."""
+
+    data: dict[str, Any]
+    subject: str
+    template: str
+    context: dict[str, Any]
+
+
+def _alerts_message(notification: Notification, now: datetime) -> Message | str:
+    """The message of a rule's alerts, or why none is sent: those still to be told of."""
     alerts = list(notification.alerts.select_related("agent").order_by("pk"))
     if notification.kind != NotificationKind.RESOLVED:
         alerts = [a for a in alerts if a.state == AlertState.FIRING]
@@ -170,13 +181,43 @@ def _attempt(delivery_id: int, now: datetime) -> None:
     handled = set(Alert.objects.filter(handled_q(now), pk__in=[a.pk for a in alerts]).values_list("pk", flat=True))
     told = [a for a in alerts if a.agent_id not in silenced and a.pk not in handled]
     if not told:
+        return "every alert of it is acknowledged, snoozed, silenced or over"
+    data = payload(notification, told, now)
+    context = {"notification": notification, "data": data, "alerts": told, "rule": notification.rule}
+    return Message(data, subject(notification, told), "alerts/email/notification", context)
+
+
+def _approval_message(notification: Notification, now: datetime) -> Message | str:
+    """The message of a new approval request, or why it is no longer sent."""
+    request = notification.approval
+    if request is None:  # the constraint notification_of_a_rule_or_an_approval keeps it
+        return "no approval request"
+    why_not = approval_notices.not_to_send(request, now)
+    if why_not:
+        return why_not
+    data = approval_notices.payload(notification, request, now)
+    context = {"data": data, "approval": data["approval"], "request": request}
+    return Message(data, approval_notices.subject(request), "alerts/email/approval", context)
+
+
+def _attempt(delivery_id: int, now: datetime) -> None:
+    delivery = Delivery.objects.select_related(
+        "target", "notification__rule", "notification__tenant", "notification__approval__agent",
+        "notification__approval__tenant",
+    ).get(pk=delivery_id)  # fmt: skip
+    notification = delivery.notification
+    if notification.kind == NotificationKind.APPROVAL:
+        message = _approval_message(notification, now)
+    else:
+        message = _alerts_message(notification, now)
+    if isinstance(message, str):
         delivery.state = DeliveryState.SKIPPED
-        delivery.note = "every alert of it is acknowledged, snoozed, silenced or over"
+        delivery.note = message
         delivery.save(update_fields=["state", "note"])
         return
     started = time.perf_counter()
     try:
-        outcome = _send(delivery, notification, told, now)
+        outcome = _send(delivery, message, now)
     except Exception as exc:
         outcome = Outcome(False, error=f"{type(exc).__name__}: {exc}"[:300])
     took = (time.perf_counter() - started) * 1000
@@ -197,6 +238,8 @@ def _attempt(delivery_id: int, now: datetime) -> None:
 
 def payload(notification: Notification, alerts: list[Alert], now: datetime) -> dict[str, Any]:
     rule, tenant = notification.rule, notification.tenant
+    if rule is None:
+        raise ValueError("an approval's notification has a payload of its own (alerts/approvals.py)")
     base = settings.L10.public_url
     return {
         "version": 1,
@@ -244,14 +287,16 @@ def unreachable(url: str) -> str:
 
 def subject(notification: Notification, alerts: list[Alert]) -> str:
     rule = notification.rule
+    if rule is None:
+        raise ValueError("an approval's notification has a subject of its own (alerts/approvals.py)")
     word = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING"}[notification.kind]
     agents = ", ".join(a.agent.name if a.agent else "—" for a in alerts[:3]) + (" …" if len(alerts) > 3 else "")
     return f"[{word}] {rule.get_severity_display()}: {rule.name} ({len(alerts)}: {agents})"[:200]
 
 
-def _send(delivery: Delivery, notification: Notification, alerts: list[Alert], now: datetime) -> Outcome:
+def _send(delivery: Delivery, message: Message, now: datetime) -> Outcome:
     target = delivery.target
-    data = payload(notification, alerts, now)
+    data = message.data
     if target.kind == TargetKind.WEBHOOK:
         refused = unreachable(target.url)
         if refused:
@@ -265,11 +310,10 @@ def _send(delivery: Delivery, notification: Notification, alerts: list[Alert], n
         response = httpx.post(target.url, content=body, headers=headers, timeout=TIMEOUT, follow_redirects=False)
         ok = 200 <= response.status_code < 300
         return Outcome(ok, response.status_code, "" if ok else f"HTTP {response.status_code}")
-    context = {"notification": notification, "data": data, "alerts": alerts, "rule": notification.rule}
-    message = EmailMultiAlternatives(
-        subject=subject(notification, alerts), body=render_to_string("alerts/email/notification.txt", context),
+    mail = EmailMultiAlternatives(
+        subject=message.subject, body=render_to_string(f"{message.template}.txt", message.context),
         from_email=settings.DEFAULT_FROM_EMAIL, to=target.addresses,
     )  # fmt: skip
-    message.attach_alternative(render_to_string("alerts/email/notification.html", context), "text/html")
-    message.send(fail_silently=False)
+    mail.attach_alternative(render_to_string(f"{message.template}.html", message.context), "text/html")
+    mail.send(fail_silently=False)
     return Outcome(True)

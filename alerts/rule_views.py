@@ -146,6 +146,22 @@ def target_add(request: ConsoleRequest, membership: Membership) -> HttpResponse:
 
 @require_POST
 @tenant_view(need=Role.ADMIN)
+def target_approvals(request: ConsoleRequest, membership: Membership, target_id: int) -> HttpResponse:
+    on = request.POST.get("approvals") == "on"
+    try:
+        target = services.target_approvals_set(
+            tenant=membership.tenant, target_id=target_id, on=on, actor=request_actor(request)
+        )
+    except InterfaceError as exc:
+        messages.error(request, f"{exc.message} ({exc.code})")
+    else:
+        told = "is told of each new approval request" if on else "is no longer told of approval requests"
+        messages.success(request, f"“{target.name}” {told}.")
+    return redirect("alerts:targets", membership.tenant.slug)
+
+
+@require_POST
+@tenant_view(need=Role.ADMIN)
 def target_delete(request: ConsoleRequest, membership: Membership, target_id: int) -> HttpResponse:
     try:
         services.target_delete(tenant=membership.tenant, target_id=target_id, actor=request_actor(request))

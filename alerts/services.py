@@ -153,6 +153,25 @@ def target_create(*, tenant: Tenant, spec: TargetSpec, actor: Actor) -> Notifica
     return target
 
 
+def target_approvals_set(*, tenant: Tenant, target_id: int, on: bool, actor: Actor) -> NotificationTarget:
+    """Whether the target is told of each new approval request (alerts/approvals.py);
+    admins only, audited as ``alert_target.update``. Messages already made are sent."""
+    require_role(actor, tenant.pk, Role.ADMIN)
+    with transaction.atomic():
+        target = NotificationTarget.objects.select_for_update().filter(tenant=tenant, pk=target_id).first()
+        if target is None:
+            raise InterfaceError(ErrorCode.ALERT_BAD_TARGET, "No such notification target.")
+        if target.approvals != on:
+            audit_record(
+                tenant_id=tenant.pk, actor=actor,
+                entry=Entry("alert_target.update", "alert_target", str(target.pk), Outcome.SUCCESS,
+                            delta={"approvals": {"from": target.approvals, "to": on}}),
+            )  # fmt: skip
+            target.approvals = on
+            target.save(update_fields=["approvals"])
+    return target
+
+
 def target_delete(*, tenant: Tenant, target_id: int, actor: Actor) -> None:
     require_role(actor, tenant.pk, Role.ADMIN)
     with transaction.atomic():

@@ -20,5 +20,6 @@ urlpatterns = [
     path("alerts/silences/<int:silence_id>/expire/", views.silence_expire, name="silence_expire"),
     path("alerts/targets/", rule_views.target_list, name="targets"),
     path("alerts/targets/add/", rule_views.target_add, name="target_add"),
+    path("alerts/targets/<int:target_id>/approvals/", rule_views.target_approvals, name="target_approvals"),
     path("alerts/targets/<int:target_id>/delete/", rule_views.target_delete, name="target_delete"),
 ]
