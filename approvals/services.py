@@ -182,6 +182,27 @@ def decide(
     *, request_id: uuid.UUID | str, tenant_id: int, actor: Actor, role: str, approve: bool, comment: str = "",
     now: datetime | None = None,
 ) -> ApprovalRequest:  # fmt: skip
+    """``_decide``; a refusal is audited (``denied``, with its code) in a transaction of its
+    own, since the attempt's own rolled back, as control audits every refusal."""
+    try:
+        return _decide(
+            request_id=request_id, tenant_id=tenant_id, actor=actor, role=role, approve=approve, comment=comment,
+            now=now,
+        )  # fmt: skip
+    except InterfaceError as exc:
+        with transaction.atomic():
+            audit_record(
+                tenant_id=tenant_id, actor=actor,
+                entry=Entry(f"approval.{'approve' if approve else 'reject'}", "approval", str(request_id)[:64],
+                            Outcome.DENIED, reason=(comment or "")[:500], error_code=str(exc.code)),
+            )  # fmt: skip
+        raise
+
+
+def _decide(
+    *, request_id: uuid.UUID | str, tenant_id: int, actor: Actor, role: str, approve: bool, comment: str = "",
+    now: datetime | None = None,
+) -> ApprovalRequest:  # fmt: skip
     """Approve or reject a pending request as ``actor`` (a member of the tenant with
     ``role``); returns the request as it now is (still pending after the first of two
     approvals). Refused: E10354 not found (or another tenant's), E10355 decided, E10356

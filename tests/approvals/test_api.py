@@ -183,7 +183,7 @@ def test_an_operator_approves_and_the_answer_is_the_request_as_it_now_is(agent_a
     )
     asked.refresh_from_db()
     assert asked.state == State.APPROVED and asked.decided_by == operator_a
-    entry = AuditEntry.objects.get(action="approval.approve")
+    entry = AuditEntry.objects.get(action="approval.approve", outcome="success")
     assert entry.actor_label == "oscar" and entry.reason == "fine by me"
 
 
@@ -265,7 +265,10 @@ def test_a_body_that_does_not_fit_is_refused_and_changes_nothing(agent_a, operat
     asked = ask(agent_a)
     refused(decide(personal(operator_a), asked.pk, body=body), status, code)
     asked.refresh_from_db()
-    assert asked.state == State.PENDING and not AuditEntry.objects.filter(action="approval.approve").exists()
+    assert (
+        asked.state == State.PENDING
+        and not AuditEntry.objects.filter(action="approval.approve", outcome="success").exists()
+    )
 
 
 def test_a_comment_may_have_line_breaks(agent_a, operator_a):
@@ -284,7 +287,7 @@ def test_a_retry_with_the_same_key_gets_the_first_answer_and_decides_once(agent_
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first
-    assert AuditEntry.objects.filter(action="approval.approve").count() == 1
+    assert AuditEntry.objects.filter(action="approval.approve", outcome="success").count() == 1
     # The answer stays the first one, whatever happened since.
     assert decide(token, asked.pk, body={"comment": "go"}, **{"Idempotency-Key": "decide-1"}).json() == first.json()
     refused(decide(token, asked.pk, body={"comment": "go"}), 409, "E10355")  # without the key: decided

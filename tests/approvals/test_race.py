@@ -61,7 +61,7 @@ def asked(agent) -> ApprovalRequest:
 
 
 def decisions() -> list[AuditEntry]:
-    return list(AuditEntry.objects.filter(action__in=["approval.approve", "approval.reject"]))
+    return list(AuditEntry.objects.filter(action__in=["approval.approve", "approval.reject"], outcome="success"))
 
 
 def test_of_twenty_people_approving_and_rejecting_at_once_exactly_one_decides(agent_a, deciders):

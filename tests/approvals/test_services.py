@@ -92,6 +92,8 @@ def test_a_decided_request_is_refused_saying_who_decided_and_how(agent_a, operat
         decided(request, operator_a)
     assert refused.value.code == ErrorCode.APPROVAL_DECIDED and refused.value.http_status == 409
     assert "alice already rejected it" in refused.value.message and "“no”" in refused.value.message
+    denied = AuditEntry.objects.get(action="approval.approve", outcome="denied")  # refusals are audited too
+    assert (denied.actor_label, denied.error_code) == ("oscar", "E10355")
 
 
 def test_a_viewer_cannot_decide_and_a_rule_can_ask_for_an_admin(agent_a, viewer_a, operator_a, admin_a, tenant_a):
