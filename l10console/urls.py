@@ -17,6 +17,7 @@ tenant_patterns = [
     path("", include("audit.urls")),
     path("", include("events.urls")),
     path("", include("costs.urls")),
+    path("", include("approvals.urls")),
 ]
 
 urlpatterns = [

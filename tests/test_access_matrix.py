@@ -82,6 +82,7 @@ TENANT = {
     "alerts:targets": ("GET", Role.ADMIN),
     "alerts:target_add": ("POST", Role.ADMIN),
     "alerts:target_delete": ("POST", Role.ADMIN),
+    "alerts:target_approvals": ("POST", Role.ADMIN),
     "alerts:rules": ("GET", Role.VIEWER),
     "alerts:rule_new": ("GET", Role.ADMIN),
     "alerts:rule_edit": ("GET", Role.ADMIN),
@@ -100,6 +101,14 @@ TENANT = {
     "costs:budget_remove": ("POST", Role.ADMIN),
     "costs:prices": ("GET", Role.ADMIN),
     "costs:price_correct": ("GET", Role.ADMIN),
+    # Every member reads the approvals; operators decide (admins, where a rule says so:
+    # tests/approvals/test_views.py); admins keep the rules.
+    "approvals:inbox": ("GET", Role.VIEWER),
+    "approvals:detail": ("GET", Role.VIEWER),
+    "approvals:decide": ("POST", Role.OPERATOR),
+    "approvals:rules": ("GET", Role.ADMIN),
+    "approvals:rule_add": ("POST", Role.ADMIN),
+    "approvals:rule_remove": ("POST", Role.ADMIN),
 }
 # Prefixes with their own tests: Django admin (tests/tenancy/test_admin.py), the API
 # (below), static files.
@@ -154,6 +163,10 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         tenant=tenant_a, rule=rule, agent=agent_a, fingerprint="agent:x", state="firing", severity="warning",
         message="m", started_at=timezone.now(), evaluated_at=timezone.now(),
     )  # fmt: skip
+    from approvals.models import ApprovalRule
+    from approvals.services import NewRequest, request_create
+
+    asked, _ = request_create(agent=agent_a, new=NewRequest("email.send", "Mail 40 customers"))
     return {
         "slug": tenant_a.slug,
         "user_id": viewer_a.pk,
@@ -173,6 +186,8 @@ def world(tenant_a, admin_a, operator_a, viewer_a, operator_b, agent_a, token_a)
         "event_id": Event.objects.create(
             tenant=tenant_a, agent=agent_a, type="task.completed", occurred_at=timezone.now()
         ).pk,
+        "approval_id": asked.pk,
+        "approval_rule_id": ApprovalRule.objects.create(tenant=tenant_a, action="deploy.*", needs_role="admin").pk,
         "entry_id": AuditEntry.objects.create(
             tenant=tenant_a, occurred_at=timezone.now(), actor_label="system", action="agent.pause",
             resource_type="agent", resource_id="worker-1", outcome="success",
@@ -198,6 +213,16 @@ def _budgets_state() -> list[tuple[Any, ...]]:
     return list(Budget.objects.order_by("pk").values_list("pk", "name", "monthly_usd"))
 
 
+def _approvals_state() -> list[tuple[Any, ...]]:
+    from approvals.models import ApprovalRequest, ApprovalRule, ApprovalVote
+
+    return [
+        *ApprovalRequest.objects.order_by("pk").values_list("pk", "state", "decided_by_label"),
+        *ApprovalVote.objects.order_by("pk").values_list("pk", "request_id"),
+        *ApprovalRule.objects.order_by("pk").values_list("pk", "action"),
+    ]
+
+
 ROLE_USERS = {"viewer": "viewer_a", "operator": "operator_a", "admin": "admin_a"}
 
 
@@ -209,17 +234,20 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         return
     method, need = TENANT[name]
     url = _url(route, world)
-    # What any of the POST routes takes: a member to add, a token's or target's name, a webhook, a silence.
+    # What any of the POST routes takes: a member to add, a token's or target's name, a webhook, a silence,
+    # a decision.
     data = {
         "name": "matrix", "username": "newcomer", "role": "viewer", "kind": "webhook", "url": "https://h.example/m",
-        "matcher": "team=matrix", "hours": "1",
+        "matcher": "team=matrix", "hours": "1", "decision": "approve",
     }  # fmt: skip
 
     def call(user: Any) -> Any:
         client = client_for(user)
         return client.post(url, data) if method == "POST" else client.get(url)
 
-    before = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state())
+    before = (
+        _tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state(), _approvals_state()
+    )  # fmt: skip
     anonymous = call(None)
     assert anonymous.status_code == 302 and "/login/" in anonymous["Location"]
     assert call(request.getfixturevalue("operator_b")).status_code == 404
@@ -227,7 +255,9 @@ def test_each_route_enforces_tenant_and_role(request, world, route, name):
         role = Role(role_name)
         if not role.allows(need):
             assert call(request.getfixturevalue(fixture)).status_code == 403, f"{role_name} on {name}"
-    after = (_tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state())
+    after = (
+        _tokens_state(), Agent.objects.count(), _members_state(), _alerts_state(), _budgets_state(), _approvals_state()
+    )  # fmt: skip
     assert after == before, "a refused request changed something"
     allowed = call(request.getfixturevalue(ROLE_USERS[need.value]))
     assert allowed.status_code in (200, 201, 302), f"{need} on {name}: {allowed.status_code}"
