@@ -25,6 +25,13 @@ views render, and the page swaps each element with the same id:
   agent used something gets its summary (quota bars and countdowns) rendered again, and
   ``{"type": "refresh", "parts": ["agent-costs"]}`` on the same beat (its costs card and
   the budgets that cover it);
+- approvals: after any ``approval.*`` hub topic (asked, a first of two approvals, decided),
+  ``{"type": "approvals", "count": n}`` to every page, the header's count of pending
+  requests (also on connecting, when not 0; a live page's HTML leaves it to this, as the
+  alert badge); ``{"type": "refresh", "parts": ["approval-pending", "approval-history",
+  "approval-request"]}`` to the approvals pages (``view=approvals``: the inbox and one
+  request); and ``{"type": "refresh", "parts": ["agent-approvals"]}`` to the pages of the
+  agents that asked;
 - a control batch (``view=batch&batch=<id>``): ``{"type": "refresh"}`` at each step of its
   progress, and the page reads its progress part again (it holds the reader's undo form).
 
@@ -50,6 +57,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.urls import reverse
 
 from alerts.selectors import attention_count, badge_count
+from approvals.selectors import pending_count
 from control.models import Batch
 from core import inputs, jinja
 from core.errors import ErrorCode, InterfaceError
@@ -64,7 +72,7 @@ from tenancy.signals import member_principal
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("overview", "agents", "agent", "batch", "alerts", "costs")
+VIEWS = ("overview", "agents", "agent", "batch", "alerts", "costs", "approvals")
 FLUSH_DELAY = 0.2  # seconds: changes arriving together are rendered once
 MAX_WATCHED = 200
 # An agent's events and control actions, on its page, are read again after these.
@@ -80,6 +88,11 @@ SPENT_TOPIC = "costs.spent"
 COSTS_EVERY = 5.0
 COST_PARTS = ["cost-budgets"]
 AGENT_COST_PARTS = ["agent-costs"]
+# An approval asked or decided: the header's count everywhere, the approvals pages' lists
+# and request, the asking agent's card.
+APPROVAL_TOPICS = "approval."
+APPROVAL_PARTS = ["approval-pending", "approval-history", "approval-request"]
+AGENT_APPROVAL_PARTS = ["agent-approvals"]
 
 
 @dataclass
@@ -140,6 +153,8 @@ class LiveTenant:
         self.costs_changed = False
         self.costs_agents: set[str] = set()  # agents that spent since the pages were last told
         self.costs_told = 0.0  # loop time the cost pages were last told to read again
+        self.approvals_changed = False
+        self.approvals_agents: set[str] = set()  # agents whose requests were asked or decided
         self.scheduled = False
         self.rendering = False
         self.ticker: asyncio.Task[None] | None = None
@@ -187,6 +202,13 @@ class LiveTenant:
             return
         if event.topic.startswith("alert."):
             self.alerts_changed = True
+        if event.topic.startswith(APPROVAL_TOPICS):
+            # Nothing of the agent's row or summary: its approvals card only.
+            self.approvals_changed = True
+            if event.data.get("agent_id"):
+                self.approvals_agents.add(str(event.data["agent_id"]))
+            self.schedule()
+            return
         if event.topic == SPENT_TOPIC:
             self.costs_changed = True
             spent = {str(a) for a in event.data.get("agent_ids") or ()}
@@ -218,9 +240,13 @@ class LiveTenant:
         noted, self.noted = self.noted, set()
         alerts_changed, self.alerts_changed = self.alerts_changed, False
         spent, self.spent = self.spent, set()
+        approvals_changed, self.approvals_changed = self.approvals_changed, False
+        approvals_agents, self.approvals_agents = self.approvals_agents, set()
         seq = self.seq
         if alerts_changed:
             await self._send_badge(seq)
+        if approvals_changed:
+            await self._send_approvals(seq, approvals_agents)
         self._tell_costs(seq)
         if noted:
             told = json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_CARDS})
@@ -242,7 +268,7 @@ class LiveTenant:
                 self.rendering = False
             for socket in list(self.sockets):
                 socket.send_parts(rendered, seq)
-        if self.dirty or self.noted or self.alerts_changed or self.spent:
+        if self.dirty or self.noted or self.alerts_changed or self.spent or self.approvals_changed:
             self.schedule()
         elif self.costs_changed:
             self.schedule(max(FLUSH_DELAY, self.costs_told + COSTS_EVERY - asyncio.get_running_loop().time()))
@@ -277,6 +303,25 @@ class LiveTenant:
             socket.put(badge)
             if socket.view == "alerts":
                 socket.put(rows)
+
+    async def _send_approvals(self, seq: int, agents: set[str]) -> None:
+        """The header's count of pending requests to every page (read once for all); the
+        approvals pages and the asking agents' pages read their parts again."""
+        told = {
+            "approvals": json.dumps({"type": "refresh", "seq": seq, "parts": APPROVAL_PARTS}),
+            "agent": json.dumps({"type": "refresh", "seq": seq, "parts": AGENT_APPROVAL_PARTS}),
+        }
+        try:
+            count: int | None = await database_sync_to_async(pending_count)(self.tenant_id)
+        except Exception:
+            log.exception("could not count the pending approvals of tenant %s", self.tenant_id)
+            count = None
+        badge = json.dumps({"type": "approvals", "seq": seq, "count": count})
+        for socket in list(self.sockets):
+            if count is not None:
+                socket.put(badge)
+            if socket.view == "approvals" or (socket.view == "agent" and socket.agent_id in agents):
+                socket.put(told[socket.view])
 
 
 _tenants: dict[tuple[int, int], LiveTenant] = {}
@@ -360,6 +405,9 @@ class LiveConsumer(HubSocket):
         count = await database_sync_to_async(badge_count)(self.tenant_id)
         if count:
             self.put(json.dumps({"type": "badge", "seq": current_seq, "count": count}))
+        asking = await database_sync_to_async(pending_count)(self.tenant_id)
+        if asking:
+            self.put(json.dumps({"type": "approvals", "seq": current_seq, "count": asking}))
 
     async def disconnect(self, code: int) -> None:
         if self.live is not None:

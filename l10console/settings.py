@@ -128,6 +128,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tenancy.context_processors.tenancy",
                 "alerts.context_processors.alerts",
+                "approvals.context_processors.approvals",
             ],
         },
     },

@@ -63,6 +63,70 @@
     document.dispatchEvent(new CustomEvent("l10:live-swapped"));
   }
 
+  // A text field of a form, which someone may be typing in (a decision's comment).
+  const TYPED = "form textarea[name], form input[name]:not([type]), form input[name][type=text]";
+
+  function typing(part) {
+    const focused = document.activeElement;
+    return Boolean(focused && part.contains(focused) && focused.matches(TYPED));
+  }
+
+  // A part with a field in use is read again once the field has been left for a moment
+  // (not at once: leaving it may be the start of a click on the form's button, which a
+  // swap would swallow). Meanwhile nothing is lost: the news is only postponed.
+  const held = new Set();
+  const HOLD = 1000;
+
+  function hold(part) {
+    if (held.has(part.id)) return;
+    held.add(part.id);
+    part.addEventListener("focusout", function () {
+      window.setTimeout(function () {
+        held.delete(part.id);
+        refresh([part.id]);  // held again if the person came back to a field
+      }, HOLD);
+    }, { once: true });
+  }
+
+  // What was typed in a part's fields survives its reload, in the twin field of the
+  // same form (by the form's address and the field's name), with the focus and caret.
+  const typed = new Map();
+
+  function keyOf(field) {
+    return field.form.getAttribute("action") + "\n" + field.name;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const part = event.detail.target;
+    if (!part || !part.id || !part.hasAttribute("data-live-part")) return;
+    const kept = [];
+    part.querySelectorAll(TYPED).forEach(function (field) {
+      if (field.value) {
+        kept.push({ key: keyOf(field), value: field.value, focused: field === document.activeElement,
+          start: field.selectionStart, end: field.selectionEnd });
+      }
+    });
+    if (kept.length) typed.set(part.id, kept);
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    typed.forEach(function (kept, id) {
+      const part = document.getElementById(id);
+      typed.delete(id);
+      if (!part) return;
+      const fields = Array.from(part.querySelectorAll(TYPED));
+      kept.forEach(function (was) {
+        const twin = fields.find(function (field) { return keyOf(field) === was.key; });
+        if (!twin || twin.value) return;  // gone (decided meanwhile), or the server filled it
+        twin.value = was.value;
+        if (was.focused) {
+          twin.focus({ preventScroll: true });
+          if (was.start !== null) twin.setSelectionRange(was.start, was.end);
+        }
+      });
+    });
+  });
+
   // Reload live parts over HTTP: those named (ids), or every one when events were missed.
   // A part already reloading reloads once more when that is done: its request may have
   // read the page before this news, and htmx would drop (or, as the part is replaced by
@@ -72,7 +136,9 @@
   function refresh(ids) {
     document.querySelectorAll("[data-live-part]").forEach(function (part) {
       if (ids && ids.indexOf(part.id) < 0) return;
-      if (part.classList.contains("htmx-request")) {
+      if (typing(part)) {
+        hold(part);
+      } else if (part.classList.contains("htmx-request")) {
         again.add(part.id);
       } else if (window.htmx) {
         window.htmx.trigger(part, "l10:refresh");
@@ -129,6 +195,14 @@
         if (badge) {
           badge.textContent = String(frame.count);
           badge.hidden = !frame.count;
+        }
+      } else if (frame.type === "approvals") {
+        // The header's count of approval requests waiting for a decision.
+        advance(frame.seq);
+        const asking = document.getElementById("approval-badge");
+        if (asking) {
+          asking.textContent = String(frame.count);
+          asking.hidden = !frame.count;
         }
       } else if (frame.type === "overview") {
         // Tiles read now and the charts' newest end, every few seconds (dashboard/live.py).

@@ -347,3 +347,26 @@ def test_an_admin_removes_a_rule_asked_to_confirm_first(admin_a, tenant_a, tenan
     assert list(ApprovalRule.objects.values_list("pk", flat=True)) == [theirs.pk]
     assert "Rule removed: “deploy.*” needs an admin." in text(alice.get(f"{INBOX}rules/"))
     assert AuditEntry.objects.filter(action="approval_rule.delete", actor_label="alice").exists()
+
+
+# --- the header --------------------------------------------------------------------------
+
+
+def test_the_header_counts_pending_requests_and_leaves_it_to_the_socket_on_live_pages(viewer_a, agent_a, operator_a):
+    client = client_for(viewer_a)
+
+    def badge(path: str) -> tuple[str, str]:
+        """(the badge's element, its text) in the page at ``path``."""
+        found = re.search(r'<span id="approval-badge"[^>]*>([^<]*)</span>', client.get(path).content.decode())
+        assert found is not None
+        return found[0], found[1]
+
+    assert " hidden>" in badge("/t/acme/events/")[0]  # nothing pending: hidden
+    ask(agent_a, "one")
+    decided(ask(agent_a, "decided"), operator_a)
+    ask(agent_a, "two")
+    element, count = badge("/t/acme/events/")
+    assert count == "2" and " hidden" not in element
+    assert 'href="/t/acme/approvals/"' in client.get("/t/acme/events/").content.decode()
+    element, count = badge(INBOX)
+    assert count == "" and " hidden" in element  # the live socket says the count
