@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
+from approvals import selectors as approval_selectors
 from audit import selectors as audit_selectors
 from control import dialogs
 from core import jinja, parts
@@ -192,6 +193,11 @@ def _agent_costs(agent: Agent) -> dict[str, Any]:
     }
 
 
+def _agent_approvals(agent: Agent) -> dict[str, Any]:
+    """The agent's requests waiting for a decision, oldest first (its approvals card)."""
+    return {"agent_approvals": approval_selectors.pending(agent.tenant_id, agent_id=agent.pk), "now": timezone.now()}
+
+
 @require_GET
 @tenant_view()
 def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID) -> HttpResponse:
@@ -209,6 +215,9 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     if target == "agent-costs":  # the live card, read again after the agent spent
         costs = _agent_costs(agent)
         return render(request, "dashboard/_agent_costs.html", {"agent": agent, "current": membership, **costs})
+    if target == "agent-approvals":  # the live card, read again after the agent asked or was answered
+        pending = _agent_approvals(agent)
+        return render(request, "dashboard/_agent_approvals.html", {"agent": agent, "current": membership, **pending})
     if target in LIVE_CARDS:
         detail = selectors.agent_detail(agent, events=events)
         return HttpResponse(jinja.render(LIVE_CARDS[target], _events_context(request, detail, events)))
@@ -236,6 +245,7 @@ def agent_detail(request: ConsoleRequest, membership: Membership, agent_id: UUID
     }
     if not request.htmx:
         context.update(_agent_costs(agent))
+        context.update(_agent_approvals(agent))
     if membership.can_manage and not request.htmx:  # the agent's audit tab: admins see the trail
         about = audit_selectors.AuditFilter(resource_type="agent", resource_id=f"{agent.pk},{agent.external_id}")
         context["audit_filter"] = about

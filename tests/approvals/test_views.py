@@ -308,6 +308,25 @@ def test_a_pending_requests_page_has_its_forms_and_a_decided_one_says_who_decide
     assert "This request in the audit trail" in text(client_for(admin_a).get(done["Location"]))
 
 
+# --- the agent page ----------------------------------------------------------------------
+
+
+def test_the_agent_page_shows_its_pending_requests_with_the_buttons(operator_a, agent_a, tenant_a):
+    other = AgentFactory.create(tenant=tenant_a, external_id="mailer-2", name="Mailer 2")
+    mine = ask(agent_a, "Mine: mail them")
+    ask(other, "Another agent's")
+    client = client_for(operator_a)
+    page = client.get(f"/t/acme/agents/{agent_a.pk}/").content.decode()
+    card = page[page.index('id="agent-approvals"') :]
+    card = card[: card.index("</section>")]
+    assert "Mine: mail them" in card and "Another agent's" not in card and 'value="approve"' in card
+    done = client.post(decide_url(mine), {"decision": "approve", "next": "agent"})
+    assert done["Location"] == f"/t/acme/agents/{agent_a.pk}/#agent-approvals"
+    part = client.get(f"/t/acme/agents/{agent_a.pk}/", headers={"HX-Request": "true", "HX-Target": "agent-approvals"})
+    assert part.content.decode().startswith('<section class="card" id="agent-approvals"')
+    assert " hidden>" in part.content.decode().split("\n", 1)[0]  # nothing waits: no card
+
+
 # --- rules -------------------------------------------------------------------------------
 
 
