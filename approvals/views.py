@@ -176,7 +176,7 @@ def _decided_message(done: ApprovalRequest, approve: bool) -> str:
 
 
 @require_POST
-@tenant_view(need=Role.OPERATOR)
+@tenant_view()  # the service checks the role (the request's own), and audits a refusal
 def decide(request: ConsoleRequest, membership: Membership, approval_id: UUID) -> HttpResponse:
     """Approve or reject (``decision``), with a comment (required to reject). Back to the
     page the form was on (``next``); a refusal is that page again, with the reason beside
@@ -199,6 +199,8 @@ def decide(request: ConsoleRequest, membership: Membership, approval_id: UUID) -
     except InterfaceError as exc:
         if exc.code == ErrorCode.APPROVAL_NOT_FOUND:
             raise Http404(exc.message) from None
+        if exc.code == ErrorCode.PERMISSION_DENIED:  # a viewer: recorded in the trail
+            return render(request, "403.html", {"exception": exc.message}, status=403)
         return _refused(request, membership, Refusal(approval_id, exc, comment), back)
     messages.success(request, _decided_message(done, decision == "approve"))
     return _back(membership, done, back)

@@ -87,9 +87,11 @@ def test_a_viewer_reads_the_inbox_without_decide_forms_and_is_refused_a_decision
     assert 'data-testid="decide"' not in response.content.decode()
     assert "You may read it; operators and admins decide." in text(response)
     refused = client_for(viewer_a).post(decide_url(request), {"decision": "approve"})
-    assert refused.status_code == 403
+    assert refused.status_code == 403 and "Your role does not allow this" in text(refused)
     request.refresh_from_db()
     assert request.state == State.PENDING
+    denied = AuditEntry.objects.get(action="approval.approve")
+    assert (denied.outcome, denied.actor_label, denied.error_code) == ("denied", "vera", "E10004")
 
 
 def test_details_are_shown_as_text_json_or_a_diff_and_always_escaped(operator_a, agent_a):
