@@ -296,8 +296,25 @@ READ_ROUTES: dict[str, str] = {
 }
 
 
+# The approvals API (its rules: tests/approvals/test_api.py, tests/approvals/test_agent_api.py):
+# path → who calls it ("agent": a tenant's token, "person": a personal one) and a body
+# that would be valid for tenant A's request of agent "worker-1".
+APPROVAL_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
+    "/api/v1/ingest/agents/{external_id}/approvals": (
+        "agent",
+        {"action": "email.send", "summary": "hijack", "key": "k-1"},
+    ),
+    "/api/v1/ingest/agents/{external_id}/approvals/{approval_id}": ("agent", {}),
+    "/api/v1/approvals": ("person", {}),
+    "/api/v1/approvals/{approval_id}/approve": ("person", {"comment": "hijack"}),
+    "/api/v1/approvals/{approval_id}/reject": ("person", {"comment": "hijack"}),
+}
+
+
 def test_every_api_route_is_in_the_matrix():
-    assert {path for path, _ in api_operations()} == set(API_BODIES) | set(CONTROL_ROUTES) | set(READ_ROUTES)
+    assert {path for path, _ in api_operations()} == (
+        set(API_BODIES) | set(CONTROL_ROUTES) | set(READ_ROUTES) | set(APPROVAL_ROUTES)
+    )
 
 
 def _a_rows(tenant: Any) -> tuple[Any, ...]:
@@ -393,3 +410,37 @@ def test_each_read_route_needs_a_read_token_and_keeps_to_its_tenant(
     for token in (token_b, personal(operator_b)):
         refused = call(token, tenant_id=tenant_a.slug)
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "E10005"
+
+
+def _approvals_of(tenant: Any) -> list[tuple[Any, ...]]:
+    from approvals.models import ApprovalRequest
+
+    rows = ApprovalRequest.objects.filter(tenant=tenant).order_by("pk")
+    return list(rows.values_list("pk", "key", "summary", "state", "decided_by_label"))
+
+
+@pytest.mark.parametrize(("path", "method"), [op for op in api_operations() if op[0] in APPROVAL_ROUTES])
+def test_each_approvals_api_route_needs_a_token_and_keeps_to_its_tenant(
+    client, tenant_a, agent_a, agent_b, token_b, operator_b, path, method
+):
+    from approvals.services import NewRequest, request_create
+    from tenancy.services import personal_token_create
+
+    asked, _ = request_create(agent=agent_a, new=NewRequest("email.send", "Mail 40 customers", key="k-1"))
+    who, body = APPROVAL_ROUTES[path]
+    url = path.replace("{external_id}", agent_a.external_id).replace("{approval_id}", str(asked.pk))
+    before = _approvals_of(tenant_a)
+
+    def call(token: str | None) -> Any:
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        if method == "GET":
+            return client.get(url, **headers)
+        return client.generic(method, url, json.dumps(body), content_type="application/json", **headers)
+
+    assert call(None).status_code == 401
+    # Tenant B's agent (also "worker-1") or B's operator: never A's request, read or changed.
+    theirs = token_b if who == "agent" else personal_token_create(user=operator_b, name="matrix")[1]
+    as_b = call(theirs)
+    assert as_b.status_code in (200, 201, 404), as_b.content
+    assert str(asked.pk) not in as_b.content.decode()
+    assert _approvals_of(tenant_a) == before
