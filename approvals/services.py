@@ -208,6 +208,8 @@ def _decide(
     approvals). Refused: E10354 not found (or another tenant's), E10355 decided, E10356
     expired, E10357 the same approver twice, E10358 a rejection without a comment, E10359
     a role below the request's (E10004 a viewer's)."""
+    if ROLE_RANK.get(Role(role) if role in Role.values else Role.VIEWER, -1) < ROLE_RANK[Role.OPERATOR]:
+        raise InterfaceError(ErrorCode.PERMISSION_DENIED)  # a viewer decides nothing, whatever it sent
     comment = (comment or "").strip()
     if len(comment) > MAX_COMMENT:
         raise _invalid("comment", f"at most {MAX_COMMENT:,} characters")

@@ -35,7 +35,7 @@ def test_no_template_has_inline_script_or_style(template: Path) -> None:
 
 
 def test_the_e_mail_templates_are_told_apart_from_the_pages() -> None:
-    assert [p.name for p in EMAILS] == ["notification.html"] and len(PAGES) > 30
+    assert [p.name for p in EMAILS] == ["approval.html", "notification.html"] and len(PAGES) > 30
 
 
 @pytest.mark.parametrize("template", EMAILS, ids=lambda p: str(p.relative_to(TEMPLATES)))

@@ -100,6 +100,9 @@ def test_a_viewer_cannot_decide_and_a_rule_can_ask_for_an_admin(agent_a, viewer_
     with pytest.raises(InterfaceError) as refused:
         decided(ask(agent_a, key="a"), viewer_a, role="viewer")
     assert refused.value.code == ErrorCode.PERMISSION_DENIED
+    with pytest.raises(InterfaceError) as refused:  # the role first: a viewer's rejection is not "needs a comment"
+        decided(ask(agent_a, key="a"), viewer_a, role="viewer", approve=False)
+    assert refused.value.code == ErrorCode.PERMISSION_DENIED
     rule_add(tenant_id=tenant_a.pk, actor=Actor(user=admin_a), action="deploy.*", needs_role="admin")
     deploy = ask(agent_a, action="deploy.prod", key="b")
     assert deploy.needs_role == "admin" and ask(agent_a, key="c").needs_role == "operator"
