@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django import db
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.urls import URLPattern, URLResolver, reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -141,6 +142,20 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return error_response(request, InterfaceError(ErrorCode.NOT_FOUND, str(exc) or None))
+
+
+@api.exception_handler(db.OperationalError)
+def on_database_lost(request: HttpRequest, exc: db.OperationalError) -> HttpResponse:
+    """The database went away under the request (a restart, a failover, a terminated
+    connection): its transaction rolled back, so nothing of it was stored; the next
+    request opens a new connection (docs/operations.md, "Faults")."""
+    log.warning("the database connection failed under %s %s: %s", request.method, request.path, exc)
+    return error_response(
+        request,
+        InterfaceError(
+            ErrorCode.SERVICE_UNAVAILABLE, "The database connection was lost; nothing was changed. Try again."
+        ),
+    )
 
 
 @api.exception_handler(Exception)

@@ -95,6 +95,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     # The console's own 404 page when DEBUG is on as well (off it, Django's handler shows it).
     "core.notfound.DebugNotFoundMiddleware",
+    "core.dblost.DatabaseLostMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Where the request came from, for audit entries written away from a view (audit/context.py).
