@@ -240,7 +240,12 @@ def bulk_run(batch_id: UUID | str) -> dict[str, Any]:
 def _run_item(batch: Batch, actor: Actor, action: Action, item: BatchItem) -> None:
     """One agent through the control service, as the batch's starter (whose role the
     service reads afresh: a starter demoted meanwhile is refused)."""
-    request = ControlRequest(action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk)
+    # A key per batch and agent: a run cut short (its worker killed) and delivered again
+    # replays what an item already did, rather than doing it twice (docs/operations.md, "Faults").
+    request = ControlRequest(
+        action, str(item.agent_id), reason=batch.reason, batch_id=batch.pk,
+        idempotency_key=f"batch:{batch.pk}:{item.agent_id}",
+    )  # fmt: skip
     for attempt in range(2):  # once more if the agent changed between its read and its lock
         try:
             result = control_execute(tenant=batch.tenant, actor=actor, request=request)

@@ -15,6 +15,12 @@ def resume_expired_pauses() -> int:
     return services.control_resume_expired()
 
 
-@shared_task(name="control.tasks.run_batch", ignore_result=True, time_limit=600, soft_time_limit=540)
+# Acknowledged when done, and given back when its worker dies: a batch whose worker is
+# killed mid-way runs again on another (after the broker's visibility timeout), and its
+# items replay what they already did (docs/operations.md, "Faults").
+@shared_task(
+    name="control.tasks.run_batch", ignore_result=True, time_limit=600, soft_time_limit=540, acks_late=True,
+    reject_on_worker_lost=True,
+)  # fmt: skip
 def run_batch(batch_id: str) -> None:
     bulk.bulk_run(batch_id)

@@ -219,6 +219,10 @@ class L10Settings:
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
             "ingest_max_age_days": env.integer("L10_INGEST_MAX_AGE_DAYS", 30, minimum=1, maximum=3650),
+            # Seconds a task taken from Redis may run unacknowledged before the broker gives it
+            # to another worker: longer than the longest task (an hour), as a killed worker's
+            # batch waits this long to run again.
+            "celery_visibility_timeout": env.integer("L10_CELERY_VISIBILITY_TIMEOUT", 3900, minimum=1),
             "approval_max_details_bytes": env.integer(
                 "L10_APPROVAL_MAX_DETAILS_BYTES", 65_536, minimum=1024, maximum=1_048_576
             ),
@@ -283,6 +287,7 @@ class L10Settings:
     ingest_max_batch: int = field(init=False)
     ingest_max_age_days: int = field(init=False)
     approval_max_details_bytes: int = field(init=False)
+    celery_visibility_timeout: int = field(init=False)
     metrics_minute_retention_days: int = field(init=False)
     metrics_rollup_retention_days: int = field(init=False)
     metrics_budget_ms: int = field(init=False)

@@ -323,6 +323,15 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task acknowledged late (control.tasks.run_batch) whose worker died is given to another
+# worker after this many seconds (docs/operations.md, "Faults").
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": L10.celery_visibility_timeout,
+    # How often a worker looks for such tasks: every scan, a quarter of the timeout apart
+    # (at most 10 s: one cheap Redis query).
+    "unacked_restore_interval": min(10, max(1, L10.celery_visibility_timeout // 4)),
+    "unacked_restore_throttle": 1,
+}
 # Every periodic schedule lives here; `core.runner` runs the same table in-process.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "fleet-mark-unresponsive": {

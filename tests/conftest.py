@@ -367,7 +367,13 @@ def uvicorn_processes(count: int, **extra_env: str) -> Iterator[list[LiveServer]
 
 @contextlib.contextmanager
 def celery_worker(
-    tmp_path: Path, *, queues: str = "control,background", beat: bool = True, name: str = "test", **extra_env: str
+    tmp_path: Path,
+    *,
+    queues: str = "control,background",
+    beat: bool = True,
+    name: str = "test",
+    purge: bool = True,
+    **extra_env: str,
 ) -> Iterator[subprocess.Popen[str]]:
     """``celery worker -Q <queues>`` (with ``--beat``, or not) in its own process, on the
     test database and the test Redis; its output is kept for the failure message."""
@@ -379,7 +385,7 @@ def celery_worker(
     command += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"{name}-{os.getpid()}@%h"]
     # --purge: tasks an earlier test's beat left in the test broker's queues (each beat
     # entry is due at a worker's start) are dropped, not run ahead of this test's own.
-    command += ["-Q", queues, "--purge"]
+    command += ["-Q", queues, *(["--purge"] if purge else [])]  # a test may queue its task before
     if beat:
         command += ["--beat", "--schedule", str(tmp_path / f"beat-schedule-{name}")]
     process = subprocess.Popen(
