@@ -29,9 +29,10 @@ lint: venv
 types: venv
 	$(VENV)/bin/mypy .
 
-# pytest's exit code 5 means no test ran: that is a failure here, not a pass.
+# pytest's exit code 5 means no test ran: that is a failure here, not a pass. The slowest
+# tests are listed at the end, so the suite's time is watched where it grows.
 pytest: venv
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # The apps `make run` serves, again on the embedded default (SQLite, local memory):
