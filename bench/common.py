@@ -9,6 +9,7 @@ PostgreSQL and Redis are not pinned and run wherever the scheduler puts them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -348,11 +349,50 @@ def pg_connect(dbname: str = DB_NAME, *, autocommit: bool = False) -> psycopg.Co
 
 
 def recreate_database() -> None:
-    """Drop and create ``DB_NAME``, then migrate it: every run starts from empty tables."""
+    """Drop ``DB_NAME`` and create it migrated, from empty tables: a copy of a template
+    migrated once per set of migrations (``migrated_template``), where migrating each run's
+    database took about 7 s."""
+    template = migrated_template()
     with pg_connect("postgres", autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-    manage("migrate", "--no-input")
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(DB_NAME), sql.Identifier(template))
+        )
+
+
+TEMPLATE_PREFIX = "l10bench_migrated_"
+
+
+def migrated_template() -> str:
+    """The name of a database holding every migration of this checkout and nothing else,
+    made (by ``manage.py migrate``) when no database of these migrations' digest exists;
+    those of other digests are dropped."""
+    global DB_NAME
+    digest = hashlib.sha256()
+    for path in sorted(ROOT.glob("*/migrations/*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    name = TEMPLATE_PREFIX + digest.hexdigest()[:16]
+    with pg_connect("postgres", autocommit=True) as conn:
+        found = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                                 [TEMPLATE_PREFIX + "%"])]  # fmt: skip
+        if name in found:
+            return name
+        for old in found:  # of older migrations, or a build that died
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old)))
+        building = f"{name}_{os.getpid()}"
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+        saved, DB_NAME = DB_NAME, building
+        try:
+            manage("migrate", "--no-input")
+        finally:
+            DB_NAME = saved
+        try:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(name))
+            )
+        except psycopg.errors.DuplicateDatabase:  # another run made it meanwhile
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(building)))
+    return name
 
 
 def flush_redis() -> None:
