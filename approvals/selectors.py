@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db.models import QuerySet
 
 from approvals.models import ApprovalRequest, State
-
-HISTORY_PAGE = 50
+from fleet.models import Agent
 
 
 def pending_count(tenant_id: int) -> int:
@@ -40,7 +38,7 @@ class HistoryFilter:
         return {k: v for k, v in vars(self).items() if v}
 
 
-def history(tenant_id: int, given: HistoryFilter, *, before: datetime | None = None) -> QuerySet[ApprovalRequest]:
+def history(tenant_id: int, given: HistoryFilter) -> QuerySet[ApprovalRequest]:
     """The tenant's decided requests, newest first, by ``given``."""
     found = ApprovalRequest.objects.filter(tenant_id=tenant_id).exclude(state=State.PENDING)
     if given.agent:
@@ -51,17 +49,25 @@ def history(tenant_id: int, given: HistoryFilter, *, before: datetime | None = N
         found = found.filter(state=given.decision)
     if given.decided_by:
         found = found.filter(decided_by_label=given.decided_by)
-    if before is not None:
-        found = found.filter(created_at__lt=before)
     return found.select_related("agent").order_by("-created_at", "-pk")
 
 
 def decisions(agent_id: UUID, ids: Iterable[UUID]) -> list[dict[str, Any]]:
     """The decided requests among ``ids`` of this agent, as the agent is told them."""
-    from approvals.services import said
-
     wanted = list(ids)[:100]
     if not wanted:
         return []
     found = ApprovalRequest.objects.filter(agent_id=agent_id, pk__in=wanted).exclude(state=State.PENDING)
     return [said(r) for r in found.select_related("agent")]
+
+
+def said(request: ApprovalRequest, agent: Agent | None = None) -> dict[str, Any]:
+    """What the hub says of a request (and what an agent is told of its decision)."""
+    agent = agent or request.agent
+    return {
+        "approval_id": str(request.pk), "agent_id": str(agent.pk), "external_id": agent.external_id,
+        "key": request.key, "action": request.action, "state": request.state, "approved": request.approved,
+        "decided_by": request.decided_by_label or None, "comment": request.comment,
+        "decided_at": request.decided_at.isoformat() if request.decided_at else None,
+        "expires_at": request.expires_at.isoformat(),
+    }  # fmt: skip

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from approvals import signals
 from approvals.models import ApprovalRequest, ApprovalRule, ApprovalVote, OnTimeout, State
+from approvals.selectors import said
 from audit.models import Outcome
 from audit.services import SYSTEM, Actor, Entry, audit_record
 from core.errors import ErrorCode, InterfaceError
@@ -148,18 +149,6 @@ def request_create(*, agent: Agent, new: NewRequest, now: datetime | None = None
             raise
         return found, False
     return request, True
-
-
-def said(request: ApprovalRequest, agent: Agent | None = None) -> dict[str, Any]:
-    """What the hub says of a request (and what an agent is told of its decision)."""
-    agent = agent or request.agent
-    return {
-        "approval_id": str(request.pk), "agent_id": str(agent.pk), "external_id": agent.external_id,
-        "key": request.key, "action": request.action, "state": request.state, "approved": request.approved,
-        "decided_by": request.decided_by_label or None, "comment": request.comment,
-        "decided_at": request.decided_at.isoformat() if request.decided_at else None,
-        "expires_at": request.expires_at.isoformat(),
-    }  # fmt: skip
 
 
 def _decided_already(request: ApprovalRequest) -> InterfaceError:

@@ -11,7 +11,8 @@ from ninja import Router, Status
 
 from approvals import services as approvals
 from approvals.models import ApprovalRequest
-from approvals.services import MAX_TIMEOUT, NewRequest, said
+from approvals.selectors import said
+from approvals.services import MAX_TIMEOUT, NewRequest
 from core.errors import ErrorCode, InterfaceError
 from core.inputs import EXTERNAL_ID, EXTERNAL_ID_CHARS, EXTERNAL_ID_MAX
 from core.observability import INGEST_RECORDS
