@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint types pytest pytest-embedded bench soak venv clean
+.PHONY: run prod test lint types pytest pytest-embedded bench soak venv clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,29 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 run: venv
 	L10_DEBUG=$${L10_DEBUG:-1} $(PY) -m l10console.launch $(RUN_ARGS)
+
+# The production topology on one machine (docs/operations.md, "One machine: make prod"):
+# migrate, then honcho runs the Procfile: L10_PROD_WEB uvicorn processes (2) on
+# L10_PROD_PORT (8011) and the ports after it, a Celery worker per queue and one beat.
+# It refuses to start without PostgreSQL, Redis and the secrets, or in debug mode.
+PROD_NEEDS := L10_POSTGRES_HOST L10_REDIS_HOST L10_SECRET_KEY L10_AUDIT_KEYS
+prod: venv
+	@missing=(); for name in $(PROD_NEEDS); do [ -n "$${!name}" ] || missing+=("$$name"); done; \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo "make prod: set $${missing[*]} first (README, \"Configuration\"; docs/operations.md, \"One machine: make prod\")." >&2; \
+	  exit 2; \
+	fi; \
+	case "$${L10_DEBUG,,}" in 1|true|yes|on) \
+	  echo "make prod: L10_DEBUG is on; production runs without it (for plain http, set L10_TLS=0 instead)." >&2; \
+	  exit 2;; \
+	esac; \
+	for name in L10_PROD_WEB L10_PROD_PORT; do \
+	  value="$${!name:-}"; if [ -n "$$value" ] && ! [[ "$$value" =~ ^[1-9][0-9]*$$ ]]; then \
+	    echo "make prod: $$name must be a whole number, got '$$value'." >&2; exit 2; fi; \
+	done
+	$(PY) manage.py migrate --no-input
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/honcho --env /dev/null start \
+	  --port $${L10_PROD_PORT:-8011} --concurrency web=$${L10_PROD_WEB:-2}
 
 # The import contracts (pyproject.toml, [tool.importlinter]) are part of lint: a broken
 # layer fails it as a style error does.
