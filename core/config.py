@@ -216,6 +216,9 @@ class L10Settings:
             "webhook_allow_private": env.boolean("L10_WEBHOOK_ALLOW_PRIVATE", False),
             "agent_heartbeat_interval": env.seconds("L10_AGENT_HEARTBEAT_INTERVAL", 10),
             "ingest_rate_limit": env.integer("L10_INGEST_RATE_LIMIT", 1000, minimum=1),
+            # Milliseconds a web process gathers heartbeats before writing them in one
+            # statement; 0 writes each on its own (docs/performance.md, "Heartbeat capacity").
+            "heartbeat_coalesce_ms": env.integer("L10_HEARTBEAT_COALESCE_MS", 10, maximum=1000),
             "ingest_max_body_bytes": env.integer("L10_INGEST_MAX_BODY_BYTES", 1_048_576, minimum=1024),
             "ingest_max_batch": env.integer("L10_INGEST_MAX_BATCH", 1000, minimum=1, maximum=100_000),
             "ingest_max_age_days": env.integer("L10_INGEST_MAX_AGE_DAYS", 30, minimum=1, maximum=3650),
@@ -283,6 +286,7 @@ class L10Settings:
     webhook_allow_private: bool = field(init=False)
     agent_heartbeat_interval: int = field(init=False)
     ingest_rate_limit: int = field(init=False)
+    heartbeat_coalesce_ms: int = field(init=False)
     ingest_max_body_bytes: int = field(init=False)
     ingest_max_batch: int = field(init=False)
     ingest_max_age_days: int = field(init=False)

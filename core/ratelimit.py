@@ -31,19 +31,19 @@ def _client(url: str) -> Any:
     return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1, max_connections=200)
 
 
-def _count(bucket: str, window: int) -> int:
+def _count(bucket: str, window: int, hits: int = 1) -> int:
     client = _redis()
     if client is not None:
         # One round trip: the window's first hit creates the counter with its TTL, then INCR.
         pipe = client.pipeline(transaction=False)
         pipe.set(bucket, 0, ex=window + 1, nx=True)
-        pipe.incr(bucket)
+        pipe.incrby(bucket, hits)
         _, count = pipe.execute()
         return int(count)
     try:
-        return cache.incr(bucket)
+        return cache.incr(bucket, hits)
     except ValueError:  # first hit in this window
-        return 1 if cache.add(bucket, 1, timeout=window + 1) else cache.incr(bucket)
+        return hits if cache.add(bucket, hits, timeout=window + 1) else cache.incr(bucket, hits)
 
 
 def hit(key: str, *, limit: int, window: int = 1) -> int | None:
@@ -59,6 +59,20 @@ def hit(key: str, *, limit: int, window: int = 1) -> int | None:
     if count > limit:
         return max(1, math.ceil(window - (now % window)))
     return None
+
+
+def admit(key: str, hits: int, *, limit: int, window: int = 1) -> int:
+    """Count ``hits`` hits on ``key`` at once; return how many of them are within ``limit``
+    (the first ones). As ``hit``, it fails closed: ``InterfaceError`` when the cache
+    cannot count."""
+    bucket = f"l10:rl:{key}:{int(time.time() // window)}"
+    try:
+        count = _count(bucket, window, hits)
+    except Exception as exc:
+        raise InterfaceError(
+            ErrorCode.SERVICE_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.", retry_after=1
+        ) from exc
+    return max(0, min(hits, limit - (count - hits)))
 
 
 def enforce_per_token(kind: str, token_id: int) -> None:

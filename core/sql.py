@@ -111,6 +111,19 @@ def fetch_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple
     return None if row is None else tuple(row)
 
 
+def fetch_all_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """``fetch_all`` as a prepared statement, as ``fetch_prepared``: for a long statement
+    run many times a second with arrays of values (docs/performance.md, "Heartbeat
+    capacity"), whose text a client-binding cursor would rebuild with every value quoted."""
+    connection.ensure_connection()
+    started = time.monotonic()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        rows = cursor.fetchall()
+    _logged(sql, started)
+    return [tuple(row) for row in rows]
+
+
 def _logged(sql: str, started: float) -> None:
     if connection.queries_logged:
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})

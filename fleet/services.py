@@ -8,6 +8,7 @@ pages. Metric batches are in ``fleet.samples``; the periodic liveness checks in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -131,6 +132,37 @@ def agent_heartbeat(
     event["timestamp"] = at or now
     hub.publish(tenant.pk, "agent.heartbeat", event)
     return agent
+
+
+@transaction.atomic
+def agent_heartbeats(beats: Sequence[sql.Beat]) -> list[sql.Heard | None]:
+    """Record a batch of heartbeats, at most one per agent, in one transaction and one
+    statement; each is what ``agent_heartbeat`` records, and publishes what it publishes
+    after commit. For each beat in order, what its answer needs of the agent, or None for
+    an agent its tenant does not have (nothing recorded for that beat)."""
+    now = timezone.now()
+    found = sql.heartbeats(beats, now)
+    heard: dict[int, list[dict[str, Any]]] = {}
+    changed: set[int] = set()
+    for beat, row in zip(beats, found, strict=True):
+        if row is None:
+            continue
+        tenant_id = beat.tenant.pk
+        if row.previous_state != beat.state:
+            changed.add(tenant_id)
+            agent = Agent(id=row.id, tenant_id=tenant_id, external_id=beat.external_id, observed_state=beat.state,
+                          desired_state=row.desired_state)  # fmt: skip
+            _publish_state_changed(agent, row.previous_state, now)
+        event: dict[str, Any] = {"agent_id": row.id, "external_id": beat.external_id, "state": beat.state}
+        if beat.reading is not None:
+            event["metrics"] = _reading_data(beat.reading)
+        event["timestamp"] = beat.at or now
+        heard.setdefault(tenant_id, []).append(event)
+    for tenant_id in changed:
+        tenant_cache.invalidate(tenant_id)
+    for tenant_id, events in heard.items():
+        hub.publish_many(tenant_id, "agent.heartbeat", events)
+    return found
 
 
 def agent_state_report(*, agent: Agent, state: str) -> None:

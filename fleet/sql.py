@@ -17,6 +17,7 @@ docs/architecture.md why).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -29,7 +30,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Greatest
 
 from core.errors import ErrorCode, InterfaceError
-from core.sql import column, execute, fetch_all, fetch_one, load, plain, prep, table
+from core.sql import column, execute, fetch_all, fetch_all_prepared, fetch_one, load, plain, prep, table
 from core.stats import SQL_PERCENTILE, percentile
 from core.timeutil import floor_minute
 from fleet import states
@@ -264,6 +265,124 @@ def heartbeat(
     agent = load(Agent, ANSWER_FIELDS, found[:-1])
     agent.tenant, agent.external_id, agent.observed_state = tenant, external_id, state
     return agent, str(found[-1])
+
+
+class Beat(NamedTuple):
+    """One heartbeat of a batch (``heartbeats``)."""
+
+    tenant: Tenant
+    external_id: str
+    state: str
+    reading: Reading | None
+    at: datetime | None
+
+
+class Heard(NamedTuple):
+    """What a heartbeat's answer needs of its agent (``ANSWER_FIELDS``), and the agent's
+    observed state before it."""
+
+    id: UUID
+    desired_state: str
+    version: int
+    quotas: dict[str, dict[str, int]]
+    pause_mode: str
+    pause_until: datetime | None
+    previous_state: str
+
+
+def _heartbeats_portable(beats: Sequence[Beat], now: datetime) -> list[Heard | None]:
+    found: list[Heard | None] = []
+    for beat in beats:
+        try:
+            agent, previous = _heartbeat_portable(beat.tenant, beat.external_id, beat.state, beat.reading, beat.at, now)
+        except InterfaceError:
+            found.append(None)
+            continue
+        found.append(Heard(agent.pk, agent.desired_state, agent.version, agent.quotas or {}, agent.pause_mode,
+                           agent.pause_until, previous))  # fmt: skip
+    return found
+
+
+# The batch's columns, one array each, in this order (``heartbeats``).
+BEAT_COLUMNS = (
+    ("ord", "integer"), ("tenant_id", "bigint"), ("external_id", "text"), ("state", "text"),
+    ("has_metrics", "boolean"), ("cpu", "float8"), ("mem", "float8"), ("p95", "float8"), ("tokens_pm", "float8"),
+    ("requests_pm", "float8"), ("errors_pm", "float8"), ("metrics_at", "timestamptz"), ("minute", "timestamptz"),
+    ("tokens", "bigint"), ("requests", "bigint"), ("errors", "bigint"),
+)  # fmt: skip
+# With metrics, these agent columns take the beat's values; without, they keep theirs.
+_METRIC_SOURCES = {
+    "cpu_percent": "cpu", "memory_mb": "mem", "latency_p95_ms": "p95", "tokens_per_min": "tokens_pm",
+    "requests_per_min": "requests_pm", "errors_per_min": "errors_pm", "metrics_at": "metrics_at",
+}  # fmt: skip
+if set(_METRIC_SOURCES) != set(HEARTBEAT_METRIC_COLUMNS):
+    raise AssertionError("every metric column of a heartbeat needs its source in a batch")
+
+
+@functools.cache
+def heartbeats_statement() -> str:
+    """One statement for a batch of heartbeats (at most one per agent): lock the agents in
+    id order (two batches never wait on each other in a cycle), update each as ``heartbeat``
+    does, merge the minute rows of those with metrics, and return each agent's answer with
+    its previous observed state, by the beat's position."""
+    agents = table(Agent)
+    arrays = ", ".join(f"%s::{kind}[]" for _, kind in BEAT_COLUMNS)
+    names = ", ".join(name for name, _ in BEAT_COLUMNS)
+    metrics = ", ".join(
+        f"{c} = CASE WHEN b.has_metrics THEN b.{source} ELSE a.{c} END" for c, source in _METRIC_SOURCES.items()
+    )
+    return (
+        f"WITH beat AS (SELECT * FROM unnest({arrays}) AS b({names})), "  # noqa: S608 - constants only
+        f"previous AS (SELECT a.id, a.observed_state, beat.* FROM {agents} AS a "
+        "JOIN beat ON a.tenant_id = beat.tenant_id AND a.external_id = beat.external_id "
+        "ORDER BY a.id FOR UPDATE OF a), "
+        f"agent AS (UPDATE {agents} AS a SET last_heartbeat_at = %s, updated_at = %s, observed_state = b.state, "
+        "observed_changed_at = CASE WHEN a.observed_state = b.state THEN a.observed_changed_at ELSE %s END, "
+        f"{metrics}, "
+        "delivered_at = CASE WHEN a.delivered_version < a.version THEN %s ELSE a.delivered_at END, "
+        "delivered_version = a.version "
+        "FROM previous AS b WHERE a.id = b.id "
+        f"RETURNING b.ord, {', '.join(f'a.{c}' for c in ANSWER_FIELDS)}, b.observed_state), "
+        f"minute AS (INSERT INTO {table(MetricMinute)} AS t ({', '.join(MINUTE_FIELDS)}) "
+        # A gauge not reported counts as 0 in the minute row, as ``minute_row`` has it.
+        "SELECT b.id, b.tenant_id, b.minute, 1, coalesce(b.cpu, 0), coalesce(b.cpu, 0), coalesce(b.mem, 0), "
+        "coalesce(b.mem, 0), b.tokens, b.requests, b.errors, coalesce(b.p95, 0) "
+        "FROM previous AS b WHERE b.has_metrics ORDER BY b.id "
+        f"ON CONFLICT (agent_id, minute) DO UPDATE SET {MERGE_UPDATE}) "
+        f"SELECT * FROM agent"
+    )
+
+
+def heartbeats_params(beats: Sequence[Beat], now: datetime) -> list[Any]:
+    """The statement's parameters: a column array each, then the time four times."""
+    per_min = settings.L10.agent_heartbeat_interval / 60
+    rows: list[tuple[Any, ...]] = []
+    for i, beat in enumerate(beats):
+        r = beat.reading
+        if r is None:
+            rows.append((i, beat.tenant.pk, beat.external_id, beat.state, False, *(None,) * 8, 0, 0, 0))
+            continue
+        rows.append(
+            (i, beat.tenant.pk, beat.external_id, beat.state, True, r.cpu_percent, r.memory_mb, r.latency_p95_ms,
+             r.tokens / per_min, r.requests / per_min, r.errors / per_min, beat.at or now,
+             floor_minute(beat.at or now), r.tokens, r.requests, r.errors)
+        )  # fmt: skip
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return [*columns, now, now, now, now]
+
+
+@plain(portable=_heartbeats_portable)
+def heartbeats(beats: Sequence[Beat], now: datetime) -> list[Heard | None]:
+    """Record a batch of heartbeats, at most one per agent, in one statement: for each beat
+    in order, what its answer needs of the agent and its previous observed state, or None
+    for an agent its tenant does not have. Run it in a transaction."""
+    if not beats:
+        return []
+    found: list[Heard | None] = [None] * len(beats)
+    for row in fetch_all_prepared(heartbeats_statement(), heartbeats_params(beats, now)):
+        quotas = json.loads(row[4]) if isinstance(row[4], str) else row[4]
+        found[row[0]] = Heard(row[1], row[2], row[3], quotas or {}, row[5], row[6], row[7])
+    return found
 
 
 # --- control's writes -------------------------------------------------------------------

@@ -3,6 +3,7 @@ agent socket whenever it changes."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -10,10 +11,12 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from ninja.responses import NinjaJSONEncoder
 
 from approvals.selectors import decisions
 from costs.selectors import quota_usage
 from fleet.models import Agent, DesiredState
+from fleet.sql import Heard
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,21 @@ class AgentControl:
 
     def as_message(self) -> dict[str, Any]:
         return {"type": "control", **asdict(self)}
+
+
+def heartbeat_answer(heard: Heard, *, tenant_id: int, external_id: str, now: datetime) -> bytes:
+    """A heartbeat's answer as the API renders ``AgentControl.of`` (``AgentControlOut``,
+    the same keys in the same order, encoded by the same encoder), built from the row the
+    batched heartbeat statement returns, without a model instance or a validation pass:
+    for the heartbeats a web process writes together (ingest/coalesce.py)."""
+    usage: dict[str, dict[str, int]] = {}
+    if heard.quotas:
+        usage = quota_usage(Agent(id=heard.id, tenant_id=tenant_id, quotas=heard.quotas), now)
+    paused = heard.desired_state == DesiredState.PAUSED
+    answer = {
+        "agent_id": str(heard.id), "external_id": external_id, "desired_state": heard.desired_state,
+        "version": heard.version, "quotas": heard.quotas, "usage": usage,
+        "heartbeat_interval": settings.L10.agent_heartbeat_interval,
+        "pause_mode": heard.pause_mode if paused else None, "pause_until": heard.pause_until, "decisions": [],
+    }  # fmt: skip
+    return json.dumps(answer, cls=NinjaJSONEncoder).encode()

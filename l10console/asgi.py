@@ -32,6 +32,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from core.errors import ErrorCode, InterfaceError  # noqa: E402
 from core.runner import embedded  # noqa: E402
+from ingest.coalesce import HeartbeatPath  # noqa: E402
 from l10console.routing import websocket_urlpatterns  # noqa: E402
 from realtime import hub  # noqa: E402
 
@@ -63,7 +64,13 @@ _too_large = InterfaceError(
 application = Lifespan(
     ProtocolTypeRouter(
         {
-            "http": BodyLimit(django_http, limit=settings.L10.ingest_max_body_bytes, error_body=_too_large),
+            # Heartbeats are taken on the event loop and written together, except on the
+            # embedded default (ingest/coalesce.py).
+            "http": BodyLimit(
+                HeartbeatPath(django_http, enabled=not settings.EMBEDDED),
+                limit=settings.L10.ingest_max_body_bytes,
+                error_body=_too_large,
+            ),
             "websocket": URLRouter(websocket_urlpatterns),
         }
     ),

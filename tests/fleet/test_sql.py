@@ -107,6 +107,71 @@ def test_both_heartbeat_paths_leave_the_same_rows_and_answer_the_same(tenant_a):
     ]
 
 
+@parity(sql.heartbeats)
+def test_a_batch_of_heartbeats_leaves_the_rows_one_at_a_time_leaves(tenant_a, tenant_b):
+    """Both batch paths and the single heartbeat statement, beat by beat: the same agent
+    rows, the same minute rows, the same answers; an agent the tenant lacks is None."""
+    until = T0 + timedelta(hours=2)
+    first = reading(cpu_percent=40.0, memory_mb=500.0, tokens=600, requests=6, errors=1, latency_p95_ms=90.0)
+    second = reading(tokens=30)  # gauges not reported
+    sets = {}
+    for path in (*PATHS, "single"):
+        sets[path] = [
+            AgentFactory.create(tenant=tenant_a, external_id=f"{path}-paused", desired_state=DesiredState.PAUSED,
+                                pause_mode="now", pause_until=until, version=5, quotas={"tokens": {"day": 10}}),
+            AgentFactory.create(tenant=tenant_a, external_id=f"{path}-quiet", observed_state=ObservedState.RUNNING),
+            AgentFactory.create(tenant=tenant_a, external_id=f"{path}-new", observed_state=ObservedState.STARTING),
+        ]  # fmt: skip
+        AgentFactory.create(tenant=tenant_b, external_id=f"{path}-elsewhere")
+    heard: dict[str, list[sql.Heard | None]] = {}
+    for path, (paused, quiet, new) in sets.items():
+        rounds = [
+            ([sql.Beat(tenant_a, paused.external_id, "paused", first, None),
+              sql.Beat(tenant_a, quiet.external_id, "error", None, None),
+              sql.Beat(tenant_a, f"{path}-elsewhere", "running", first, None),
+              sql.Beat(tenant_a, new.external_id, "running", second, T0 - timedelta(seconds=5))], T0),
+            ([sql.Beat(tenant_a, paused.external_id, "paused", second, None),
+              sql.Beat(tenant_a, new.external_id, "running", first, None)], T0 + timedelta(seconds=20)),
+        ]  # fmt: skip
+        heard[path] = []
+        for beats, now in rounds:
+            if path == "single":
+                for beat in beats:
+                    try:
+                        agent, previous = sql.heartbeat.plain(beat.tenant, beat.external_id, beat.state, beat.reading,
+                                                              beat.at, now)  # fmt: skip
+                    except InterfaceError:
+                        heard[path].append(None)
+                        continue
+                    heard[path].append(sql.Heard(agent.pk, agent.desired_state, agent.version, agent.quotas,
+                                                 agent.pause_mode, agent.pause_until, previous))  # fmt: skip
+            else:
+                heard[path] += getattr(sql.heartbeats, path)(beats, now)
+
+    def shown(found: list[sql.Heard | None]) -> list[Any]:
+        return [None if h is None else (h.desired_state, h.version, h.quotas, h.pause_mode, h.pause_until,
+                                        h.previous_state) for h in found]  # fmt: skip
+
+    assert shown(heard["plain"]) == shown(heard["portable"]) == shown(heard["single"])
+    assert shown(heard["plain"])[:4] == [
+        ("paused", 5, {"tokens": {"day": 10}}, "now", until, "starting"),
+        ("running", 1, {}, "after_task", None, "running"),
+        None,
+        ("running", 1, {}, "after_task", None, "starting"),
+    ]
+    assert [h.id for h in heard["plain"] if h] == [a.pk for a in (sets["plain"][0], sets["plain"][1],
+                                                                   sets["plain"][2], sets["plain"][0],
+                                                                   sets["plain"][2])]  # fmt: skip
+    for index in range(3):
+        rows = {path: Agent.objects.filter(pk=agents[index].pk).values(*AGENT_COLUMNS).get()
+                for path, agents in sets.items()}  # fmt: skip
+        assert rows["plain"] == rows["portable"] == rows["single"], index
+        minutes = {path: minutes_of(agents[index]) for path, agents in sets.items()}
+        assert minutes["plain"] == minutes["portable"] == minutes["single"], index
+    assert minutes_of(sets["plain"][1]) == []  # no metrics, no minute row
+    assert Agent.objects.filter(tenant=tenant_b, last_heartbeat_at__isnull=False).count() == 0
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_an_unknown_agent_is_refused_by_both_heartbeat_paths(path, tenant_a, agent_b):
     with pytest.raises(InterfaceError) as caught:
