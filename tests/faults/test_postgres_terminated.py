@@ -2,7 +2,8 @@
 the agent's row, the request's backend waits for it inside its transaction and is ended
 with ``pg_terminate_backend``. The request gets a clear 503 (E10902), nothing of it is
 stored (no change, no audit row, no idempotency claim), and the same request sent again
-succeeds on a new connection, once (docs/operations.md, "Faults")."""
+succeeds on a new connection, once (docs/operations.md, "Faults"). A heartbeat written with
+others (ingest/coalesce.py) whose flush is ended is taken by Django instead, and stored once."""
 
 from __future__ import annotations
 
@@ -151,3 +152,50 @@ def test_a_page_whose_connection_is_terminated_says_so_and_changes_nothing(tenan
     again = client.post(f"/t/acme/agents/{agent.pk}/control/pause/", form)  # sent again: a new connection
     assert again.status_code == 302
     assert Agent.objects.get(pk=agent.pk).desired_state == DesiredState.PAUSED
+
+
+def test_a_flush_of_heartbeats_whose_connection_is_terminated_is_answered_by_django_once(
+    asgi_server, tenant_a, token_a
+):
+    """The coalesced heartbeat path (ingest/coalesce.py): its flush's backend waits on the
+    agent's row and is ended; the flush rolls back, Django takes the heartbeat (and waits on
+    the row too), and once the row is let go the heartbeat is stored once and answered."""
+    import httpx
+
+    from fleet.models import MetricMinute
+
+    agent = AgentFactory.create(tenant=tenant_a, external_id="worker-1")
+    answers: list[httpx.Response] = []
+
+    def send() -> None:
+        answers.append(
+            httpx.post(
+                f"{asgi_server.url}/api/v1/ingest/agents/worker-1/heartbeat",
+                json={"state": "running", "metrics": {"cpu_percent": 5.0, "tokens": 7}},
+                headers={"Authorization": f"Bearer {token_a}"},
+                timeout=30,
+            )
+        )
+
+    def waiting_on_the_row(kind: str) -> Any:
+        return watcher.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+            "AND query ILIKE '%%fleet_agent%%' AND (query ILIKE '%%unnest%%') = %s",
+            [kind == "flush"],
+        ).fetchone()
+
+    with second_connection() as holder, second_connection(autocommit=True) as watcher:
+        holder.execute("SELECT 1 FROM fleet_agent WHERE id = %s FOR UPDATE", [agent.pk])
+        request = threading.Thread(target=send)
+        request.start()
+        flush = wait_for(lambda: waiting_on_the_row("flush"), what="the flush to wait on the agent's row")
+        watcher.execute("SELECT pg_terminate_backend(%s)", [flush[0]])  # type: ignore[index]
+        wait_for(lambda: waiting_on_the_row("django"), what="Django's heartbeat to wait on the agent's row")
+        holder.rollback()
+        request.join(timeout=30)
+    assert not request.is_alive() and len(answers) == 1
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[0].json()["external_id"] == "worker-1"
+    now = Agent.objects.get(pk=agent.pk)
+    assert now.last_heartbeat_at is not None and now.cpu_percent == 5.0
+    assert [m.samples for m in MetricMinute.objects.filter(agent=agent)] == [1]  # stored once
