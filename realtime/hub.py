@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import transaction
 
 from realtime.transport import (
+    AT_LEAST_LUA,
     TOPICS,
     channel,
     control_channel,
@@ -413,8 +414,9 @@ class Hub:
             return
         for tenant_id in tenants:
             self.recent.pop(tenant_id, None)
-            value = await self._redis.get(seq_key(tenant_id))
-            current = int(value) if value is not None else 0
+            # Never below what this hub has seen: Redis may have come back empty.
+            seen = self.last_seq.get(tenant_id, 0)
+            current = int(await self._redis.eval(AT_LEAST_LUA, 1, seq_key(tenant_id), seen))
             self.watched_from[tenant_id] = current
             self.last_seq[tenant_id] = current
             for listener in list(self.listeners.get(tenant_id, ())):

@@ -62,6 +62,19 @@ local seq = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
 return seq
 """
+# A tenant's counter never goes back below what a hub has seen (ARGV[1]). Redis that comes
+# back without its data (restarted without persistence, a failover to a replica that lagged)
+# would number events from 1 again, and sockets and live pages that saw higher numbers would
+# take the new events for ones they had (docs/operations.md, "Faults").
+AT_LEAST_LUA = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seen = tonumber(ARGV[1])
+if seq < seen then
+    redis.call('SET', KEYS[1], seen)
+    return seen
+end
+return seq
+"""
 
 
 def channel(tenant_id: int) -> str:

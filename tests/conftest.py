@@ -134,26 +134,37 @@ class PrivateRedis:
         self.process.kill()
         self.process.wait(timeout=10)
 
+    def restart(self) -> None:
+        """A new redis-server on the same port, after ``kill``: empty, as a crashed server
+        that saved nothing comes back."""
+        assert self.process.poll() is not None, "kill it first"
+        self.process = _redis_server(self.port)
 
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    """A redis-server of this test's own on a free port, which the test may kill."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if services.CI:
-            pytest.fail("redis-server is not installed")
-        pytest.skip("SKIPPED LOUDLY: redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
+
+def _redis_server(port: int) -> subprocess.Popen[bytes]:
+    binary = shutil.which("redis-server") or "redis-server"
+    process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     wait_for(lambda: services.answers("127.0.0.1", port), timeout=10, what="private redis-server")
-    yield PrivateRedis(port=port, process=proc)
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
+    return process
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, which the test may kill (and
+    start again on the same port)."""
+    if shutil.which("redis-server") is None:
+        if services.CI:
+            pytest.fail("redis-server is not installed")
+        pytest.skip("SKIPPED LOUDLY: redis-server is not installed")
+    server = PrivateRedis(port=(port := free_port()), process=_redis_server(port))
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait(timeout=10)
 
 
 # --- the cast -------------------------------------------------------------------------
