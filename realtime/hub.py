@@ -399,6 +399,10 @@ class Hub:
                     raw = message["data"].decode()
                     number, _, payload = raw.partition(" ")
                     self.dispatch(int(name.rsplit(":", 1)[1]), int(number), payload)
+                    # Let the sockets send what it queued before the next event: a burst
+                    # read from one buffer would otherwise fill every outbox at once and
+                    # drop readers that keep up (docs/operations.md, "Faults").
+                    await asyncio.sleep(0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
