@@ -56,11 +56,15 @@ TOPICS = frozenset(
     }
 )
 SEQ_PREFIX = "l10:hub:seq:"
-# One atomic step: the next sequence number and the publish that carries it.
+# One atomic step: the next sequence numbers and the publishes that carry them, one per
+# payload (ARGV), numbered in order; returns the first. A batch of heartbeats publishes one
+# event per agent: one call, not one per event (docs/performance.md, "Heartbeat capacity").
 PUBLISH_LUA = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', KEYS[2], seq .. ' ' .. ARGV[1])
-return seq
+local first = redis.call('INCRBY', KEYS[1], #ARGV) - #ARGV + 1
+for i, payload in ipairs(ARGV) do
+    redis.call('PUBLISH', KEYS[2], (first + i - 1) .. ' ' .. payload)
+end
+return first
 """
 # A tenant's counter never goes back below what a hub has seen (ARGV[1]). Redis that comes
 # back without its data (restarted without persistence, a failover to a replica that lagged)
@@ -133,12 +137,8 @@ def _redis_send(tenant_id: int, payloads: list[str]) -> list[int]:
     url = settings.L10.redis_url
     script = _publish_script(url)
     keys = [seq_key(tenant_id), channel(tenant_id)]
-    if len(payloads) == 1:
-        return [int(script(keys=keys, args=payloads))]
-    pipe = sync_redis(url).pipeline(transaction=False)
-    for payload in payloads:
-        script(keys=keys, args=[payload], client=pipe)
-    return [int(n) for n in pipe.execute()]
+    first = int(script(keys=keys, args=payloads))
+    return list(range(first, first + len(payloads)))
 
 
 _local_lock = threading.Lock()
