@@ -43,7 +43,7 @@ WEBSOCKETS = Gauge("l10_websocket_connections", "Open, authenticated sockets in 
 INGEST_RECORDS = Counter("l10_ingest_records", "Records accepted by the ingest API (duplicates not counted).", ["kind"])
 HEARTBEAT_FLUSH_SIZE = Histogram(
     "l10_heartbeat_flush_size",
-    "Heartbeats written by one statement of a web process (docs/performance.md, \"Heartbeat capacity\").",
+    'Heartbeats written by one statement of a web process (docs/performance.md, "Heartbeat capacity").',
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
 CACHE_LOOKUPS = Counter("l10_cache_lookups", "Tenant cache lookups; hit ratio = hit / (hit + miss).", ["result"])
