@@ -54,9 +54,27 @@ types: venv
 
 # pytest's exit code 5 means no test ran: that is a failure here, not a pass. The slowest
 # tests are listed at the end, so the suite's time is watched where it grows.
+#
+# The benches at their small size (tests/test_benches.py, about four minutes) spend their
+# time waiting on the processes they start, so a whole run starts them beside the rest of
+# the suite, with a test database and a Redis database of their own (the suite's Redis
+# database less one); their report follows the suite's. PYTEST_ARGS runs what it names, alone.
+BENCH_TESTS := tests/test_benches.py
 pytest: venv
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@benches=$$(mktemp); \
+	L10_POSTGRES_DB=$${L10_POSTGRES_DB:-agent_platform}_benches L10_TEST_REDIS_DB=$$(( $${L10_TEST_REDIS_DB:-15} - 1 )) \
+		$(PY) -m pytest --durations=10 -p no:cacheprovider $(BENCH_TESTS) > $$benches 2>&1 & pid=$$!; \
+	$(PY) -m pytest --durations=25 --ignore=$(BENCH_TESTS); rc=$$?; \
+	wait $$pid; brc=$$?; echo "== $(BENCH_TESTS), run beside the suite"; cat $$benches; rm -f $$benches; \
+	for code in $$rc $$brc; do \
+		if [ $$code -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
+		if [ $$code -ne 0 ]; then exit $$code; fi; \
+	done
+else
 	$(PY) -m pytest --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+endif
 
 # The apps `make run` serves, again on the embedded default (SQLite, local memory):
 # tests that need PostgreSQL or Redis themselves ran in the first pass.
@@ -71,10 +89,13 @@ test: lint types pytest pytest-embedded
 bench: venv
 	$(if $(AGENTS),L10_BENCH_AGENTS=$(AGENTS) )$(PY) bench/run.py
 
-# 1,000 idle sockets for SOAK_SECONDS (default 600), pinged and fed events; fails on a
-# disconnect, a lost event or memory drift. Not part of `make test` or `make bench`.
+# Production's steady load for SOAK_SECONDS (default 600): 1,000 sockets pinged and fed
+# events, 1,000 agents reporting through the ingest API, a Celery worker and beat running
+# the alert evaluation and the rollups; fails on a disconnect, a lost event, a failed
+# request or task, memory drift or Redis keys that grow (bench/soak.py). Not part of
+# `make bench`; tests/test_soak.py runs it small (`bench/soak.py --small`).
 soak: venv
-	$(PY) bench/soak_sockets.py
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
