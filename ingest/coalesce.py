@@ -1,22 +1,24 @@
 """Heartbeats taken on the event loop and written together (docs/performance.md,
 "Heartbeat capacity").
 
-Through Django, one heartbeat cost about 3 ms of a web process's CPU: the request's trip
+Through Django, one heartbeat cost about 2 ms of a web process's CPU: the request's trip
 to an HTTP thread and back, the middleware, the token's statement, the heartbeat's
 statement and its commit. Here a valid heartbeat is checked on the event loop with the
 very parser and shape the API uses (``core.inputs.loads``, ``ingest.schemas.HeartbeatIn``)
-and handed to a writer thread. Every ``L10_HEARTBEAT_COALESCE_MS`` the writer takes what
-has come in and, in one transaction: checks each token once, counts each token's
-heartbeats against its rate limit at once, and records them all with one statement
-(``fleet.services.agent_heartbeats``). Each heartbeat is answered after that commit with
-the same answer as through Django, so nothing acknowledged is lost with the process, and
-a state change is stored, published and visible within one flush.
+and handed to the process's ``Writer``. Every ``L10_HEARTBEAT_COALESCE_MS`` what has come
+in is written by one of its writer threads: each token checked once, each token's
+heartbeats counted against its rate limit at once, and all of them recorded in one
+transaction with one statement (``fleet.services.agent_heartbeats``). Each heartbeat is
+answered after that commit with the same answer as through Django, so nothing
+acknowledged is lost with the process, and a state change is stored, published and
+visible within one flush.
 
 Anything else goes to Django as before, which answers it with its own codes: another
-route, a query string, a body that is not JSON or does not parse or fit the shape, a heartbeat that names
-approval requests, a token that is not valid or is over its rate limit, an agent the tenant
-does not have, and every heartbeat of a flush that failed (its transaction rolled back, so
-nothing of it was stored). The embedded default (SQLite) always uses Django.
+route, a query string, a body that is not JSON or does not parse or fit the shape, a
+heartbeat that names approval requests, a token that is not valid or is over its rate
+limit, an agent the tenant does not have, and every heartbeat of a flush that failed (its
+transaction rolled back, so nothing of it was stored). The embedded default (SQLite)
+always uses Django.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Taken:
 
 class Writer:
     """The heartbeat writer of one process: a collector thread gathers what comes in during
-    the window and hands it to one of ``WRITERS`` writer threads, each writing on its own
+    the window and hands it to one of ``writers`` writer threads, each writing on its own
     connection, so one flush's round trips (the statement, the commit, the events) do not
     hold up the next. While every writer is busy the next batch grows; the heartbeats of an
     agent whose earlier one is still being written wait for it, so an agent's heartbeats
