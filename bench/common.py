@@ -265,9 +265,10 @@ class Server:
 
 
 @contextlib.contextmanager
-def server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+def server(extra_env: dict[str, str] | None = None, app: str = "l10console.asgi:application") -> Iterator[Server]:
     """uvicorn on 127.0.0.1, pinned to ``SERVER_CORE``; stopped (SIGTERM, then SIGKILL) on
-    exit. ``extra_env`` adds to (or overrides) ``server_env()``."""
+    exit. ``extra_env`` adds to (or overrides) ``server_env()``; ``app`` is what uvicorn
+    serves (the soak's wraps the console's)."""
     port = free_port()
     base_url = f"http://{HOST}:{port}"
     command = [
@@ -275,7 +276,7 @@ def server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
         "-c",
         str(SERVER_CORE),
         str(BIN / "uvicorn"),
-        "l10console.asgi:application",
+        app,
         "--host",
         HOST,
         "--port",
