@@ -57,7 +57,7 @@ from bench.bench_dashboard import Usage
 from bench.common import Row
 
 DB_NAME = common.db_name("l10bench_control")
-REDIS_DB = common.redis_db(11)  # benchmarks use 14, the dashboard 13, the soak 12, the test suite 15
+REDIS_DB = common.redis_db(11)  # benchmarks use 14, the dashboard 13, approvals 12, the soak 6, the test suite 15
 
 AGENTS = common.sized(200, 10)  # each, API and floor
 WARMUP = AGENTS  # API and floor each; one round of pauses
