@@ -321,42 +321,16 @@ def fleet_main() -> None:
 # --- the parent: console, fleet processes, probe, checks ------------------------------
 
 
-class Fleet:
+class Fleet(common.LineChild):
     """A fleet process: its JSON lines arrive on a queue; commands go to its stdin."""
 
     def __init__(self, name: str, spec: dict[str, Any], stderr: TextIO) -> None:
         self.name = name
-        command = [
-            "taskset",
-            "-c",
-            str(common.CLIENT_CORE),
-            str(common.PYTHON),
-            "-m",
-            "bench.bench_fleet",
-            "--fleet",
-        ]
         env = {**os.environ, "BENCH_FLEET": json.dumps(spec)}
         env.pop("L10_AGENT_HEARTBEAT_INTERVAL", None)  # the SDK's default, 10 s
         if common.SMALL:  # the console's shorter interval from the first heartbeat on
             env["L10_AGENT_HEARTBEAT_INTERVAL"] = str(HEARTBEAT_INTERVAL_S)
-        self.process = subprocess.Popen(
-            command, cwd=common.ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.messages.put(json.loads(line))
-        self.messages.put({"event": "exited", "returncode": self.process.wait()})
-
-    def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self.process.stdin.write(command + "\n")
-            self.process.stdin.flush()
+        super().__init__("bench.bench_fleet", ["--fleet"], env, stderr)
 
     def wait_for(self, *events: str, deadline: float) -> dict[str, Any]:
         """The next message of one of ``events`` (or ``exited``) before ``deadline`` (monotonic)."""

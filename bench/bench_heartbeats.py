@@ -43,6 +43,7 @@ import httpx
 import psycopg
 
 from bench import common
+from bench.bench_ingest import random_metrics
 from bench.common import Row
 
 DB_NAME = common.db_name("l10bench_heartbeats")
@@ -96,19 +97,7 @@ class Phase:
 
 
 def _request(host: str, token: str, external_id: str, rng: random.Random) -> bytes:
-    body = json.dumps(
-        {
-            "state": "running",
-            "metrics": {
-                "cpu_percent": round(rng.uniform(0, 100), 2),
-                "memory_mb": round(rng.uniform(100, 4000), 1),
-                "tokens": rng.randint(0, 5000),
-                "requests": rng.randint(0, 50),
-                "errors": rng.randint(0, 2),
-                "latency_p95_ms": round(rng.uniform(10, 900), 1),
-            },
-        }
-    ).encode()
+    body = json.dumps({"state": "running", "metrics": random_metrics(rng)}).encode()
     head = (
         f"POST /api/v1/ingest/agents/{external_id}/heartbeat HTTP/1.1\r\nHost: {host}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -223,8 +212,7 @@ class _Reading(NamedTuple):
 
 
 def _reading(rng: random.Random) -> _Reading:
-    return _Reading(round(rng.uniform(0, 100), 2), round(rng.uniform(100, 4000), 1), rng.randint(0, 5000),
-                    rng.randint(0, 50), rng.randint(0, 2), round(rng.uniform(10, 900), 1))  # fmt: skip
+    return _Reading(**random_metrics(rng))
 
 
 def floors(seed: common.Seed, batch: int) -> tuple[float, float]:

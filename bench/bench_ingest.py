@@ -123,7 +123,7 @@ def run() -> list[Row]:
 # --- heartbeats -----------------------------------------------------------------------
 
 
-def _metrics(rng: random.Random) -> dict[str, Any]:
+def random_metrics(rng: random.Random) -> dict[str, Any]:
     return {
         "cpu_percent": round(rng.uniform(0, 100), 2),
         "memory_mb": round(rng.uniform(100, 4000), 1),
@@ -202,7 +202,7 @@ def heartbeats(
     floor = FloorHeartbeat(seed.tenant_id, seed.token)
 
     def api_one(i: int) -> float:
-        body = json.dumps({"state": "running", "metrics": _metrics(rng)}).encode()
+        body = json.dumps({"state": "running", "metrics": random_metrics(rng)}).encode()
         path = f"/api/v1/ingest/agents/{hb_api[i % len(hb_api)]}/heartbeat"
         start = time.perf_counter()
         response = client.post(path, content=body)
@@ -213,7 +213,7 @@ def heartbeats(
         return elapsed * 1000
 
     def floor_one(i: int) -> float:
-        m = _metrics(rng)
+        m = random_metrics(rng)
         start = time.perf_counter()
         floor(hb_floor[i % len(hb_floor)], "running", m)
         return (time.perf_counter() - start) * 1000
@@ -329,7 +329,7 @@ class Sample:
 def _batch(rng: random.Random, minute: datetime) -> list[Sample]:
     out = []
     for agent in range(BATCH_AGENTS):
-        m = _metrics(rng)
+        m = random_metrics(rng)
         at = minute + timedelta(seconds=rng.randint(0, 59), microseconds=rng.randint(0, 999_999))
         out.append(
             Sample(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import queue
 import re
 import shutil
 import signal
@@ -20,11 +21,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TextIO, TypeVar
 
 import httpx
 import psycopg
@@ -497,6 +499,33 @@ def bulk_load(conn: psycopg.Connection[Any], table: str) -> Iterator[BulkLoad]:
         raise AssertionError(f"{table}'s indexes are not those the migrations made")
     conn.execute(sql.SQL("VACUUM ANALYZE {}, fleet_agent").format(sql.Identifier(table)))
     conn.execute("CHECKPOINT")
+
+
+class LineChild:
+    """A load process on the client's core that speaks JSON lines: ``python -m MODULE
+    ARGS``; each line it prints arrives on ``messages`` (an ``exited`` message last), and
+    ``send`` writes a command line to its stdin."""
+
+    def __init__(self, module: str, args: Sequence[str], env: dict[str, str], stderr: TextIO) -> None:
+        command = ["taskset", "-c", str(CLIENT_CORE), str(PYTHON), "-m", module, *args]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with contextlib.suppress(ValueError):
+                self.messages.put(json.loads(line))
+        self.messages.put({"event": "exited", "returncode": self.process.wait()})
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.process.stdin.write(command + "\n")
+            self.process.stdin.flush()
 
 
 def run_child(code: str, args: Sequence[str], *, what: str, timeout: float = 7200) -> dict[str, Any]:

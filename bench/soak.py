@@ -530,25 +530,12 @@ def ingest_main() -> None:
     agents.close()
 
 
-class Ingest:
+class Ingest(common.LineChild):
     """The agents' process: its JSON lines arrive on a queue; ``stop`` goes to its stdin."""
 
     def __init__(self, spec: dict[str, Any], stderr: TextIO) -> None:
-        command = ["taskset", "-c", str(common.CLIENT_CORE), str(common.PYTHON), "-m", "bench.soak", "--ingest"]
-        env = {**os.environ, "SOAK_INGEST": json.dumps(spec)}
-        self.process = subprocess.Popen(
-            command, cwd=common.ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        super().__init__("bench.soak", ["--ingest"], {**os.environ, "SOAK_INGEST": json.dumps(spec)}, stderr)
         self.last_progress: dict[str, Any] = {}
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with contextlib.suppress(ValueError):
-                self.messages.put(json.loads(line))
-        self.messages.put({"event": "exited", "returncode": self.process.wait()})
 
     def poll(self) -> dict[str, Any] | None:
         """The next message other than progress (kept in ``last_progress``), if one came."""
@@ -570,12 +557,6 @@ class Ingest:
                 return message
             await asyncio.sleep(0.05)
         raise TimeoutError(f"the agents' process sent no {event!r} within {seconds:.0f} s")
-
-    def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self.process.stdin.write(command + "\n")
-            self.process.stdin.flush()
 
     def kill(self) -> None:
         if self.process.poll() is None:

@@ -82,32 +82,32 @@ def fetch_all(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple
         return [tuple(row) for row in cursor.fetchall()]
 
 
-def fetch_binary(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """``fetch_all`` in PostgreSQL's binary format, for wide numeric results: a float or a
-    UUID arrives as its bytes, not as text to parse (docs/alerts.md, "Evaluation"). It runs
-    on a server-binding cursor of the request's own connection (Django's cursors bind on
-    the client, which allows only text), in its transaction, and is logged as Django logs
-    a query (``connection.queries``, ``CaptureQueriesContext``)."""
+def _server_bound(sql: str, params: Sequence[Any] | Mapping[str, Any], fetch: Callable[[Any], R], **options: Any) -> R:
+    """Run ``sql`` on a server-binding cursor of the request's own connection (Django's
+    cursors bind on the client), in its transaction, and log it as Django logs a query
+    (``connection.queries``, ``CaptureQueriesContext``); ``fetch(cursor)`` is the answer."""
     connection.ensure_connection()
     started = time.monotonic()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, binary=True)
-        rows = cursor.fetchall()
+        cursor.execute(sql, params, **options)
+        found = fetch(cursor)
     _logged(sql, started)
+    return found
+
+
+def fetch_binary(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """``fetch_all`` in PostgreSQL's binary format, for wide numeric results: a float or a
+    UUID arrives as its bytes, not as text to parse (docs/alerts.md, "Evaluation"), which
+    only a server-binding cursor allows."""
+    rows: list[tuple[Any, ...]] = _server_bound(sql, params, lambda cursor: cursor.fetchall(), binary=True)
     return rows
 
 
 def fetch_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> tuple[Any, ...] | None:
     """``fetch_one`` as a prepared statement: parsed and planned once per connection, then
     sent as its name and the values, for a statement on the path of every control
-    operation (docs/performance.md, "The audit trail"). On a server-binding cursor of the
-    request's own connection, in its transaction, logged as Django logs a query."""
-    connection.ensure_connection()
-    started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        row = cursor.fetchone()
-    _logged(sql, started)
+    operation (docs/performance.md, "The audit trail")."""
+    row = _server_bound(sql, params, lambda cursor: cursor.fetchone(), prepare=True)
     return None if row is None else tuple(row)
 
 
@@ -115,12 +115,7 @@ def fetch_all_prepared(sql: str, params: Sequence[Any] | Mapping[str, Any]) -> l
     """``fetch_all`` as a prepared statement, as ``fetch_prepared``: for a long statement
     run many times a second with arrays of values (docs/performance.md, "Heartbeat
     capacity"), whose text a client-binding cursor would rebuild with every value quoted."""
-    connection.ensure_connection()
-    started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        rows = cursor.fetchall()
-    _logged(sql, started)
+    rows = _server_bound(sql, params, lambda cursor: cursor.fetchall(), prepare=True)
     return [tuple(row) for row in rows]
 
 

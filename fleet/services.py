@@ -82,6 +82,17 @@ def _reading_data(reading: sql.Reading) -> dict[str, Any]:
     }
 
 
+def _heartbeat_event(
+    agent_id: UUID, external_id: str, state: str, reading: sql.Reading | None, at: datetime
+) -> dict[str, Any]:
+    """The hub's ``agent.heartbeat``."""
+    event: dict[str, Any] = {"agent_id": agent_id, "external_id": external_id, "state": state}
+    if reading is not None:
+        event["metrics"] = _reading_data(reading)
+    event["timestamp"] = at
+    return event
+
+
 # --- what agents report ---------------------------------------------------------------------
 
 
@@ -126,11 +137,7 @@ def agent_heartbeat(
     if previous_state != state:
         tenant_cache.invalidate(tenant.pk)
         _publish_state_changed(agent, previous_state, now)
-    event: dict[str, Any] = {"agent_id": agent.pk, "external_id": agent.external_id, "state": state}
-    if reading is not None:
-        event["metrics"] = _reading_data(reading)
-    event["timestamp"] = at or now
-    hub.publish(tenant.pk, "agent.heartbeat", event)
+    hub.publish(tenant.pk, "agent.heartbeat", _heartbeat_event(agent.pk, agent.external_id, state, reading, at or now))
     return agent
 
 
@@ -153,10 +160,7 @@ def agent_heartbeats(beats: Sequence[sql.Beat]) -> list[sql.Heard | None]:
             agent = Agent(id=row.id, tenant_id=tenant_id, external_id=beat.external_id, observed_state=beat.state,
                           desired_state=row.desired_state)  # fmt: skip
             _publish_state_changed(agent, row.previous_state, now)
-        event: dict[str, Any] = {"agent_id": row.id, "external_id": beat.external_id, "state": beat.state}
-        if beat.reading is not None:
-            event["metrics"] = _reading_data(beat.reading)
-        event["timestamp"] = beat.at or now
+        event = _heartbeat_event(row.id, beat.external_id, beat.state, beat.reading, beat.at or now)
         heard.setdefault(tenant_id, []).append(event)
     for tenant_id in changed:
         tenant_cache.invalidate(tenant_id)
